@@ -1,0 +1,81 @@
+"""The ViSNet binding-affinity model, its data and its one training loop.
+
+Knows nothing of Ray: callers get progress through callbacks.
+"""
+
+from model._atoms import ELEMENTS, NUM_ATOM_TYPES, atom_token, element_index
+from model._config import (
+    DataSpec,
+    LoopSpec,
+    ModelSpec,
+    OptimizerSpec,
+    SchedulerSpec,
+    TrainConfig,
+    default_config_dir,
+    group_choices,
+    load_train_config,
+    parse_override,
+)
+from model._errors import ComplexError, ConfigError, DataError, StagetuneError
+from model._inspect import ComplexSummary, inspect_root
+from model._memory import live_bytes
+from model._optim import Lookahead, build_optimizer, build_scheduler
+from model._pdbbind import AtomPolicy, LoadReport, Skipped, load_pdbbind, read_labels
+from model._radius import radius_graph
+from model._synthetic import synthetic_complex, synthetic_complexes
+from model._train import (
+    Dataset,
+    EpochMetrics,
+    Trainer,
+    TrainReport,
+    build_model,
+    load_dataset,
+    resolve_device,
+    run_training,
+)
+from model._visnet import AffinityViSNet, count_parameters
+
+__all__ = [
+    "ELEMENTS",
+    "NUM_ATOM_TYPES",
+    "AffinityViSNet",
+    "AtomPolicy",
+    "ComplexError",
+    "ComplexSummary",
+    "ConfigError",
+    "DataError",
+    "DataSpec",
+    "Dataset",
+    "EpochMetrics",
+    "LoadReport",
+    "Lookahead",
+    "LoopSpec",
+    "ModelSpec",
+    "OptimizerSpec",
+    "SchedulerSpec",
+    "Skipped",
+    "StagetuneError",
+    "TrainConfig",
+    "TrainReport",
+    "Trainer",
+    "atom_token",
+    "build_model",
+    "build_optimizer",
+    "build_scheduler",
+    "count_parameters",
+    "default_config_dir",
+    "element_index",
+    "group_choices",
+    "inspect_root",
+    "live_bytes",
+    "load_dataset",
+    "load_pdbbind",
+    "load_train_config",
+    "parse_override",
+    "radius_graph",
+    "read_labels",
+    "resolve_device",
+    "run_training",
+    "synthetic_complex",
+    "synthetic_complexes",
+]

@@ -1,0 +1,418 @@
+"""Protein-ligand complexes in the PDBbind layout.
+
+A root holds ``<id>/`` folders with ``<id>_pocket.pdb`` (or ``<id>_protein.pdb``, cut here to the
+residues within ``pocket_radius`` of the ligand, PDBbind's own pocket definition) and
+``<id>_ligand.sdf`` (``<id>_ligand.mol2`` when RDKit cannot read the sdf). Labels come from
+PDBbind's ``INDEX_*_data.*`` file (in the root or in ``index/``) or from a CSV with ``id,pk``.
+
+gemmi reads the proteins and RDKit the ligands. The atom policy, by default: heavy atoms only,
+waters dropped, metal ions and other hetero groups kept; then the pocket is cropped to the
+``max_atoms - ligand`` atoms nearest the ligand, and every ligand atom is kept.
+
+A complex that cannot be used is reported with its path and reason, and loading goes on
+(``strict`` stops at the first one instead). Processed structures are cached per complex, keyed
+by the policy and by the size and modification time of the complex's files, so a changed file or
+policy rebuilds exactly what it affects. Labels are not cached: editing the index applies at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import gemmi
+import numpy as np
+import torch
+from rdkit import Chem, rdBase
+from torch_geometric.data import Data
+
+from model._atoms import atom_token
+from model._errors import ComplexError, DataError
+
+log = logging.getLogger(__name__)
+rdBase.LogToPythonStderr()
+
+_CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class AtomPolicy:
+    """Which atoms of a complex the model sees."""
+
+    max_atoms: int = 600
+    pocket_radius: float = 10.0
+    heavy_only: bool = True
+    drop_waters: bool = True
+    keep_metals: bool = True
+    keep_hetero: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_atoms < 1:
+            raise ValueError(f"The value of `max_atoms` is {self.max_atoms}, but must be >= 1.")
+        if self.pocket_radius <= 0:
+            raise ValueError(
+                f"The value of `pocket_radius` is {self.pocket_radius}, but must be > 0."
+            )
+
+    def digest(self) -> str:
+        text = json.dumps({"v": _CACHE_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A complex left out, and why."""
+
+    complex_id: str
+    path: str
+    reason: str
+
+
+@dataclass
+class LoadReport:
+    """The usable complexes of a root, and every one that was left out."""
+
+    complexes: list[Data] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = f"loaded {len(self.complexes)} complexes, skipped {len(self.skipped)}"
+        lines = [f"  {s.complex_id}: {s.path}: {s.reason}" for s in self.skipped]
+        return "\n".join([text, *lines])
+
+
+# --- labels -----------------------------------------------------------------------------------
+
+
+def find_label_file(root: Path) -> Path | None:
+    """PDBbind's index file in ``root`` or ``root/index``, if there is one."""
+    for folder in (root, root / "index"):
+        hits = sorted(folder.glob("INDEX_*data.*")) if folder.is_dir() else []
+        if hits:
+            return hits[0]
+    return None
+
+
+def read_labels(path: Path) -> dict[str, float]:
+    """pK by lower-case complex id, from a PDBbind index or a CSV with columns ``id,pk``."""
+    if not path.is_file():
+        raise DataError(f"{path}: label file not found")
+    if path.suffix.lower() == ".csv":
+        return _read_label_csv(path)
+    labels: dict[str, float] = {}
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = line.split()
+        try:
+            labels[fields[0].lower()] = float(fields[3])
+        except (IndexError, ValueError):
+            raise DataError(
+                f"{path}:{number}: expected 'code resolution year pK ...', got {line.strip()!r}"
+            ) from None
+    return labels
+
+
+def _read_label_csv(path: Path) -> dict[str, float]:
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is None or not {"id", "pk"} <= set(reader.fieldnames):
+            raise DataError(f"{path}: a label CSV needs the columns id,pk; got {reader.fieldnames}")
+        labels = {}
+        for number, row in enumerate(reader, start=2):
+            try:
+                labels[row["id"].strip().lower()] = float(row["pk"])
+            except (TypeError, ValueError):
+                raise DataError(f"{path}:{number}: pk {row['pk']!r} is not a number") from None
+    return labels
+
+
+# --- one complex ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Structure:
+    """A complex after the policy and the crop, before labelling."""
+
+    pocket_symbols: list[str]
+    pocket_pos: np.ndarray
+    ligand_symbols: list[str]
+    ligand_pos: np.ndarray
+    ligand_source: str
+
+
+def read_structure(folder: Path, policy: AtomPolicy) -> Structure:
+    """Read one ``<id>/`` folder; raises ``ComplexError`` naming the file and the reason."""
+    cid = folder.name
+    if not folder.is_dir():
+        raise ComplexError(cid, str(folder), "listed in the labels but there is no such folder")
+    lig_symbols, lig_pos, lig_source = _read_ligand(folder, cid, policy)
+    pocket_file = folder / f"{cid}_pocket.pdb"
+    protein_file = folder / f"{cid}_protein.pdb"
+    if pocket_file.is_file():
+        poc_symbols, poc_pos, _ = _read_protein(pocket_file, cid, policy)
+    elif protein_file.is_file():
+        poc_symbols, poc_pos, residue = _read_protein(protein_file, cid, policy)
+        near = _min_distance(poc_pos, lig_pos) <= policy.pocket_radius
+        keep = np.isin(residue, residue[near])
+        poc_symbols = [s for s, k in zip(poc_symbols, keep, strict=True) if k]
+        poc_pos = poc_pos[keep]
+    else:
+        raise ComplexError(cid, str(folder), f"no {pocket_file.name} or {protein_file.name}")
+
+    room = policy.max_atoms - len(lig_symbols)
+    if room < 0:
+        raise ComplexError(
+            cid,
+            lig_source,
+            f"the ligand has {len(lig_symbols)} atoms, more than max_atoms={policy.max_atoms}",
+        )
+    order = np.argsort(_min_distance(poc_pos, lig_pos), kind="stable")[:room]
+    order.sort()  # keep file order among the atoms kept
+    return Structure(
+        pocket_symbols=[poc_symbols[i] for i in order],
+        pocket_pos=poc_pos[order],
+        ligand_symbols=lig_symbols,
+        ligand_pos=lig_pos,
+        ligand_source=lig_source,
+    )
+
+
+def _read_protein(
+    path: Path, cid: str, policy: AtomPolicy
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    try:
+        st = gemmi.read_structure(str(path))
+    except Exception as exc:  # gemmi raises RuntimeError and ValueError on broken files
+        raise ComplexError(cid, str(path), f"gemmi cannot read it: {exc}") from None
+    if len(st) == 0:
+        raise ComplexError(cid, str(path), "no atoms could be read (not a PDB file?)")
+    st.remove_alternative_conformations()
+    symbols: list[str] = []
+    coords: list[list[float]] = []
+    residues: list[int] = []
+    residue_number = 0
+    for chain in st[0]:
+        for res in chain:
+            residue_number += 1
+            if policy.drop_waters and res.is_water():
+                continue
+            for atom in res:
+                element = atom.element
+                if policy.heavy_only and element.name in ("H", "D"):
+                    continue
+                if element.is_metal and not policy.keep_metals:
+                    continue
+                if (
+                    res.het_flag == "H"
+                    and not element.is_metal
+                    and not res.is_water()
+                    and not policy.keep_hetero
+                ):
+                    continue
+                symbols.append(element.name)
+                coords.append(atom.pos.tolist())
+                residues.append(residue_number)
+    if not symbols:
+        raise ComplexError(cid, str(path), "no atoms left after the atom policy")
+    pos = np.asarray(coords, dtype=np.float64)
+    if not np.isfinite(pos).all():
+        raise ComplexError(cid, str(path), "NaN or infinite coordinates")
+    return symbols, pos, np.asarray(residues)
+
+
+def _read_ligand(folder: Path, cid: str, policy: AtomPolicy) -> tuple[list[str], np.ndarray, str]:
+    sdf, mol2 = folder / f"{cid}_ligand.sdf", folder / f"{cid}_ligand.mol2"
+    attempts: list[tuple[Path, Callable[[str], Chem.Mol | None]]] = [
+        (sdf, lambda p: Chem.MolFromMolFile(p, removeHs=False)),
+        (mol2, lambda p: Chem.MolFromMol2File(p, removeHs=False)),
+        # Coordinates and elements are all the model needs: a ligand RDKit cannot sanitize
+        # (an unusual valence, say) is still usable.
+        (sdf, lambda p: Chem.MolFromMolFile(p, removeHs=False, sanitize=False)),
+        (mol2, lambda p: Chem.MolFromMol2File(p, removeHs=False, sanitize=False)),
+    ]
+    present = [(path, read) for path, read in attempts if path.is_file()]
+    if not present:
+        raise ComplexError(cid, str(folder), f"no ligand file ({sdf.name} or {mol2.name})")
+    messages: list[str] = []
+    for path, read in present:
+        mol, message = _quietly(read, str(path))
+        if message:
+            messages.append(f"{path.name}: {message}")
+        if mol is None or mol.GetNumConformers() == 0:
+            continue
+        conf = mol.GetConformer()
+        keep = [a.GetIdx() for a in mol.GetAtoms() if not policy.heavy_only or a.GetAtomicNum() > 1]
+        if not keep:
+            raise ComplexError(cid, str(path), "the ligand has no heavy atoms")
+        symbols = [mol.GetAtomWithIdx(i).GetSymbol() for i in keep]
+        pos = np.array([list(conf.GetAtomPosition(i)) for i in keep], dtype=np.float64)
+        if not np.isfinite(pos).all():
+            raise ComplexError(cid, str(path), "NaN or infinite ligand coordinates")
+        return symbols, pos, str(path)
+    detail = "; ".join(dict.fromkeys(messages)) or "no molecule in the file"
+    names = " or ".join(sorted({p.name for p, _ in present}))
+    raise ComplexError(cid, str(folder), f"RDKit cannot read {names} ({detail})")
+
+
+def _quietly(read: Callable[[str], Chem.Mol | None], path: str) -> tuple[Chem.Mol | None, str]:
+    """Run an RDKit reader, returning its molecule and what it complained about."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stderr(buffer):
+        try:
+            mol = read(path)
+        except Exception as exc:  # RDKit raises on some malformed blocks instead of returning None
+            mol = None
+            buffer.write(str(exc))
+    lines = [ln.split("]", 1)[-1].strip() for ln in buffer.getvalue().splitlines() if ln.strip()]
+    important = [ln for ln in lines if "tagged as 2D" not in ln]
+    return mol, (important[0] if important else "")
+
+
+def _min_distance(points: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    out = np.full(len(points), np.inf)
+    for start in range(0, len(ref), 64):
+        block = ref[start : start + 64]
+        d = np.sqrt(((points[:, None, :] - block[None, :, :]) ** 2).sum(-1)).min(axis=1)
+        out = np.minimum(out, d)
+    return out
+
+
+def to_data(structure: Structure, complex_id: str, label: float | None) -> Data:
+    """The model's input: tokens, coordinates (pocket first, then ligand) and the label."""
+    tokens = [atom_token(s, False) for s in structure.pocket_symbols] + [
+        atom_token(s, True) for s in structure.ligand_symbols
+    ]
+    pos = np.concatenate([structure.pocket_pos, structure.ligand_pos]).astype(np.float32)
+    return Data(
+        z=torch.tensor(tokens, dtype=torch.long),
+        pos=torch.from_numpy(pos),
+        y=torch.tensor([math.nan if label is None else label], dtype=torch.float32),
+        num_ligand_atoms=len(structure.ligand_symbols),
+        complex_id=complex_id,
+    )
+
+
+# --- a whole root -----------------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    return Path.home() / ".cache" / "stagetune" / "complexes"
+
+
+class StructureCache:
+    """Processed structures on disk, one file per complex and policy."""
+
+    def __init__(self, cache_dir: Path | None, policy: AtomPolicy) -> None:
+        self.folder = None if cache_dir is None else Path(cache_dir) / policy.digest()
+        self.policy = policy
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, folder: Path) -> Structure:
+        if self.folder is None:
+            return read_structure(folder, self.policy)
+        key = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:24]
+        entry = self.folder / f"{folder.name}-{key}.pt"
+        stamp = _fingerprint(folder)
+        if entry.is_file():
+            try:
+                saved = torch.load(entry, weights_only=False)
+                if saved["fingerprint"] == stamp:
+                    self.hits += 1
+                    return Structure(**saved["structure"])
+            except Exception:  # a torn or foreign file is rebuilt, never trusted
+                log.debug("rebuilding unreadable cache entry %s", entry)
+        self.misses += 1
+        structure = read_structure(folder, self.policy)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = entry.with_suffix(f".tmp{os.getpid()}")
+        torch.save({"fingerprint": stamp, "structure": structure.__dict__}, tmp)
+        tmp.replace(entry)
+        return structure
+
+
+def _fingerprint(folder: Path) -> list[tuple[str, int, int]]:
+    files = sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+    return [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+
+
+def list_complexes(root: Path, labels: dict[str, float] | None) -> list[tuple[str, Path]]:
+    """Every complex id of a root: its folders and, when labels are given, the labelled ids."""
+    if not root.is_dir():
+        raise DataError(f"{root}: data root not found (expected a folder of <id>/ folders)")
+    ids = {p.name.lower(): p for p in root.iterdir() if p.is_dir() and p.name != "index"}
+    for cid in labels or {}:
+        ids.setdefault(cid, root / cid)
+    return sorted((cid, path) for cid, path in ids.items())
+
+
+def iter_root(
+    root: Path,
+    policy: AtomPolicy,
+    labels_path: Path | None = None,
+    cache_dir: Path | None = None,
+) -> Iterable[tuple[str, Structure | None, float | None, Skipped | None]]:
+    """``(id, structure, label, skipped)`` for every complex; ``skipped`` is None when usable.
+
+    The structure is given whenever it could be read, even when the complex is skipped for want
+    of a label, so that ``data inspect`` can still count its atoms.
+    """
+    label_file = labels_path or find_label_file(root)
+    labels = read_labels(label_file) if label_file else None
+    cache = StructureCache(cache_dir, policy)
+    for cid, folder in list_complexes(root, labels):
+        label = None if labels is None else labels.get(cid)
+        try:
+            structure = cache.get(folder)
+        except ComplexError as exc:
+            yield cid, None, label, Skipped(cid, exc.path, exc.reason)
+            continue
+        if label is None:
+            where = f"in {label_file}" if label_file else "(no INDEX_*data.* file or labels CSV)"
+            yield cid, structure, None, Skipped(cid, str(folder), f"no label for {cid} {where}")
+        elif not math.isfinite(label):
+            reason = f"label {label} is not a finite number"
+            yield cid, structure, None, Skipped(cid, str(label_file), reason)
+        else:
+            yield cid, structure, label, None
+    log.debug("structure cache: %d hits, %d rebuilt", cache.hits, cache.misses)
+
+
+def load_pdbbind(
+    root: str | Path,
+    policy: AtomPolicy | None = None,
+    labels_path: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    strict: bool = False,
+) -> LoadReport:
+    """Load every usable complex of a PDBbind-style root; see the module docstring."""
+    policy = policy or AtomPolicy()
+    report = LoadReport()
+    for cid, structure, label, skipped in iter_root(
+        Path(root),
+        policy,
+        Path(labels_path) if labels_path else None,
+        Path(cache_dir) if cache_dir else None,
+    ):
+        if skipped is not None or structure is None:
+            skipped = skipped or Skipped(cid, str(root), "unusable")
+            if strict:
+                raise ComplexError(cid, skipped.path, f"{skipped.reason} (stopped: strict)")
+            log.warning("skipping %s: %s: %s", cid, skipped.path, skipped.reason)
+            report.skipped.append(skipped)
+            continue
+        report.complexes.append(to_data(structure, cid, label))
+    if not report.complexes:
+        raise DataError(f"{root}: no usable complex\n{report.summary()}")
+    log.info("%s: %s", root, report.summary())
+    return report
