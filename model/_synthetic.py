@@ -36,7 +36,7 @@ _BOND = 1.5
 _CLASH = 2.3
 # Raw contact scores of synthetic complexes of 250 to 600 atoms have this mean and spread;
 # they are mapped to pK 6.0 +- 1.8, the centre and spread of PDBbind's general set.
-_SCORE_MEAN, _SCORE_STD = 13.0, 1.9
+_SCORE_MEAN, _SCORE_STD = 17.0, 5.5
 _PK_MEAN, _PK_STD, _PK_NOISE = 6.0, 1.8, 0.25
 
 
