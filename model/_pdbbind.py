@@ -1,8 +1,10 @@
 """Protein-ligand complexes in the PDBbind layout.
 
-A root holds ``<id>/`` folders with ``<id>_pocket.pdb`` (or ``<id>_protein.pdb``, cut here to the
-residues within ``pocket_radius`` of the ligand, PDBbind's own pocket definition) and
-``<id>_ligand.sdf`` (``<id>_ligand.mol2`` when RDKit cannot read the sdf). Labels come from
+A root holds ``<id>/`` folders with ``<id>_pocket.pdb`` (or ``<id>_protein.pdb``, cut here to a
+pocket) and ``<id>_ligand.sdf`` (``<id>_ligand.mol2`` when RDKit cannot read the sdf). The cut
+keeps whole residues with a heavy atom within ``pocket_radius`` of a ligand heavy atom; at the
+default 8 A it keeps 0.94 of the heavy atoms of PDBbind's own pocket files (0.83 to 1.00 over
+pdbbind-mini; their nominal 10 A keeps 1.39). Labels come from
 PDBbind's ``INDEX_*_data.*`` file (in the root or in ``index/``) or from a CSV with ``id,pk``.
 
 gemmi reads the proteins and RDKit the ligands. The atom policy, by default: heavy atoms only,
@@ -49,7 +51,7 @@ class AtomPolicy:
     """Which atoms of a complex the model sees."""
 
     max_atoms: int = 600
-    pocket_radius: float = 10.0
+    pocket_radius: float = 8.0
     heavy_only: bool = True
     drop_waters: bool = True
     keep_metals: bool = True

@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--max-atoms", type=int, default=600, help="crop size (default 600)")
     inspect.add_argument("--cutoff", type=float, default=5.0, help="radius in A (default 5.0)")
     inspect.add_argument("--max-neighbors", type=int, default=32, help="neighbour cap (32)")
-    inspect.add_argument("--pocket-radius", type=float, default=10.0, help="pocket cut (10.0)")
+    inspect.add_argument("--pocket-radius", type=float, default=8.0, help="pocket cut in A (8.0)")
     inspect.add_argument("--labels", type=Path, help="INDEX_*data.* file or id,pk CSV")
     inspect.add_argument("--cache-dir", type=Path, help="processed-complex cache")
     inspect.add_argument("--strict", action="store_true", help="stop at the first bad complex")
