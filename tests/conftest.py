@@ -36,7 +36,7 @@ def pdbbind_mini() -> Path:
 
 @pytest.fixture
 def tiny_config(tmp_path: Path) -> Callable[..., TrainConfig]:
-    """``tiny_config("optimizer=sgd", ...)``: the tiny config with more overrides, writing to tmp."""
+    """``tiny_config("optimizer=sgd", ...)``: the tiny config plus overrides, output in tmp."""
 
     def make(*overrides: str) -> TrainConfig:
         return load_train_config([*TINY, f"train.output_dir={tmp_path / 'runs'}", *overrides])

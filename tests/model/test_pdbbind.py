@@ -108,8 +108,8 @@ def test_labels_from_a_csv(pdbbind_mini, tmp_path):
 BAD_CASES = {
     "garbage pocket": ("5mnn", lambda d: (d / "5mnn_pocket.pdb").write_text("not a pdb\n"),
                        "5mnn_pocket.pdb", "no atoms"),
-    "missing ligand": ("5mnn", lambda d: [(d / f"5mnn_ligand.{e}").unlink() for e in ("sdf", "mol2")],
-                       "5mnn", "no ligand file"),
+    "missing ligand": ("5mnn", lambda d: [(d / f"5mnn_ligand.{e}").unlink()
+                                          for e in ("sdf", "mol2")], "5mnn", "no ligand file"),
     "garbage ligands": ("5mnn", lambda d: [(d / f"5mnn_ligand.{e}").write_text("junk\n$$$$\n")
                                            for e in ("sdf", "mol2")], "5mnn", "RDKit cannot read"),
     "nan coordinates": ("5mnn", lambda d: _nan_first_atom(d / "5mnn_pocket.pdb"),
