@@ -16,6 +16,7 @@ The result is validated into a frozen ``TrainConfig``. A wrong key, value or gro
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import inspect
 import json
@@ -27,6 +28,7 @@ from typing import Any, Literal
 import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from model._errors import ConfigError
 
@@ -98,20 +100,36 @@ class OptimizerSpec(BaseModel):
     def hyperparameters(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
-    @model_validator(mode="after")
-    def _check_hyperparameters(self) -> OptimizerSpec:
-        cls = optimizer_class(self.type)
-        accepted = _constructor_defaults(cls)
-        for key, value in self.hyperparameters.items():
+    @model_validator(mode="before")
+    @classmethod
+    def _check_hyperparameters(cls, data: Any) -> Any:
+        """Keys beyond the contract must be arguments of the torch.optim class, of its types."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("type"), str):
+            return data
+        try:
+            torch_class = optimizer_class(data["type"])
+        except ValueError as exc:
+            raise PydanticCustomError("optimizer_key", str(exc), {"key": "type"}) from None
+        accepted = _constructor_defaults(torch_class)
+        for key, value in data.items():
+            if key in cls.model_fields:
+                continue
             if key not in accepted:
-                raise ValueError(
-                    f"unknown key {key!r} for torch.optim.{self.type}; accepted: "
-                    f"{', '.join(sorted(accepted))}"
-                )
+                keys = sorted({*cls.model_fields, *accepted})
+                raise PydanticCustomError(
+                    "optimizer_key",
+                    "unknown key{hint}; accepted: the contract keys and torch.optim.{type}'s "
+                    "arguments: {keys}",
+                    {"key": key, "hint": _did_you_mean(key, keys), "type": data["type"],
+                     "keys": ", ".join(keys)},
+                )  # fmt: skip
             problem = _type_problem(value, accepted[key])
             if problem:
-                raise ValueError(f"{key}={value!r}: {problem}")
-        return self
+                raise PydanticCustomError(
+                    "optimizer_key", "{problem} (got {shown})",
+                    {"key": key, "problem": problem, "shown": repr(value)},
+                )  # fmt: skip
+        return data
 
 
 class SchedulerSpec(_Spec):
@@ -194,7 +212,7 @@ def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
         "_"
     ):
         raise ValueError(
-            f"type {name!r} is not a torch.optim optimizer; choose one of: "
+            f"{name!r} is not a torch.optim optimizer; choose one of: "
             f"{', '.join(torch_optimizers())}"
         )
     return cls
@@ -209,7 +227,7 @@ def torch_optimizers() -> list[str]:
 
 
 def _constructor_defaults(cls: type) -> dict[str, Any]:
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls).parameters
     return {
         n: (None if p.default is inspect.Parameter.empty else p.default)
         for n, p in params.items()
@@ -321,6 +339,10 @@ class _Composer:
         self._mark(path, value, origin)
 
     def where(self, path: str) -> str | None:
+        """Where the value at ``path`` came from: itself, a leaf below it, or a section above."""
+        below = next((o for k, o in self.origin.items() if k.startswith(path + ".")), None)
+        if path not in self.origin and below is not None:
+            return below
         while path:
             if path in self.origin:
                 return self.origin[path]
@@ -363,6 +385,14 @@ def load_train_config(
     if profile is not None:
         data = read_yaml_mapping(Path(profile))
         data.pop(_PROFILE_META_KEY, None)
+        for group in GROUPS:
+            # A profile's section builds on the file of its own name (a run with rmsprop keeps
+            # nothing of adamw); a name with no file replaces the section whole.
+            name = data.get(group, {}).get("name") if isinstance(data.get(group), dict) else None
+            if name in group_choices(root, group):
+                _use_group(composer, root, group, name, f"profile {profile}")
+            elif name is not None:
+                composer.replace(group, {}, f"profile {profile}")
         composer.merge(data, f"profile {profile}")
     for text, key, value in parsed:
         if key in GROUPS:
@@ -390,19 +420,28 @@ def _explain(exc: ValidationError, composer: _Composer) -> str:
     lines = []
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
+        if "key" in error.get("ctx", {}):
+            loc.append(str(error["ctx"]["key"]))
         key = ".".join(loc) or "(top level)"
         origin = composer.where(key)
         where = f" ({origin})" if origin else ""
         if error["type"] == "extra_forbidden":
-            allowed = ", ".join(_fields_at(loc[:-1]))
-            lines.append(f"{key}: unknown key{where}; accepted keys: {allowed}")
+            allowed = _fields_at(loc[:-1])
+            hint = _did_you_mean(loc[-1], allowed)
+            lines.append(f"{key}: unknown key{hint}{where}; accepted keys: {', '.join(allowed)}")
         elif error["type"] == "missing":
             lines.append(f"{key}: missing{where}")
         else:
             message = error["msg"].removeprefix("Value error, ")
-            shown = "" if error["type"] == "value_error" else f" (got {error.get('input')!r})"
+            plain = error["type"] in ("value_error", "optimizer_key")
+            shown = "" if plain else f" (got {error.get('input')!r})"
             lines.append(f"{key}: {message}{shown}{where}")
     return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _did_you_mean(key: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, choices, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _fields_at(loc: Sequence[str]) -> list[str]:

@@ -6,6 +6,7 @@ import inspect
 import math
 from collections import defaultdict
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
@@ -13,6 +14,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
 from model._config import OptimizerSpec, SchedulerSpec, optimizer_class
+from model._errors import ConfigError
 
 
 class Lookahead(Optimizer):
@@ -94,14 +96,17 @@ def build_optimizer(spec: OptimizerSpec, model: torch.nn.Module, device: torch.d
     if spec.fused and device.type == "cuda" and _accepts(cls, "fused"):
         kwargs["fused"] = True
     weight_decay = float(kwargs.get("weight_decay", 0.0) or 0.0)
-    optimizer = cls(param_groups(model, weight_decay, spec.auto_param_groups), **kwargs)
+    try:
+        optimizer = cls(param_groups(model, weight_decay, spec.auto_param_groups), **kwargs)
+    except (ValueError, TypeError) as exc:  # torch's own checks, e.g. nesterov without momentum
+        raise ConfigError(f"optimizer {spec.name} (torch.optim.{spec.type}): {exc}") from None
     if spec.lookahead.enabled:
         optimizer = Lookahead(optimizer, alpha=spec.lookahead.alpha, k=spec.lookahead.k)
     return optimizer
 
 
 def _accepts(cls: type, name: str) -> bool:
-    return name in inspect.signature(cls.__init__).parameters
+    return name in inspect.signature(cls).parameters
 
 
 def build_scheduler(
@@ -125,8 +130,10 @@ def build_scheduler(
         return OneCycleLR(
             base,
             max_lr=peak,
-            total_steps=total + 1,  # torch's schedule is defined up to total_steps - 1
-            pct_start=max(warmup, 1) / (total + 1),
+            # torch's schedule peaks at step pct_start * total_steps - 1 and is defined up to
+            # total_steps - 1: peak after the warm-up, as the other schedules do, end at total.
+            total_steps=total + 1,
+            pct_start=(max(warmup, 1) + 1) / (total + 1),
             div_factor=1.0 / start,
             final_div_factor=min(final_div),
             anneal_strategy=spec.anneal_strategy,
@@ -142,4 +149,5 @@ def build_scheduler(
         progress = min(1.0, (step - warmup) / max(1, total - warmup))
         return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
-    return LambdaLR(base, [lambda s, lr=lr: factor(s, lr) for lr in base_lrs])
+    lambdas: list[Callable[[int], float]] = [partial(factor, lr=lr) for lr in base_lrs]
+    return LambdaLR(base, lambdas)

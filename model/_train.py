@@ -64,7 +64,8 @@ class TrainReport:
 
     def to_json(self) -> dict[str, object]:
         """Plain JSON: a metric that is not a number (a constant prediction's Pearson) is null."""
-        return _finite(asdict(self))
+        data: dict[str, object] = _finite(asdict(self))  # type: ignore[assignment]
+        return data
 
 
 def _finite(value: object) -> object:

@@ -1,0 +1,162 @@
+"""Every optimizer and scheduler file builds and steps; Lookahead, clipping, accumulation."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from model import (
+    Lookahead,
+    Trainer,
+    build_optimizer,
+    build_scheduler,
+    default_config_dir,
+    group_choices,
+    load_train_config,
+    synthetic_complexes,
+)
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return Batch.from_data_list(synthetic_complexes(8, 60, seed=1))
+
+
+def flat(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()]).clone()
+
+
+@pytest.mark.parametrize("optimizer", group_choices(default_config_dir(), "optimizer"))
+@pytest.mark.parametrize("scheduler", group_choices(default_config_dir(), "scheduler"))
+def test_every_optimizer_and_scheduler_builds_and_steps(optimizer, scheduler, tiny_config, batch):
+    trainer = Trainer(tiny_config(f"optimizer={optimizer}", f"scheduler={scheduler}"), CPU, 4)
+    before = flat(trainer.model)
+    losses = [float(trainer.train_step(batch)) for _ in range(3)]
+    assert all(math.isfinite(x) for x in losses)
+    assert not torch.equal(before, flat(trainer.model))
+    assert type(trainer.optimizer).__name__.lower() == optimizer or optimizer == "adafactor"
+
+
+def test_weight_decay_skips_biases_and_norms(tiny_config):
+    trainer = Trainer(tiny_config(), CPU, 4)
+    decay, no_decay = trainer.optimizer.param_groups
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decay["params"])
+    assert all(p.ndim == 1 for p in no_decay["params"])
+    plain = Trainer(tiny_config("optimizer.auto_param_groups=false"), CPU, 4)
+    assert len(plain.optimizer.param_groups) == 1
+
+
+def lrs(scheduler_name, steps=20, **extra):
+    config = load_train_config(
+        [f"scheduler={scheduler_name}", "optimizer.lr=0.1", "optimizer.warmup_steps=5"]
+        + [f"{k}={v}" for k, v in extra.items()]
+    )
+    param = torch.nn.Parameter(torch.zeros(2))
+    model = torch.nn.Module()
+    model.register_parameter("w", param)
+    optimizer = build_optimizer(config.optimizer, model, CPU)
+    scheduler = build_scheduler(config.scheduler, config.optimizer, optimizer, steps)
+    seen = []
+    for _ in range(steps):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    seen.append(optimizer.param_groups[0]["lr"])
+    return seen
+
+
+def test_cosine_warms_up_peaks_and_ends_at_min_lr():
+    seen = lrs("cosine", **{"scheduler.min_lr": 0.001})
+    assert seen[0] == pytest.approx(0.1 * 0.01)
+    assert seen[5] == pytest.approx(0.1)
+    assert all(a >= b for a, b in itertools.pairwise(seen[5:]))
+    assert seen[-1] == pytest.approx(0.001)
+
+
+def test_onecycle_rises_over_the_warmup_then_anneals_to_min_lr():
+    seen = lrs("onecycle", **{"scheduler.min_lr": 0.0001})
+    assert seen[0] == pytest.approx(0.1 * 0.04)
+    assert max(seen) == pytest.approx(0.1) and seen.index(max(seen)) == 5
+    assert seen[-1] == pytest.approx(0.0001)
+
+
+def test_constant_schedule_with_and_without_warmup():
+    assert lrs("none")[5:] == [pytest.approx(0.1)] * 16
+    assert lrs("none", **{"scheduler.warmup_steps": 0}) == [pytest.approx(0.1)] * 21
+
+
+def test_lookahead_pulls_fast_weights_back_every_k_steps():
+    w = torch.nn.Parameter(torch.tensor([1.0]))
+    base = torch.optim.SGD([w], lr=0.1)
+    opt = Lookahead(base, alpha=0.5, k=2)
+    for _ in range(2):
+        w.grad = torch.tensor([1.0])
+        opt.step()
+    # fast: 1.0 -> 0.9 -> 0.8; slow: 1.0 + 0.5 * (0.8 - 1.0) = 0.9; fast reset to slow
+    assert float(w.detach()) == pytest.approx(0.9)
+    w.grad = torch.tensor([1.0])
+    opt.step()
+    assert float(w.detach()) == pytest.approx(0.8)
+    state = opt.state_dict()
+    again = Lookahead(torch.optim.SGD([w], lr=0.1), alpha=0.5, k=2)
+    again.load_state_dict(state)
+    assert again._fast_steps == 3
+
+
+def test_lookahead_wraps_any_optimizer_from_the_command_line(tiny_config, batch):
+    for name in ("sgd", "adamw", "rmsprop"):
+        trainer = Trainer(
+            tiny_config(f"optimizer={name}", "optimizer.lookahead.enabled=true"), CPU, 4
+        )
+        assert isinstance(trainer.optimizer, Lookahead)
+        for _ in range(6):
+            assert math.isfinite(float(trainer.train_step(batch)))
+
+
+def test_clipping_bounds_the_update(tiny_config, batch):
+    trainer = Trainer(
+        tiny_config("optimizer=sgd", "optimizer.momentum=0.0", "optimizer.nesterov=false",
+                    "optimizer.weight_decay=0.0", "optimizer.lr=1.0", "scheduler=none",
+                    "optimizer.clip_grad_norm=1e-4", "optimizer.warmup_steps=0"),
+        CPU, 4,
+    )  # fmt: skip
+    before = flat(trainer.model)
+    trainer.train_step(batch)
+    assert float((flat(trainer.model) - before).norm()) <= 1e-4 * 1.001
+
+
+def test_accumulating_two_half_batches_equals_one_full_batch(tiny_config):
+    data = synthetic_complexes(8, 60, seed=4)
+    sgd = ["optimizer=sgd", "optimizer.momentum=0.0", "optimizer.nesterov=false",
+           "optimizer.weight_decay=0.0", "scheduler=none", "optimizer.warmup_steps=0",
+           "optimizer.clip_grad_norm=null"]  # fmt: skip
+    full = Trainer(tiny_config(*sgd), CPU, 4)
+    full.train_step(Batch.from_data_list(data))
+    halves = Trainer(tiny_config(*sgd, "optimizer.accumulate_steps=2"), CPU, 4)
+    before = flat(halves.model)
+    halves.train_step(Batch.from_data_list(data[:4]))
+    assert torch.equal(before, flat(halves.model))  # no optimizer step yet
+    halves.train_step(Batch.from_data_list(data[4:]))
+    torch.testing.assert_close(flat(halves.model), flat(full.model), rtol=1e-4, atol=1e-6)
+
+
+def test_end_of_epoch_flushes_a_partial_accumulation(tiny_config, batch):
+    trainer = Trainer(tiny_config("optimizer.accumulate_steps=4"), CPU, 4)
+    before = flat(trainer.model)
+    trainer.train_step(batch)
+    trainer.end_epoch()
+    assert not torch.equal(before, flat(trainer.model))
+
+
+def test_torch_rejecting_a_combination_is_a_config_error(tiny_config):
+    from model import ConfigError
+
+    with pytest.raises(ConfigError, match=r"optimizer sgd \(torch.optim.SGD\): Nesterov momentum"):
+        Trainer(tiny_config("optimizer=sgd", "optimizer.momentum=0.0"), CPU, 4)
