@@ -1,10 +1,11 @@
 """Radius graph in plain torch.
 
-torch_geometric's ``radius_graph`` delegates to torch-cluster or pyg-lib. This one needs neither:
-it enumerates the candidate pairs of each graph of a batch (never pairs across graphs), so memory
-grows with the sum of n_i squared over the graphs, not with the square of the whole batch.
-Candidate pairs are processed in chunks of whole graphs, which bounds the transient memory of a
-large batch by ``_PAIRS_PER_CHUNK`` (or by one graph's n_i squared if that is larger).
+torch_geometric's ``radius_graph`` delegates to torch-cluster or pyg-lib. This one needs neither.
+Graphs are processed in chunks of consecutive graphs; each chunk is padded to its largest graph and
+all distances within each graph are computed at once (``torch.cdist`` on ``[graphs, n, n]``), never
+across graphs. A chunk is closed before padding would more than double its work, and before it
+exceeds ``_PAIRS_PER_CHUNK`` pairs (one graph larger than that is a chunk of its own), so memory
+grows with the sum of n_i squared over the graphs of a batch, never with the square of the batch.
 """
 
 from __future__ import annotations
@@ -35,8 +36,7 @@ def radius_graph(
 
     Returns:
         ``[2, E]`` long tensor, torch_geometric's convention: ``edge_index[0]`` is the neighbour,
-        ``edge_index[1]`` the centre. Edges are grouped by centre in ascending order; within a
-        centre they run from nearest to farthest.
+        ``edge_index[1]`` the centre. Edges are sorted by centre, then by neighbour.
     """
     if pos.dim() != 2:
         raise ValueError(f"The value of `pos` has shape {tuple(pos.shape)}, but must be [N, D].")
@@ -61,79 +61,61 @@ def radius_graph(
         if num_nodes > 1 and bool((batch[1:] < batch[:-1]).any()):
             raise ValueError("The value of `batch` is not sorted, but must be ascending.")
         counts = torch.bincount(batch)
-    counts_cpu = counts.cpu()
-    starts_cpu = torch.cumsum(counts_cpu, 0) - counts_cpu
-
-    chunks: list[Tensor] = []
-    first_graph = 0
-    num_graphs = counts_cpu.numel()
-    pairs = counts_cpu.to(torch.int64) ** 2
-    while first_graph < num_graphs:
-        last_graph = first_graph + 1
-        budget = int(pairs[first_graph])
-        while last_graph < num_graphs and budget + int(pairs[last_graph]) <= _PAIRS_PER_CHUNK:
-            budget += int(pairs[last_graph])
-            last_graph += 1
-        lo = int(starts_cpu[first_graph])
-        hi = int(starts_cpu[last_graph - 1] + counts_cpu[last_graph - 1])
-        if hi > lo:
+    sizes = counts.tolist()
+    chunks = []
+    start = 0
+    for first, last in _plan_chunks(sizes):
+        stop = start + sum(sizes[first:last])
+        if stop > start:
             chunks.append(
-                _radius_chunk(
-                    pos[lo:hi],
-                    counts[first_graph:last_graph],
-                    r,
-                    loop,
-                    max_num_neighbors,
-                    offset=lo,
-                    num_pairs=budget,
-                )
+                _radius_chunk(pos[start:stop], counts[first:last], r, loop, max_num_neighbors)
+                + start
             )
-        first_graph = last_graph
+        start = stop
     if not chunks:
         return torch.empty(2, 0, dtype=torch.long, device=device)
     return torch.cat(chunks, dim=1)
 
 
-def _radius_chunk(
-    pos: Tensor,
-    counts: Tensor,
-    r: float,
-    loop: bool,
-    max_num_neighbors: int,
-    offset: int,
-    num_pairs: int,
-) -> Tensor:
-    """Edges of a run of consecutive graphs, by enumerating every pair inside each graph."""
+def _plan_chunks(sizes: list[int]) -> list[tuple[int, int]]:
+    """``[first, last)`` graph ranges whose padded work stays within twice their real work."""
+    plan = []
+    first = 0
+    while first < len(sizes):
+        last, widest, real = first + 1, sizes[first], sizes[first] ** 2
+        while last < len(sizes):
+            wider = max(widest, sizes[last])
+            padded = (last - first + 1) * wider**2
+            more = real + sizes[last] ** 2
+            if padded > _PAIRS_PER_CHUNK or padded > 2 * more + 1024:
+                break
+            widest, real, last = wider, more, last + 1
+        plan.append((first, last))
+        first = last
+    return plan
+
+
+def _radius_chunk(pos: Tensor, counts: Tensor, r: float, loop: bool, k: int) -> Tensor:
+    """Edges of consecutive graphs with ``counts`` nodes, indices relative to ``pos``."""
     device = pos.device
-    num_nodes = pos.size(0)
-    graph_of_node = torch.repeat_interleave(
-        torch.arange(counts.numel(), device=device), counts, output_size=num_nodes
-    )
-    graph_start = torch.cumsum(counts, 0) - counts
-    degree = counts[graph_of_node]  # candidates per centre: every node of its graph
-    center = torch.repeat_interleave(
-        torch.arange(num_nodes, device=device), degree, output_size=num_pairs
-    )
-    first_pair_of_center = torch.cumsum(degree, 0) - degree
-    rank_in_graph = torch.arange(num_pairs, device=device) - first_pair_of_center[center]
-    neighbor = graph_start[graph_of_node[center]] + rank_in_graph
-
-    dist2 = (pos[neighbor] - pos[center]).pow(2).sum(dim=-1)
-    keep = dist2 <= r * r
+    width = int(counts.max())
+    slot = torch.arange(width, device=device)
+    valid = slot[None, :] < counts[:, None]  # [G, width]
+    node = (torch.cumsum(counts, 0) - counts)[:, None] + slot[None, :]
+    node = torch.where(valid, node, 0)
+    padded = pos[node]  # [G, width, D]
+    # Exact differences, not the |a|^2 + |b|^2 - 2ab form, so the cutoff is decided exactly.
+    dist = torch.cdist(padded, padded, compute_mode="donot_use_mm_for_euclid_dist")
+    dist.masked_fill_(~valid[:, None, :], float("inf"))
     if not loop:
-        keep &= neighbor != center
-    center, neighbor, dist2 = center[keep], neighbor[keep], dist2[keep]
-
-    # Nearest first within each centre: sort by distance, then (stably) by centre. Candidates were
-    # generated in ascending neighbour order, so ties keep the lower neighbour index first.
-    order = torch.sort(dist2, stable=True).indices
-    order = order[torch.sort(center[order], stable=True).indices]
-    center, neighbor = center[order], neighbor[order]
-
-    per_center = torch.bincount(center, minlength=num_nodes)
-    if int(per_center.max()) > max_num_neighbors:
-        first_edge = torch.cumsum(per_center, 0) - per_center
-        rank = torch.arange(center.numel(), device=device) - first_edge[center]
-        capped = rank < max_num_neighbors
-        center, neighbor = center[capped], neighbor[capped]
-    return torch.stack([neighbor + offset, center + offset])
+        dist.diagonal(dim1=1, dim2=2).fill_(float("inf"))
+    within = (dist <= r) & valid[:, :, None]
+    full = within.sum(dim=-1) > k
+    if bool(full.any()):
+        # Only centres with more than k neighbours are sorted; the stable sort keeps the lower
+        # neighbour index first among equal distances.
+        order = torch.sort(dist[full], dim=-1, stable=True).indices[:, :k]
+        nearest = torch.zeros_like(within[full]).scatter_(1, order, True)
+        within[full] = nearest
+    graph, centre, neighbour = within.nonzero(as_tuple=True)
+    return torch.stack([node[graph, neighbour], node[graph, centre]])
