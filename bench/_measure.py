@@ -64,7 +64,10 @@ def in_subprocess(script: str, *args: str, timeout: int = 1800) -> dict[str, Any
         [sys.executable, script, *args], capture_output=True, text=True, timeout=timeout
     )
     if result.returncode != 0:
-        return {"error": result.stderr.strip().splitlines()[-1] if result.stderr else "failed"}
+        last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
+        killed = result.returncode == -9
+        why = "killed (SIGKILL: out of memory)" if killed else f"exit {result.returncode}"
+        return {"error": f"{why} {last}".strip()}
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
