@@ -20,7 +20,14 @@ from model._errors import ComplexError, ConfigError, DataError, StagetuneError
 from model._inspect import ComplexSummary, inspect_root
 from model._memory import live_bytes
 from model._optim import Lookahead, build_optimizer, build_scheduler
-from model._pdbbind import AtomPolicy, LoadReport, Skipped, load_pdbbind, read_labels
+from model._pdbbind import (
+    AtomPolicy,
+    LoadReport,
+    Skipped,
+    default_cache_dir,
+    load_pdbbind,
+    read_labels,
+)
 from model._radius import radius_graph
 from model._synthetic import synthetic_complex, synthetic_complexes
 from model._train import (
@@ -63,6 +70,7 @@ __all__ = [
     "build_optimizer",
     "build_scheduler",
     "count_parameters",
+    "default_cache_dir",
     "default_config_dir",
     "element_index",
     "group_choices",

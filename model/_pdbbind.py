@@ -397,7 +397,11 @@ def load_pdbbind(
     cache_dir: str | Path | None = None,
     strict: bool = False,
 ) -> LoadReport:
-    """Load every usable complex of a PDBbind-style root; see the module docstring."""
+    """Load every usable complex of a PDBbind-style root; see the module docstring.
+
+    ``cache_dir=None`` reads every file afresh; ``default_cache_dir()`` is where the command line
+    and the training loop keep processed complexes.
+    """
     policy = policy or AtomPolicy()
     report = LoadReport()
     for cid, structure, label, skipped in iter_root(

@@ -26,7 +26,7 @@ from model._config import ModelSpec, TrainConfig
 from model._errors import ConfigError
 from model._memory import keep_freed_memory
 from model._optim import build_optimizer, build_scheduler
-from model._pdbbind import AtomPolicy, Skipped, load_pdbbind
+from model._pdbbind import AtomPolicy, Skipped, default_cache_dir, load_pdbbind
 from model._synthetic import synthetic_complexes
 from model._visnet import AffinityViSNet, count_parameters
 
@@ -238,7 +238,8 @@ def load_dataset(config: TrainConfig) -> Dataset:
             keep_metals=spec.keep_metals,
             keep_hetero=spec.keep_hetero,
         )
-        report = load_pdbbind(spec.source, policy, spec.labels, spec.cache_dir, spec.strict)
+        cache = spec.cache_dir or default_cache_dir()
+        report = load_pdbbind(spec.source, policy, spec.labels, cache, spec.strict)
         complexes, skipped = report.complexes, report.skipped
     if len(complexes) < 2:
         raise ConfigError(f"data.source={spec.source}: {len(complexes)} usable complex(es); need 2")

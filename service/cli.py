@@ -79,7 +79,10 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("--max-neighbors", type=int, default=32, help="neighbour cap (32)")
     inspect.add_argument("--pocket-radius", type=float, default=8.0, help="pocket cut in A (8.0)")
     inspect.add_argument("--labels", type=Path, help="INDEX_*data.* file or id,pk CSV")
-    inspect.add_argument("--cache-dir", type=Path, help="processed-complex cache")
+    inspect.add_argument(
+        "--cache-dir", type=Path, help="processed-complex cache (~/.cache/stagetune/complexes)"
+    )
+    inspect.add_argument("--no-cache", action="store_true", help="read every file afresh")
     inspect.add_argument("--strict", action="store_true", help="stop at the first bad complex")
     inspect.add_argument("--json", action="store_true", help="print a JSON list")
     inspect.set_defaults(handler=_inspect)
@@ -127,7 +130,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from model import AtomPolicy, inspect_root
+    from model import AtomPolicy, default_cache_dir, inspect_root
 
     policy = AtomPolicy(max_atoms=args.max_atoms, pocket_radius=args.pocket_radius)
     summaries = inspect_root(
@@ -136,7 +139,7 @@ def _inspect(args: argparse.Namespace) -> int:
         cutoff=args.cutoff,
         max_num_neighbors=args.max_neighbors,
         labels_path=args.labels,
-        cache_dir=args.cache_dir,
+        cache_dir=None if args.no_cache else args.cache_dir or default_cache_dir(),
         strict=args.strict,
     )
     rows = [dataclasses.asdict(s) for s in summaries]

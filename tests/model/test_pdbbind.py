@@ -253,14 +253,14 @@ def test_data_inspect_crop_and_cutoff(pdbbind_mini, tmp_path):
 def test_data_inspect_reports_skips_and_strict_fails(pdbbind_mini, tmp_path):
     root = make_root(tmp_path, pdbbind_mini, ["1azm", "5mnn"])
     (root / "5mnn" / "5mnn_pocket.pdb").write_text("garbage\n")
-    result = run_cli("data", "inspect", str(root), "--json")
+    result = run_cli("data", "inspect", str(root), "--no-cache", "--json")
     assert result.returncode == 0, result.stderr
     rows = {r["id"]: r for r in json.loads(result.stdout)}
     assert rows["1azm"]["skipped"] is None
     assert "5mnn_pocket.pdb: no atoms" in rows["5mnn"]["skipped"]
     assert rows["5mnn"]["protein_atoms"] is None
 
-    strict = run_cli("data", "inspect", str(root), "--strict", "--json")
+    strict = run_cli("data", "inspect", str(root), "--no-cache", "--strict", "--json")
     assert strict.returncode == 2
     assert "5mnn_pocket.pdb" in strict.stderr and "strict" in strict.stderr
     assert strict.stdout == ""
