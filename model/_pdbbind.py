@@ -328,18 +328,32 @@ class StructureCache:
         stamp = _fingerprint(folder)
         if entry.is_file():
             try:
-                saved = torch.load(entry, weights_only=False)
+                saved = torch.load(entry, weights_only=True)
                 if saved["fingerprint"] == stamp:
                     self.hits += 1
-                    return Structure(**saved["structure"])
+                    return Structure(
+                        pocket_symbols=saved["pocket_symbols"],
+                        pocket_pos=saved["pocket_pos"].numpy(),
+                        ligand_symbols=saved["ligand_symbols"],
+                        ligand_pos=saved["ligand_pos"].numpy(),
+                        ligand_source=saved["ligand_source"],
+                    )
             except Exception:  # a torn or foreign file is rebuilt, never trusted
                 log.debug("rebuilding unreadable cache entry %s", entry)
         self.misses += 1
         structure = read_structure(folder, self.policy)
         self.folder.mkdir(parents=True, exist_ok=True)
         tmp = entry.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"fingerprint": stamp, "structure": structure.__dict__}, tmp)
-        tmp.replace(entry)
+        record = {
+            "fingerprint": stamp,
+            "pocket_symbols": structure.pocket_symbols,
+            "pocket_pos": torch.from_numpy(structure.pocket_pos),
+            "ligand_symbols": structure.ligand_symbols,
+            "ligand_pos": torch.from_numpy(structure.ligand_pos),
+            "ligand_source": structure.ligand_source,
+        }
+        torch.save(record, tmp)
+        tmp.replace(entry)  # atomic: readers see the old entry or the new one, never half
         return structure
 
 

@@ -113,7 +113,8 @@ class Trainer:
     """Training steps of one model: forward, backward and, every ``accumulate_steps`` micro-batches,
     clipping and an optimizer step, in the run's precision.
 
-    ``steps_per_epoch`` counts micro-batches; it sizes the learning-rate schedule.
+    ``steps_per_epoch`` counts micro-batches; it sizes the learning-rate schedule. The model is
+    initialised under ``train.seed`` (this seeds torch's global generator).
     """
 
     def __init__(

@@ -16,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("stagetune")
+_LOG_FORMAT = logging.Formatter(
+    "%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S"
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,13 +93,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S",
-        stream=sys.stderr,
-    )
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(_LOG_FORMAT)
+    root = logging.getLogger()
+    root.addHandler(console)
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -114,7 +115,7 @@ def _train(args: argparse.Namespace) -> int:
     log_file = Path(config.train.output_dir) / "train.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     file_handler = logging.FileHandler(log_file)
-    file_handler.setFormatter(logging.getLogger().handlers[0].formatter)
+    file_handler.setFormatter(_LOG_FORMAT)
     logging.getLogger().addHandler(file_handler)
     report = run_training(config)
     if args.json:

@@ -117,6 +117,7 @@ def test_precision_rules():
         resolve_precision(unsafe, CPU)
 
 
+@pytest.mark.filterwarnings("ignore:Anomaly Detection has been enabled:UserWarning")
 def test_bf16_autocast_and_anomaly_detection_run_on_cpu(tiny_config):
     batch = Batch.from_data_list(synthetic_complexes(4, 60))
     trainer = Trainer(tiny_config("train.precision=bf16", "optimizer.detect_anomaly=true"), CPU, 4)
