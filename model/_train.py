@@ -168,6 +168,11 @@ class Trainer:
             self._optimizer_step()
         return loss.detach()
 
+    def discard_pending(self) -> None:
+        """Drop accumulated gradients without stepping (after a failed step, say)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self._pending = 0
+
     def end_epoch(self) -> None:
         """Apply what is still accumulated and advance an epoch-hooked schedule."""
         if self._pending:

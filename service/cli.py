@@ -67,6 +67,28 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--json", action="store_true", help="print the report as JSON")
     train.set_defaults(handler=_train)
 
+    probe = commands.add_parser(
+        "probe",
+        help="measure peak memory and step time; find the largest batch that fits",
+        description="Real training steps on the worst-case sample. Without --batch-size, finds "
+        "the largest batch under memory_fraction (configs/stages.yaml) of the device's memory.",
+    )
+    probe.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. model.num_layers=4")
+    probe.add_argument("--max-atoms", type=int, help="atoms per probe complex (data.max_atoms)")
+    probe.add_argument("--sample", type=Path, help="a real complex ROOT/ID instead of synthetic")
+    probe.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: a GPU)")
+    probe.add_argument("--memory-budget", help="CPU budget, e.g. 4GiB (default: half of free)")
+    probe.add_argument("--batch-size", type=int, help="measure this one batch size only")
+    probe.add_argument("--stages", type=Path, help="stages file (configs/stages.yaml)")
+    probe.add_argument("--log-file", type=Path, default=Path("runs/probe.log"))
+    probe.add_argument("--json", action="store_true", help="print JSON")
+    probe.set_defaults(handler=_probe)
+
+    hardware = commands.add_parser("hardware", help="the devices a probe can run on")
+    hardware.add_argument("--memory-budget", help="CPU budget, e.g. 4GiB (default: half of free)")
+    hardware.add_argument("--json", action="store_true", help="print JSON")
+    hardware.set_defaults(handler=_hardware)
+
     data = commands.add_parser("data", help="inspect data").add_subparsers(
         dest="data_command", required=True, metavar="SUBCOMMAND"
     )
@@ -100,6 +122,71 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     root.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
 
 
+def _log_to_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(_LOG_FORMAT)
+    logging.getLogger().addHandler(handler)
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from model import load_train_config
+    from tuner import Probe, ProbeSample, device_for, discover, format_size, load_stages
+
+    _log_to_file(args.log_file)
+    overrides = list(args.overrides) + ["optimizer.log_config=false"]
+    if args.device != "auto":
+        overrides.append(f"train.device={args.device}")
+    config = load_train_config(overrides)
+    stages = load_stages(args.stages)
+    device = device_for(discover(args.memory_budget), args.device)
+    max_atoms = args.max_atoms or config.data.max_atoms
+    sample = (
+        ProbeSample.from_folder(args.sample, max_atoms)
+        if args.sample
+        else ProbeSample.synthetic(max_atoms)
+    )
+    log.info("probing on %s (%s) with %s", device.name, device.model, sample.source)
+    with Probe(config, device, sample, stages.memory_fraction, stages.cycle_batches) as probe:
+        if args.batch_size is not None:
+            m = probe.measure(args.batch_size)
+            if args.json:
+                _print_json(m.to_json())
+            else:
+                state = "fits" if m.fits else "out of memory" if m.oom else "over the limit"
+                peak = format_size(m.peak_bytes) if m.peak_bytes is not None else "-"
+                print(f"batch {m.batch_size}: {state}, peak {peak}, step {m.median_seconds} s")
+            return 0
+        result = probe.find_max_batch(stages.max_batch_size)
+    if args.json:
+        _print_json(result.to_json())
+    elif result.fits:
+        print(
+            f"largest batch {result.max_batch_size} on {result.device}: peak "
+            f"{format_size(result.peak_bytes or 0)} of {format_size(result.limit_bytes)}, "
+            f"{result.step_seconds:.3f} s/step, {result.cycle_minutes:.1f} min per "
+            f"{stages.cycle_batches}-step cycle, {result.throughput:.1f} samples/s "
+            f"({result.probe_steps} probe steps, {result.capacity:,} parameters)"
+        )
+    else:
+        print(f"does not fit at batch 1 on {result.device} ({format_size(result.limit_bytes)})")
+    return 0
+
+
+def _hardware(args: argparse.Namespace) -> int:
+    from tuner import discover, format_size
+
+    hardware = discover(args.memory_budget)
+    if args.json:
+        _print_json(hardware.to_json())
+        return 0
+    for d in hardware.devices:
+        extra = f", compute {d.compute_capability}, driver {d.driver}" if d.kind == "cuda" else ""
+        label = "budget" if d.kind == "cpu" else "memory"
+        print(f"{d.name}: {d.model}, {label} {format_size(d.memory_bytes)}, bf16 {d.bf16}{extra}")
+    return 0
+
+
 def _train(args: argparse.Namespace) -> int:
     from model import load_train_config, run_training
 
@@ -112,11 +199,7 @@ def _train(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     overrides += [f"{key}={value}" for key, value in flags.items() if value is not None]
     config = load_train_config(overrides, profile=args.profile, config_dir=args.config_dir)
-    log_file = Path(config.train.output_dir) / "train.log"
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    file_handler = logging.FileHandler(log_file)
-    file_handler.setFormatter(_LOG_FORMAT)
-    logging.getLogger().addHandler(file_handler)
+    _log_to_file(Path(config.train.output_dir) / "train.log")
     report = run_training(config)
     if args.json:
         _print_json(report.to_json())

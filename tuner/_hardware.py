@@ -1,0 +1,200 @@
+"""What the probe runs on: every visible GPU (pynvml and torch), or the CPU with a memory budget.
+
+A GPU's capacity is its total memory; the CPU's is a declared budget (``--memory-budget 4GiB``),
+by default half of the memory available when asked, because a CPU "out of memory" is the kernel
+killing the process, not an exception the probe can catch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from model import ConfigError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CPU_SHARE = 0.5
+_UNITS = {
+    "": 1, "b": 1,
+    "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12,
+    "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}  # fmt: skip
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes in ``4GiB``, ``512MiB``, ``1.5GB``, ``2000000``; a ``ValueError`` names the text."""
+    if isinstance(text, int):
+        return text
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _UNITS:
+        raise ConfigError(
+            f"The value of the memory size is {text!r}, but must be a number with an optional "
+            "unit: B, KB, MB, GB, TB, KiB, MiB, GiB or TiB (e.g. 4GiB)."
+        )
+    size = int(float(match.group(1)) * _UNITS[unit])
+    if size <= 0:
+        raise ConfigError(f"The value of the memory size is {text!r}, but must be positive.")
+    return size
+
+
+def format_size(n: float) -> str:
+    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if abs(n) >= factor:
+            return f"{n / factor:.2f} {unit}"
+    return f"{int(n)} B"
+
+
+@dataclass(frozen=True)
+class Device:
+    """One device a probe can run on. ``memory_bytes`` is what a probe may fill."""
+
+    name: str  # "cuda:0" or "cpu"
+    kind: str  # "cuda" or "cpu"
+    model: str  # "NVIDIA H100 80GB HBM3", or the CPU's model name
+    memory_bytes: int
+    free_bytes: int | None
+    bf16: bool
+    compute_capability: str | None = None
+    driver: str | None = None
+    index: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Hardware:
+    devices: tuple[Device, ...]
+    cpu_count: int
+    host_memory_bytes: int
+
+    @property
+    def gpus(self) -> tuple[Device, ...]:
+        return tuple(d for d in self.devices if d.kind == "cuda")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "devices": [d.to_json() for d in self.devices],
+            "cpu_count": self.cpu_count,
+            "host_memory_bytes": self.host_memory_bytes,
+        }
+
+
+def discover(memory_budget: str | int | None = None) -> Hardware:
+    """Every visible GPU, and the CPU with its budget (the probe's device when there is no GPU)."""
+    total, available = _host_memory()
+    budget = parse_size(memory_budget) if memory_budget is not None else None
+    if budget is not None and budget > total:
+        raise ConfigError(
+            f"The value of `memory_budget` is {format_size(budget)}, but must be at most the "
+            f"host's memory ({format_size(total)})."
+        )
+    cpu = Device(
+        name="cpu",
+        kind="cpu",
+        model=_cpu_model(),
+        memory_bytes=budget or int(available * DEFAULT_CPU_SHARE),
+        free_bytes=available,
+        bf16=True,  # CPU autocast supports bf16; the trainer still defaults to fp32 there
+    )
+    return Hardware(devices=(*_gpus(), cpu), cpu_count=os.cpu_count() or 1, host_memory_bytes=total)
+
+
+def device_for(hardware: Hardware, name: str | None) -> Device:
+    """The device called ``name`` (``cpu``, ``cuda``, ``cuda:N``); by default the first GPU."""
+    if name in (None, "auto"):
+        return hardware.gpus[0] if hardware.gpus else hardware.devices[-1]
+    wanted = "cuda:0" if name == "cuda" else name
+    for device in hardware.devices:
+        if device.name == wanted:
+            return device
+    raise ConfigError(
+        f"The value of `device` is {name!r}, but must be one of: "
+        f"{', '.join(d.name for d in hardware.devices)}."
+    )
+
+
+def _gpus() -> list[Device]:
+    if not torch.cuda.is_available():
+        return []
+    nvml = _nvml_devices()
+    out = []
+    for i in range(torch.cuda.device_count()):
+        props = torch.cuda.get_device_properties(i)
+        info = nvml.get(i, {})
+        free, total = torch.cuda.mem_get_info(i)
+        out.append(
+            Device(
+                name=f"cuda:{i}",
+                kind="cuda",
+                model=info.get("name", props.name),
+                memory_bytes=int(info.get("total", total)),
+                free_bytes=int(info.get("free", free)),
+                bf16=props.major >= 8,  # Ampere and later
+                compute_capability=f"{props.major}.{props.minor}",
+                driver=info.get("driver"),
+                index=i,
+            )
+        )  # fmt: skip
+    return out
+
+
+def _nvml_devices() -> dict[int, dict[str, Any]]:
+    """Name, memory and driver of each GPU from NVML; empty when NVML is not there."""
+    try:
+        import pynvml
+    except ImportError:
+        return {}
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        log.debug("NVML unavailable: %s", exc)
+        return {}
+    try:
+        driver = pynvml.nvmlSystemGetDriverVersion()
+        out = {}
+        for i in range(pynvml.nvmlDeviceGetCount()):
+            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
+            mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
+            name = pynvml.nvmlDeviceGetName(handle)
+            out[i] = {
+                "name": name.decode() if isinstance(name, bytes) else name,
+                "total": mem.total,
+                "free": mem.free,
+                "driver": driver.decode() if isinstance(driver, bytes) else driver,
+            }
+        return out
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _host_memory() -> tuple[int, int]:
+    """(total, available) bytes of host memory, from /proc/meminfo or sysconf."""
+    try:
+        fields = {}
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                key, _, rest = line.partition(":")
+                fields[key] = int(rest.split()[0]) * 1024
+        return fields["MemTotal"], fields.get("MemAvailable", fields["MemFree"])
+    except (OSError, KeyError, ValueError):
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+        return pages * size, pages * size
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "cpu"

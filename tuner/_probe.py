@@ -1,0 +1,396 @@
+"""The probe: real training steps that measure peak memory and step time, and find the largest
+batch that fits. It needs no Ray, so it runs on any machine with torch.
+
+Peak memory of one training step (forward, backward, optimizer step, in the run's precision):
+
+- on a GPU, ``torch.cuda.max_memory_allocated`` over the step;
+- on the CPU, the tensors the training holds when the step starts (weights, optimizer state,
+  the batch) plus the largest growth of allocated bytes during the step, as the allocator reports
+  each allocation and free to torch's profiler. Both are measured, never computed from a formula.
+
+The largest batch is not bisected. Peak memory is linear in the batch for a worst-case sample
+(``fixed + per_sample x B``), so two cheap small-batch measurements predict it; one measured step
+at the prediction verifies it (and the line is refitted through it when it misses), and the same
+batch's timed steps give the step time. Only batches measured to fit are ever reported.
+
+Out of memory is expected: it is caught, everything the step held is freed, and the probe goes on.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+from torch_geometric.data import Batch, Data
+
+from model import AtomPolicy, TrainConfig, Trainer, count_parameters, synthetic_complex
+from model._pdbbind import read_structure, to_data
+from tuner._hardware import Device, format_size
+
+log = logging.getLogger(__name__)
+
+
+class ProbeSample:
+    """The complex every probe batch is made of: the worst case a training batch can be.
+
+    ``synthetic(max_atoms)``: a synthetic complex of exactly ``max_atoms`` atoms at the packing
+    density of real pockets (the default). ``from_folder(path, max_atoms)``: a real PDBbind-style
+    complex cropped to the ``max_atoms`` atoms nearest its ligand.
+    """
+
+    def __init__(self, data: Data, source: str) -> None:
+        self.data = data
+        self.source = source
+
+    @classmethod
+    def synthetic(cls, max_atoms: int, seed: int = 0) -> ProbeSample:
+        data = synthetic_complex(seed, 0, max_atoms, worst_case=True)
+        return cls(data, f"synthetic worst case, {max_atoms} atoms")
+
+    @classmethod
+    def from_folder(cls, folder: str | Path, max_atoms: int) -> ProbeSample:
+        folder = Path(folder)
+        structure = read_structure(folder, AtomPolicy(max_atoms=max_atoms))
+        data = to_data(structure, folder.name, label=6.0)
+        return cls(data, f"{folder} cropped to {data.num_nodes} atoms")
+
+    @property
+    def atoms(self) -> int:
+        return int(self.data.num_nodes)
+
+    def batch(self, size: int) -> Batch:
+        return Batch.from_data_list([self.data] * size)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One batch size, measured."""
+
+    batch_size: int
+    fits: bool
+    oom: bool
+    peak_bytes: int | None
+    step_seconds: tuple[float, ...] = ()
+    steps: int = 0
+
+    @property
+    def median_seconds(self) -> float | None:
+        return statistics.median(self.step_seconds) if self.step_seconds else None
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``stagetune probe --batch-size B --json`` prints."""
+        return {
+            "batch_size": self.batch_size,
+            "fits": self.fits,
+            "oom": self.oom,
+            "peak_bytes": self.peak_bytes,
+            "step_seconds": self.median_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class TimeModel:
+    """Step time against batch size, fitted on the probe's own timed steps: ``a + b x B``."""
+
+    seconds_fixed: float
+    seconds_per_sample: float
+
+    def step_seconds(self, batch_size: int) -> float:
+        return self.seconds_fixed + self.seconds_per_sample * batch_size
+
+    def largest_batch_within(self, seconds: float) -> int:
+        """The largest batch whose predicted step takes at most ``seconds`` (0 if none)."""
+        if self.seconds_per_sample <= 0:
+            return 10**9 if self.seconds_fixed <= seconds else 0
+        return max(0, math.floor((seconds - self.seconds_fixed) / self.seconds_per_sample))
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The largest batch of one model on one device, with the figures behind it."""
+
+    fits: bool
+    max_batch_size: int
+    peak_bytes: int | None
+    fixed_bytes: int | None
+    bytes_per_sample: int | None
+    step_seconds: float | None
+    cycle_minutes: float | None
+    throughput: float | None
+    capacity: int
+    probe_steps: int
+    device: str
+    limit_bytes: int
+    sample_atoms: int = 0
+    time_model: TimeModel | None = None
+    measurements: tuple[Measurement, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``stagetune probe --json`` prints (plus the measurements behind it)."""
+        data = asdict(self)
+        data["measurements"] = [m.to_json() for m in self.measurements]
+        return data
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
+class Probe:
+    """Measures one model configuration on one device; use as a context manager.
+
+    The trainer (model, optimizer, scaler) is built on first use and lives until ``close``, so
+    every measurement includes the optimizer state a real run carries. ``limit_bytes`` is
+    ``memory_fraction`` of the device's memory (GPU) or of the declared budget (CPU).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        device: Device,
+        sample: ProbeSample,
+        memory_fraction: float = 0.9,
+        cycle_batches: int = 450,
+        timed_steps: int = 2,
+    ) -> None:
+        if not 0 < memory_fraction <= 1:
+            raise ValueError(
+                f"The value of `memory_fraction` is {memory_fraction}, but must be in (0, 1]."
+            )
+        self.config = config
+        self.device = device
+        self.torch_device = torch.device(device.name)
+        self.sample = sample
+        self.limit_bytes = int(device.memory_bytes * memory_fraction)
+        self.cycle_batches = cycle_batches
+        self.timed_steps = timed_steps
+        self.steps = 0
+        self._trainer: Trainer | None = None
+        self._warm = False
+
+    def __enter__(self) -> Probe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Free the trainer and everything it allocated."""
+        self._trainer = None
+        self._warm = False
+        _release(self.torch_device)
+
+    @property
+    def trainer(self) -> Trainer:
+        if self._trainer is None:
+            self._trainer = Trainer(self.config, self.torch_device, self.cycle_batches)
+        return self._trainer
+
+    # --- one batch size --------------------------------------------------------------------------
+
+    def measure(self, batch_size: int, timed_steps: int | None = None) -> Measurement:
+        """Peak memory of one step at ``batch_size`` and the times of ``timed_steps`` more."""
+        if batch_size < 1:
+            raise ValueError(f"The value of `batch_size` is {batch_size}, but must be >= 1.")
+        timed = self.timed_steps if timed_steps is None else timed_steps
+        start = self.steps
+        try:
+            if not self._warm:  # the first step allocates the optimizer state
+                self._step(self.sample.batch(1))
+                self._warm = True
+            batch = self.sample.batch(batch_size)
+            peak = self._peak_of_step(batch)
+            if peak > self.limit_bytes:
+                log.debug("batch %d: peak %s over the limit", batch_size, format_size(peak))
+                return Measurement(batch_size, False, False, peak, (), self.steps - start)
+            times = tuple(self._timed_step(batch) for _ in range(timed))
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            log.debug("batch %d: out of memory (%s)", batch_size, str(exc).splitlines()[0])
+            del exc
+            self._recover()
+            return Measurement(batch_size, False, True, None, (), self.steps - start)
+        return Measurement(batch_size, True, False, peak, times, self.steps - start)
+
+    def _add_times(self, m: Measurement, timed: int) -> Measurement:
+        """Timed steps for a batch already measured to fit (its peak is not measured again)."""
+        batch = self.sample.batch(m.batch_size)
+        times = tuple(self._timed_step(batch) for _ in range(timed))
+        return Measurement(m.batch_size, True, False, m.peak_bytes, times, m.steps + timed)
+
+    def _step(self, batch: Batch) -> None:
+        self.steps += 1
+        self.trainer.train_step(batch)
+        if self.trainer._pending:  # a probe step is always a full optimizer step
+            self.trainer.end_epoch()
+
+    def _timed_step(self, batch: Batch) -> float:
+        _synchronize(self.torch_device)
+        t0 = time.perf_counter()
+        self._step(batch)
+        _synchronize(self.torch_device)
+        return time.perf_counter() - t0
+
+    def _peak_of_step(self, batch: Batch) -> int:
+        if self.torch_device.type == "cuda":
+            _synchronize(self.torch_device)
+            batch = batch.to(self.torch_device)
+            torch.cuda.reset_peak_memory_stats(self.torch_device)
+            self._step(batch)
+            _synchronize(self.torch_device)
+            return int(torch.cuda.max_memory_allocated(self.torch_device))
+        held = _tensor_bytes(self.trainer, batch)
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            self._step(batch)
+        return held + _peak_growth(prof)
+
+    def _recover(self) -> None:
+        if self._trainer is not None:
+            self._trainer.discard_pending()
+        _release(self.torch_device)
+
+    # --- the largest batch -----------------------------------------------------------------------
+
+    def find_max_batch(self, max_batch_size: int = 4096) -> ProbeResult:
+        """The largest batch (at most ``max_batch_size``) whose step fits under the limit."""
+        seen: dict[int, Measurement] = {}
+
+        def at(b: int, timed: int = 0) -> Measurement:
+            if b not in seen:
+                seen[b] = self.measure(b, timed_steps=timed)
+            elif timed and seen[b].fits and not seen[b].step_seconds:
+                seen[b] = self._add_times(seen[b], timed)
+            return seen[b]
+
+        one = at(1)
+        if not one.fits:
+            return self._result(None, seen)
+        if max_batch_size == 1:
+            return self._result(at(1, self.timed_steps), seen)
+        two = at(2, timed=1)
+        if not two.fits:
+            return self._result(at(1, self.timed_steps), seen)
+        assert one.peak_bytes is not None and two.peak_bytes is not None
+        low, high = (1, one.peak_bytes), (2, two.peak_bytes)
+        best = 2
+        for _ in range(6):
+            guess = min(max_batch_size, _predict(low, high, self.limit_bytes))
+            if guess <= best:
+                break
+            m = at(guess)
+            if m.fits and m.peak_bytes is not None:
+                best, high = guess, (guess, m.peak_bytes)
+                # within 5 % of where the refitted line says the limit is: done
+                if _predict(low, high, self.limit_bytes) < guess * 1.05 or guess == max_batch_size:
+                    break
+            else:
+                # the line was optimistic: refit through the failure when it was measured, and
+                # never try this batch or a larger one again
+                if m.peak_bytes is not None:
+                    high = (guess, m.peak_bytes)
+                max_batch_size = guess - 1
+        final = at(best, self.timed_steps)
+        return self._result(final, seen)
+
+    def _result(self, final: Measurement | None, seen: dict[int, Measurement]) -> ProbeResult:
+        capacity = count_parameters(self.trainer.model)
+        measured = sorted((m for m in seen.values()), key=lambda m: m.batch_size)
+        fixed = per_sample = None
+        points = [(m.batch_size, m.peak_bytes) for m in measured if m.peak_bytes is not None]
+        if len(points) >= 2:
+            (b0, p0), (b1, p1) = points[0], points[-1]
+            per_sample = round((p1 - p0) / (b1 - b0))
+            fixed = p0 - per_sample * b0
+        if final is None or not final.fits or final.median_seconds is None:
+            smallest = measured[0] if measured else None
+            return ProbeResult(
+                fits=False, max_batch_size=0,
+                peak_bytes=smallest.peak_bytes if smallest else None,
+                fixed_bytes=fixed, bytes_per_sample=per_sample, step_seconds=None,
+                cycle_minutes=None, throughput=None, capacity=capacity,
+                probe_steps=self.steps, device=self.device.name, limit_bytes=self.limit_bytes,
+                sample_atoms=self.sample.atoms, measurements=tuple(measured),
+            )  # fmt: skip
+        seconds = final.median_seconds
+        model = _time_model(measured, final)
+        return ProbeResult(
+            fits=True, max_batch_size=final.batch_size, peak_bytes=final.peak_bytes,
+            fixed_bytes=fixed, bytes_per_sample=per_sample, step_seconds=seconds,
+            cycle_minutes=self.cycle_batches * seconds / 60.0,
+            throughput=final.batch_size / seconds, capacity=capacity, probe_steps=self.steps,
+            device=self.device.name, limit_bytes=self.limit_bytes,
+            sample_atoms=self.sample.atoms, time_model=model, measurements=tuple(measured),
+        )  # fmt: skip
+
+
+def _predict(low: tuple[int, int], high: tuple[int, int], limit: int) -> int:
+    """The largest batch under ``limit`` on the line through two (batch, peak) points."""
+    (b0, p0), (b1, p1) = low, high
+    per = (p1 - p0) / (b1 - b0)
+    if per <= 0:
+        return b1 * 2  # no measurable growth: double and let the measurement speak
+    return math.floor(b0 + (limit - p0) / per)
+
+
+def _time_model(measured: list[Measurement], final: Measurement) -> TimeModel:
+    timed = [(m.batch_size, m.median_seconds) for m in measured if m.median_seconds]
+    small = [p for p in timed if p[0] < final.batch_size]
+    t_final = final.median_seconds or 0.0
+    if not small:
+        return TimeModel(0.0, t_final / final.batch_size)
+    b0, t0 = small[0]
+    per = max(0.0, (t_final - t0) / (final.batch_size - b0))
+    return TimeModel(max(0.0, t_final - per * final.batch_size), per)
+
+
+def _tensor_bytes(trainer: Trainer, batch: Batch) -> int:
+    """Bytes of the distinct tensor storages the training holds: weights, buffers, gradients,
+    optimizer state (Lookahead's slow weights included) and the batch."""
+    tensors: list[torch.Tensor] = [*trainer.model.parameters(), *trainer.model.buffers()]
+    tensors += [p.grad for p in trainer.model.parameters() if p.grad is not None]
+    for optimizer in {trainer.optimizer, getattr(trainer.optimizer, "base", trainer.optimizer)}:
+        for state in optimizer.state.values():
+            tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
+    tensors += [v for _, v in batch if isinstance(v, torch.Tensor)]
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    return sum(storages.values())
+
+
+def _peak_growth(prof: profile) -> int:
+    """The largest growth of CPU-allocated bytes during a profiled region."""
+    from torch._C._profiler import _EventType
+
+    peak = 0
+    stack = list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        event = stack.pop()
+        stack.extend(event.children)
+        if event.tag == _EventType.Allocation and event.extra_fields.device.type == "cpu":
+            peak = max(peak, event.extra_fields.total_allocated)
+    return int(peak)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _release(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)

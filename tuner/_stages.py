@@ -1,0 +1,110 @@
+"""Stages and their specs, from ``configs/stages.yaml``."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from model import ConfigError, default_config_dir
+from model._config import read_yaml_mapping
+
+
+class Stage(str, Enum):
+    PROTOTYPING = "prototyping"
+    VALIDATION = "validation"
+    PRODUCTION = "production"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Range(_Spec):
+    min: int = Field(gt=0)
+    max: int = Field(gt=0)
+    step: int = Field(default=1, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.min > self.max:
+            raise ValueError(f"min={self.min} is above max={self.max}")
+        return self
+
+    def values(self) -> list[int]:
+        return list(range(self.min, self.max + 1, self.step))
+
+
+Knob = list[int] | list[float] | Range
+
+
+class DataLimits(_Spec):
+    max_atoms_percentile: float = Field(default=100.0, gt=0, le=100)
+    params_per_sample: float | None = Field(default=None, gt=0)
+
+
+class StageSpec(_Spec):
+    policy: Literal["time_bound_throughput", "largest_capacity"]
+    space: dict[str, Knob]
+    target_minutes: float | None = Field(default=None, gt=0)
+    window_minutes: float = Field(default=0.0, ge=0)
+    data_limits: DataLimits = DataLimits()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StageSpec:
+        if self.policy == "time_bound_throughput" and self.target_minutes is None:
+            raise ValueError("policy time_bound_throughput needs target_minutes")
+        for knob, values in self.space.items():
+            if isinstance(values, list) and not values:
+                raise ValueError(f"space.{knob} has no choices")
+        return self
+
+    @property
+    def minutes_allowed(self) -> float | None:
+        return None if self.target_minutes is None else self.target_minutes + self.window_minutes
+
+    def configurations(self) -> Iterator[dict[str, Any]]:
+        """Every point of the space, smallest first."""
+        knobs = sorted(self.space)
+        grids = [
+            self.space[k].values() if isinstance(self.space[k], Range) else sorted(self.space[k])
+            for k in knobs
+        ]
+        for values in itertools.product(*grids):
+            yield dict(zip(knobs, values, strict=True))
+
+
+class StagesConfig(_Spec):
+    cycle_batches: int = Field(gt=0)
+    memory_fraction: float = Field(gt=0, le=1)
+    min_batch_size: int = Field(gt=0)
+    max_batch_size: int = Field(gt=0)
+    throughput_tie: float = Field(ge=0, lt=1)
+    stages: dict[Stage, StageSpec]
+
+    @model_validator(mode="after")
+    def _batch_bounds(self) -> StagesConfig:
+        if self.min_batch_size > self.max_batch_size:
+            raise ValueError(
+                f"min_batch_size={self.min_batch_size} is above max_batch_size={self.max_batch_size}"
+            )
+        return self
+
+
+def load_stages(path: str | Path | None = None) -> StagesConfig:
+    """``configs/stages.yaml`` (or ``path``) as a typed config; errors name the file and key."""
+    path = Path(path) if path else default_config_dir() / "stages.yaml"
+    try:
+        return StagesConfig.model_validate(read_yaml_mapping(path))
+    except ValidationError as exc:
+        lines = [
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        ]
+        raise ConfigError(
+            f"{path}: invalid stages configuration:\n  " + "\n  ".join(lines)
+        ) from None

@@ -1,0 +1,68 @@
+"""Production: the largest model the hardware and the data support, then its largest batch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tuner._stages import Stage, StagesConfig, StageSpec
+from tuner.policies._base import Candidate, DataStats, StageChoice, nothing_fits
+
+
+class LargestCapacity:
+    """The largest capacity that fits at ``min_batch_size`` and respects the data limits:
+    the probe sample covers the dataset's largest complex (at the configured percentile), and,
+    when ``params_per_sample`` is set, capacity <= params_per_sample x training samples.
+    Then B = B_max of that model. Equal capacities: the larger batch wins."""
+
+    def choose(
+        self,
+        stage: Stage,
+        spec: StageSpec,
+        candidates: Sequence[Candidate],
+        config: StagesConfig,
+        data: DataStats,
+    ) -> StageChoice:
+        limits = spec.data_limits
+        cap = None
+        if limits.params_per_sample is not None and data.training_samples is not None:
+            cap = limits.params_per_sample * data.training_samples
+        options = []
+        for c in candidates:
+            p = c.probe
+            if p is None or not p.fits or p.max_batch_size < config.min_batch_size:
+                continue
+            if cap is not None and p.capacity > cap:
+                continue
+            options.append(c)
+        if data.atoms_needed is not None:
+            atoms = [c.probe.sample_atoms for c in options if c.probe is not None]
+            if atoms and min(atoms) < data.atoms_needed:
+                why = (
+                    f"the probe sample has {min(atoms)} atoms but the data's complexes need "
+                    f"{data.atoms_needed} (percentile {limits.max_atoms_percentile:g}); raise "
+                    "max_atoms"
+                )
+                return nothing_fits(stage, candidates, why)
+        if not options:
+            why = f"no configuration fits in memory at batch {config.min_batch_size}"
+            if cap is not None:
+                why += (
+                    f" with at most {cap:,.0f} parameters ({limits.params_per_sample:g} per sample)"
+                )
+            return nothing_fits(stage, candidates, why)
+        best = max(options, key=lambda c: (c.probe.capacity, c.probe.max_batch_size))  # type: ignore[union-attr]
+        p = best.probe
+        assert p is not None
+        batch = min(p.max_batch_size, config.max_batch_size)
+        return StageChoice(
+            stage=stage,
+            feasible=True,
+            knobs=best.knobs,
+            batch_size=batch,
+            step_seconds=p.step_seconds if batch == p.max_batch_size else None,
+            cycle_minutes=p.cycle_minutes if batch == p.max_batch_size else None,
+            throughput=p.throughput if batch == p.max_batch_size else None,
+            capacity=p.capacity,
+            peak_bytes=p.peak_bytes if batch == p.max_batch_size else None,
+            reason="largest capacity that fits, at its largest batch",
+        )

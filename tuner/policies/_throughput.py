@@ -1,0 +1,67 @@
+"""Prototyping and validation: the highest throughput within the stage's cycle time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tuner._stages import Stage, StagesConfig, StageSpec
+from tuner.policies._base import Candidate, DataStats, StageChoice, nothing_fits
+
+
+class TimeBoundThroughput:
+    """For each model, the largest batch that fits in memory and keeps a cycle within
+    ``target + window`` minutes (by the probe's step-time model); then the model with the highest
+    throughput, preferring the larger capacity among throughputs within ``throughput_tie``."""
+
+    def choose(
+        self,
+        stage: Stage,
+        spec: StageSpec,
+        candidates: Sequence[Candidate],
+        config: StagesConfig,
+        data: DataStats,
+    ) -> StageChoice:
+        minutes = spec.minutes_allowed
+        assert minutes is not None
+        seconds_per_step = minutes * 60.0 / config.cycle_batches
+        options = []
+        for c in candidates:
+            p = c.probe
+            if p is None or not p.fits or p.time_model is None:
+                continue
+            by_time = p.time_model.largest_batch_within(seconds_per_step)
+            batch = min(p.max_batch_size, by_time, config.max_batch_size)
+            if batch < config.min_batch_size:
+                continue
+            measured = batch == p.max_batch_size and p.step_seconds is not None
+            seconds = p.step_seconds if measured else p.time_model.step_seconds(batch)
+            assert seconds is not None
+            options.append((c, batch, seconds, batch / seconds))
+        if not options:
+            fitting = any(c.probe is not None and c.probe.fits for c in candidates)
+            why = (
+                f"no configuration that fits in memory completes {config.cycle_batches} steps "
+                f"in {minutes:g} minutes at batch {config.min_batch_size}"
+                if fitting
+                else f"no configuration fits in memory at batch {config.min_batch_size}"
+            )
+            return nothing_fits(stage, candidates, why)
+        best = max(o[3] for o in options)
+        close = [o for o in options if o[3] >= best * (1.0 - config.throughput_tie)]
+        c, batch, seconds, throughput = max(
+            close,
+            key=lambda o: (o[0].probe.capacity, o[3]),  # type: ignore[union-attr]
+        )
+        assert c.probe is not None
+        return StageChoice(
+            stage=stage,
+            feasible=True,
+            knobs=c.knobs,
+            batch_size=batch,
+            step_seconds=seconds,
+            cycle_minutes=config.cycle_batches * seconds / 60.0,
+            throughput=throughput,
+            capacity=c.probe.capacity,
+            peak_bytes=c.probe.peak_bytes if batch == c.probe.max_batch_size else None,
+            reason=f"highest throughput with a cycle within {minutes:g} minutes",
+        )
