@@ -134,7 +134,7 @@ def _probe(args: argparse.Namespace) -> int:
     from tuner import Probe, ProbeSample, device_for, discover, format_size, load_stages
 
     _log_to_file(args.log_file)
-    overrides = list(args.overrides) + ["optimizer.log_config=false"]
+    overrides = [*args.overrides, "optimizer.log_config=false"]
     if args.device != "auto":
         overrides.append(f"train.device={args.device}")
     config = load_train_config(overrides)

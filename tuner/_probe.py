@@ -372,15 +372,19 @@ def _tensor_bytes(trainer: Trainer, batch: Batch) -> int:
 
 def _peak_growth(prof: profile) -> int:
     """The largest growth of CPU-allocated bytes during a profiled region."""
-    from torch._C._profiler import _EventType
+    from torch._C._profiler import _ExtraFields_Allocation
 
+    results = prof.profiler.kineto_results if prof.profiler is not None else None
+    if results is None:
+        raise RuntimeError("the profiler recorded nothing; is another profiler running?")
     peak = 0
-    stack = list(prof.profiler.kineto_results.experimental_event_tree())
+    stack = list(results.experimental_event_tree())
     while stack:
         event = stack.pop()
         stack.extend(event.children)
-        if event.tag == _EventType.Allocation and event.extra_fields.device.type == "cpu":
-            peak = max(peak, event.extra_fields.total_allocated)
+        fields = event.extra_fields
+        if isinstance(fields, _ExtraFields_Allocation) and fields.device.type == "cpu":
+            peak = max(peak, fields.total_allocated)
     return int(peak)
 
 

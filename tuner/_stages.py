@@ -70,12 +70,13 @@ class StageSpec(_Spec):
     def configurations(self) -> Iterator[dict[str, Any]]:
         """Every point of the space, smallest first."""
         knobs = sorted(self.space)
-        grids = [
-            self.space[k].values() if isinstance(self.space[k], Range) else sorted(self.space[k])
-            for k in knobs
-        ]
+        grids = [_values(self.space[k]) for k in knobs]
         for values in itertools.product(*grids):
             yield dict(zip(knobs, values, strict=True))
+
+
+def _values(knob: Knob) -> list[int] | list[float]:
+    return knob.values() if isinstance(knob, Range) else sorted(knob)
 
 
 class StagesConfig(_Spec):
@@ -90,7 +91,8 @@ class StagesConfig(_Spec):
     def _batch_bounds(self) -> StagesConfig:
         if self.min_batch_size > self.max_batch_size:
             raise ValueError(
-                f"min_batch_size={self.min_batch_size} is above max_batch_size={self.max_batch_size}"
+                f"min_batch_size={self.min_batch_size} is above "
+                f"max_batch_size={self.max_batch_size}"
             )
         return self
 

@@ -1,0 +1,156 @@
+"""Each policy picks the right configuration from tables of probe results with known answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from tuner import (
+    Candidate,
+    DataStats,
+    ProbeResult,
+    Stage,
+    TimeModel,
+    choose,
+    load_stages,
+)
+
+STAGES = load_stages()  # prototyping: 20 + 20 minutes; validation: 90 + 20; 450 steps a cycle
+PROTO_STEP = 40 * 60 / 450  # 5.33 s per step allowed
+
+
+def probe(capacity, max_batch, fixed_s=0.1, per_sample_s=0.01, peak=1 << 30, atoms=600):
+    """A probe result as the probe reports it: the step time at B_max is measured."""
+    if max_batch == 0:
+        return ProbeResult(
+            fits=False, max_batch_size=0, peak_bytes=peak, fixed_bytes=None,
+            bytes_per_sample=None, step_seconds=None, cycle_minutes=None, throughput=None,
+            capacity=capacity, probe_steps=2, device="cuda:0", limit_bytes=72 << 30,
+            sample_atoms=atoms,
+        )  # fmt: skip
+    model = TimeModel(fixed_s, per_sample_s)
+    t = model.step_seconds(max_batch)
+    return ProbeResult(
+        fits=True, max_batch_size=max_batch, peak_bytes=peak, fixed_bytes=1 << 28,
+        bytes_per_sample=1 << 20, step_seconds=t, cycle_minutes=450 * t / 60,
+        throughput=max_batch / t, capacity=capacity, probe_steps=7, device="cuda:0",
+        limit_bytes=72 << 30, sample_atoms=atoms, time_model=model,
+    )  # fmt: skip
+
+
+def cand(name, result):
+    return Candidate({"name": name}, result)
+
+
+def test_memory_bound_highest_throughput_wins():
+    table = [
+        cand("small", probe(1_000_000, 64, 0.05, 0.02)),  # 64 / 1.33 s = 48 samples/s
+        cand("large", probe(4_000_000, 16, 0.10, 0.08)),  # 16 / 1.38 s = 11.6 samples/s
+    ]
+    choice = choose(Stage.PROTOTYPING, STAGES, table)
+    assert choice.feasible and choice.knobs == {"name": "small"} and choice.batch_size == 64
+    assert choice.cycle_minutes == pytest.approx(450 * (0.05 + 0.02 * 64) / 60)
+
+
+def test_time_bound_batch_is_the_largest_within_the_cycle_budget():
+    # fits up to 512, but t(B) = 0.1 + 0.05 B: the cycle allows (5.333 - 0.1) / 0.05 = 104
+    table = [cand("m", probe(2_000_000, 512, 0.1, 0.05))]
+    choice = choose(Stage.PROTOTYPING, STAGES, table)
+    assert choice.batch_size == 104
+    assert choice.cycle_minutes <= 40.0
+    assert choice.step_seconds == pytest.approx(0.1 + 0.05 * 104)
+    # validation allows 110 minutes: (14.667 - 0.1) / 0.05 = 291
+    assert choose(Stage.VALIDATION, STAGES, table).batch_size == 291
+
+
+def test_time_bound_can_turn_the_ranking_around():
+    # the fast-to-fit model is slow per sample: under the time rule the other one wins
+    table = [
+        cand("wide", probe(3_000_000, 400, 0.2, 0.10)),  # time allows 51: 51 / 5.3 = 9.6/s
+        cand("lean", probe(1_000_000, 200, 0.2, 0.02)),  # 200 / 4.2 s = 47.6/s
+    ]
+    assert choose(Stage.PROTOTYPING, STAGES, table).knobs == {"name": "lean"}
+
+
+def test_throughputs_within_two_percent_prefer_the_larger_capacity():
+    table = [
+        cand("fast", probe(1_000_000, 100, 0.0, 0.0100)),  # 100 samples/s
+        cand("big", probe(5_000_000, 100, 0.0, 0.0101)),  # 99.0 samples/s: within 2 %
+        cand("bigger-slow", probe(9_000_000, 100, 0.0, 0.0110)),  # 90.9: outside
+    ]
+    choice = choose(Stage.PROTOTYPING, STAGES, table)
+    assert choice.knobs == {"name": "big"} and choice.capacity == 5_000_000
+
+
+def test_outside_two_percent_the_higher_throughput_wins():
+    table = [
+        cand("fast", probe(1_000_000, 100, 0.0, 0.0100)),
+        cand("big", probe(5_000_000, 100, 0.0, 0.0105)),  # 95.2: 4.8 % slower
+    ]
+    assert choose(Stage.PROTOTYPING, STAGES, table).knobs == {"name": "fast"}
+
+
+def test_nothing_fast_enough_names_the_smallest_configuration_tried():
+    table = [
+        cand("a", probe(2_000_000, 8, fixed_s=6.0, peak=3 << 30)),
+        cand("b", probe(1_000_000, 8, fixed_s=7.0, peak=2 << 30)),
+    ]
+    choice = choose(Stage.PROTOTYPING, STAGES, table)
+    assert not choice.feasible
+    assert "completes 450 steps in 40 minutes" in choice.reason
+    assert "{'name': 'b'}" in choice.reason and "1,000,000 parameters" in choice.reason
+
+
+def test_nothing_fits_in_memory_names_the_memory_it_needed():
+    table = [
+        cand("a", probe(3_000_000, 0, peak=90 << 30)),
+        cand("b", probe(2_000_000, 0, peak=80 << 30)),
+    ]
+    for stage in Stage:
+        choice = choose(stage, STAGES, table)
+        assert not choice.feasible
+        assert "fits in memory" in choice.reason
+        assert "{'name': 'b'}" in choice.reason and "80.00 GiB" in choice.reason
+        assert "72.00 GiB" in choice.reason
+
+
+def test_pruned_candidates_are_never_chosen():
+    table = [Candidate({"name": "x"}, None, pruned_by={"name": "y"}), cand("ok", probe(1, 4))]
+    assert choose(Stage.PROTOTYPING, STAGES, table).knobs == {"name": "ok"}
+
+
+def test_production_takes_the_largest_model_then_its_largest_batch():
+    table = [
+        cand("s", probe(1_000_000, 256)),
+        cand("l", probe(8_000_000, 24, 1.0, 0.5)),  # slow: production has no time rule
+        cand("xl", probe(20_000_000, 0)),
+    ]
+    choice = choose(Stage.PRODUCTION, STAGES, table)
+    assert choice.knobs == {"name": "l"} and choice.batch_size == 24
+    assert choice.step_seconds == pytest.approx(1.0 + 0.5 * 24)
+
+
+def test_production_equal_capacity_prefers_the_larger_batch():
+    table = [cand("a", probe(8_000_000, 24)), cand("b", probe(8_000_000, 32))]
+    assert choose(Stage.PRODUCTION, STAGES, table).knobs == {"name": "b"}
+
+
+def test_production_respects_params_per_sample():
+    stages = STAGES.model_copy(deep=True)
+    spec = stages.stages[Stage.PRODUCTION]
+    limited = spec.model_copy(
+        update={"data_limits": spec.data_limits.model_copy(update={"params_per_sample": 100.0})}
+    )
+    stages = stages.model_copy(update={"stages": {**stages.stages, Stage.PRODUCTION: limited}})
+    table = [cand("s", probe(1_000_000, 256)), cand("l", probe(8_000_000, 24))]
+    data = DataStats(training_samples=50_000)  # at most 5,000,000 parameters
+    assert choose(Stage.PRODUCTION, stages, table, data).knobs == {"name": "s"}
+    tiny = DataStats(training_samples=100)
+    choice = choose(Stage.PRODUCTION, stages, table, tiny)
+    assert not choice.feasible and "at most 10,000 parameters" in choice.reason
+
+
+def test_production_needs_a_probe_sample_that_covers_the_data():
+    table = [cand("s", probe(1_000_000, 256, atoms=600))]
+    choice = choose(Stage.PRODUCTION, STAGES, table, DataStats(atoms_needed=812))
+    assert not choice.feasible and "812" in choice.reason and "max_atoms" in choice.reason
+    assert choose(Stage.PRODUCTION, STAGES, table, DataStats(atoms_needed=600)).feasible

@@ -1,0 +1,177 @@
+"""The probe on CPU with a small budget: right answers, few steps, memory given back."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from model import live_bytes, load_train_config
+from tuner import Probe, ProbeSample, device_for, discover
+
+SIZES = {
+    "small": ["model.hidden_channels=16", "model.num_layers=2", "model.num_heads=2",
+              "model.num_rbf=8"],
+    "medium": ["model.hidden_channels=32", "model.num_layers=2", "model.num_heads=4",
+               "model.num_rbf=16"],
+    "deep": ["model.hidden_channels=16", "model.num_layers=4", "model.num_heads=2",
+             "model.num_rbf=8"],
+}  # fmt: skip
+
+
+def config(size: str):
+    return load_train_config([*SIZES[size], "optimizer.log_config=false"])
+
+
+def cpu(budget: str):
+    return device_for(discover(budget), "cpu")
+
+
+def brute_force(size: str, budget: str, atoms: int) -> int:
+    """The true largest batch: every batch size measured, one step each, until one fails."""
+    with Probe(config(size), cpu(budget), ProbeSample.synthetic(atoms), timed_steps=0) as probe:
+        largest = 0
+        for b in range(1, 500):
+            if not probe.measure(b).fits:
+                return largest
+            largest = b
+    raise AssertionError("the budget never ran out")
+
+
+@pytest.mark.parametrize(
+    ("size", "budget", "atoms"),
+    [("small", "64MiB", 60), ("medium", "96MiB", 60), ("deep", "160MiB", 80)],
+)
+def test_largest_batch_is_within_5_percent_of_brute_force_and_never_above(size, budget, atoms):
+    truth = brute_force(size, budget, atoms)
+    assert truth >= 5
+    with Probe(config(size), cpu(budget), ProbeSample.synthetic(atoms)) as probe:
+        result = probe.find_max_batch()
+    assert result.fits
+    assert result.max_batch_size <= truth
+    assert result.max_batch_size >= 0.95 * truth
+    assert result.peak_bytes <= result.limit_bytes
+    # power of two then bisect with 3 steps a trial would spend 3 * (2 log2(truth) + 1)
+    assert result.probe_steps <= 8
+    assert result.cycle_minutes == pytest.approx(450 * result.step_seconds / 60)
+    assert result.throughput == pytest.approx(result.max_batch_size / result.step_seconds)
+
+
+def test_peak_memory_is_linear_in_the_batch_for_the_worst_case_sample():
+    with Probe(config("small"), cpu("1GiB"), ProbeSample.synthetic(60), timed_steps=0) as probe:
+        peaks = [probe.measure(b).peak_bytes for b in (1, 2, 4, 8)]
+    per_sample = (peaks[3] - peaks[0]) / 7
+    for b, peak in zip((1, 2, 4, 8), peaks, strict=True):
+        assert peak == pytest.approx(peaks[0] + per_sample * (b - 1), rel=0.02)
+
+
+def test_a_step_over_the_limit_does_not_fit_and_says_why():
+    with Probe(config("small"), cpu("64MiB"), ProbeSample.synthetic(60)) as probe:
+        m = probe.measure(200)
+    assert (m.fits, m.oom) == (False, False)
+    assert m.peak_bytes > probe.limit_bytes and m.step_seconds == ()
+
+
+def test_nothing_fits_when_batch_one_is_over_the_limit():
+    with Probe(config("medium"), cpu("1MiB"), ProbeSample.synthetic(60)) as probe:
+        result = probe.find_max_batch()
+    assert (result.fits, result.max_batch_size) == (False, 0)
+    assert result.peak_bytes > result.limit_bytes
+
+
+def force_oom(probe: Probe, nbytes: int = 64 << 20) -> None:
+    """Make every forward pass allocate ``nbytes`` and then run out of memory."""
+
+    def hook(module, args):
+        held = torch.ones(nbytes // 4)  # alive in this frame when the error is raised
+        raise torch.OutOfMemoryError(f"forced: {held.numel()} floats held")
+
+    probe.trainer.model.register_forward_pre_hook(hook)
+
+
+def test_twenty_out_of_memory_probes_in_a_row_leave_memory_at_its_baseline():
+    sample = ProbeSample.synthetic(60)
+    cfg, device = config("small"), cpu("1GiB")
+    with Probe(cfg, device, sample) as warm:  # one-time allocations of torch itself
+        warm.measure(2)
+    baseline = live_bytes()
+    for _ in range(20):
+        with Probe(cfg, device, sample) as probe:
+            force_oom(probe)
+            m = probe.measure(4)
+            assert (m.fits, m.oom, m.peak_bytes) == (False, True, None)
+    assert abs(live_bytes() - baseline) < 2 << 20  # 20 x 64 MiB would have leaked 1.25 GiB
+
+
+def test_out_of_memory_is_survived_within_one_probe():
+    with Probe(config("small"), cpu("1GiB"), ProbeSample.synthetic(60)) as probe:
+        assert probe.measure(2).fits
+        after_first = live_bytes()
+        handle = probe.trainer.model.register_forward_pre_hook(
+            lambda m, a: (_ for _ in ()).throw(torch.OutOfMemoryError("forced"))
+        )
+        for _ in range(20):
+            assert probe.measure(8).oom
+        assert abs(live_bytes() - after_first) < 2 << 20
+        handle.remove()
+        assert probe.measure(2).fits  # and it goes on measuring
+
+
+def test_errors_that_are_not_out_of_memory_propagate():
+    with Probe(config("small"), cpu("1GiB"), ProbeSample.synthetic(60)) as probe:
+        probe.trainer.model.register_forward_pre_hook(
+            lambda m, a: (_ for _ in ()).throw(ValueError("a real bug"))
+        )
+        with pytest.raises(ValueError, match="a real bug"):
+            probe.measure(2)
+
+
+def test_a_real_complex_as_the_probe_sample(pdbbind_mini):
+    sample = ProbeSample.from_folder(pdbbind_mini / "1xjd", max_atoms=200)
+    assert sample.atoms == 200
+    with Probe(config("small"), cpu("128MiB"), sample) as probe:
+        assert probe.find_max_batch().fits
+
+
+def run_cli(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *args],
+        capture_output=True, text=True, timeout=600, cwd=cwd,
+    )  # fmt: skip
+
+
+def test_cli_probe_json(tmp_path):
+    result = run_cli(
+        "probe", *SIZES["small"], "--max-atoms", "60", "--device", "cpu",
+        "--memory-budget", "64MiB", "--json", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    keys = {"fits", "max_batch_size", "peak_bytes", "fixed_bytes", "bytes_per_sample",
+            "step_seconds", "cycle_minutes", "throughput", "capacity", "probe_steps", "device"}  # fmt: skip
+    assert keys <= set(out)
+    assert out["fits"] and out["device"] == "cpu" and out["peak_bytes"] <= 0.9 * 64 * 2**20
+    log = (tmp_path / "runs" / "probe.log").read_text()
+    assert "INFO" in log and "probing on cpu" in log
+
+
+def test_cli_probe_one_batch_size(tmp_path, pdbbind_mini):
+    result = run_cli(
+        "probe", *SIZES["small"], "--sample", str(pdbbind_mini / "5mnn"), "--max-atoms", "100",
+        "--device", "cpu", "--memory-budget", "256MiB", "--batch-size", "3", "--json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert set(out) == {"batch_size", "fits", "oom", "peak_bytes", "step_seconds"}
+    assert out["batch_size"] == 3 and out["fits"] and out["step_seconds"] > 0
+
+
+def test_cli_probe_bad_input_is_named(tmp_path):
+    result = run_cli("probe", "--memory-budget", "lots", cwd=tmp_path)
+    assert result.returncode == 2 and "'lots'" in result.stderr and "GiB" in result.stderr
+    result = run_cli("probe", "--device", "cuda:7", "--memory-budget", "1GiB", cwd=tmp_path)
+    assert result.returncode == 2 and "cuda:7" in result.stderr
