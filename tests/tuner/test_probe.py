@@ -151,7 +151,8 @@ def test_cli_probe_json(tmp_path):
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     keys = {"fits", "max_batch_size", "peak_bytes", "fixed_bytes", "bytes_per_sample",
-            "step_seconds", "cycle_minutes", "throughput", "capacity", "probe_steps", "device"}  # fmt: skip
+            "step_seconds", "cycle_minutes", "throughput", "capacity", "probe_steps",
+            "device"}  # fmt: skip
     assert keys <= set(out)
     assert out["fits"] and out["device"] == "cpu" and out["peak_bytes"] <= 0.9 * 64 * 2**20
     log = (tmp_path / "runs" / "probe.log").read_text()

@@ -37,7 +37,7 @@ def test_probe_space_skips_dominated_configurations_and_only_those():
         space={"hidden_channels": [32, 64, 128], "num_layers": {"min": 2, "max": 4, "step": 1}},
     )
     # memory grows with both knobs; (64, 3) is the first that does not fit
-    fits = {(h, l): h * l < 192 for h in (32, 64, 128) for l in (2, 3, 4)}
+    fits = {(h, n): h * n < 192 for h in (32, 64, 128) for n in (2, 3, 4)}
     probed = []
 
     def probe_one(knobs):
