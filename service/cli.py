@@ -144,7 +144,7 @@ def _probe(args: argparse.Namespace) -> int:
     sample = (
         ProbeSample.from_folder(args.sample, max_atoms)
         if args.sample
-        else ProbeSample.synthetic(max_atoms)
+        else ProbeSample.synthetic(max_atoms, config.model.cutoff, config.model.max_num_neighbors)
     )
     log.info("probing on %s (%s) with %s", device.name, device.model, sample.source)
     with Probe(config, device, sample, stages.memory_fraction, stages.cycle_batches) as probe:

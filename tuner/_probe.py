@@ -9,9 +9,14 @@ Peak memory of one training step (forward, backward, optimizer step, in the run'
   each allocation and free to torch's profiler. Both are measured, never computed from a formula.
 
 The largest batch is not bisected. Peak memory is linear in the batch for a worst-case sample
-(``fixed + per_sample x B``), so two cheap small-batch measurements predict it; one measured step
-at the prediction verifies it (and the line is refitted through it when it misses), and the same
-batch's timed steps give the step time. Only batches measured to fit are ever reported.
+(``fixed + per_sample x B``). The first line runs through the measured peak at batch 1 and the
+measured fixed bytes (weights, buffers, optimizer state and gradients: everything that does not
+grow with the batch); one measured step at its prediction verifies it, and the line is refitted
+through that point, so a second prediction is exact up to the allocator. Timed steps at batch 1
+and at the answer fit the step-time model. Only batches measured to fit are ever reported.
+
+The optimizer state is created before the first measurement by one optimizer step on zero
+gradients (no forward or backward pass), so that every measured step carries it, as real ones do.
 
 Out of memory is expected: it is caught, everything the step held is freed, and the probe goes on.
 """
@@ -31,7 +36,14 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch_geometric.data import Batch, Data
 
-from model import AtomPolicy, TrainConfig, Trainer, count_parameters, synthetic_complex
+from model import (
+    AtomPolicy,
+    TrainConfig,
+    Trainer,
+    count_parameters,
+    radius_graph,
+    synthetic_complex,
+)
 from model._pdbbind import read_structure, to_data
 from tuner._hardware import Device, format_size
 
@@ -41,8 +53,10 @@ log = logging.getLogger(__name__)
 class ProbeSample:
     """The complex every probe batch is made of: the worst case a training batch can be.
 
-    ``synthetic(max_atoms)``: a synthetic complex of exactly ``max_atoms`` atoms at the packing
-    density of real pockets (the default). ``from_folder(path, max_atoms)``: a real PDBbind-style
+    ``synthetic(max_atoms)``: of ``draws`` synthetic complexes of exactly ``max_atoms`` atoms at
+    the packing density of real pockets, the one with the most radius-graph edges at the model's
+    cutoff and neighbour cap (the default). Memory and time grow with edges, and packing varies
+    from complex to complex: a typical draw would be beaten by a denser one in real batches. ``from_folder(path, max_atoms)``: a real PDBbind-style
     complex cropped to the ``max_atoms`` atoms nearest its ligand.
     """
 
@@ -51,9 +65,26 @@ class ProbeSample:
         self.source = source
 
     @classmethod
-    def synthetic(cls, max_atoms: int, seed: int = 0) -> ProbeSample:
-        data = synthetic_complex(seed, 0, max_atoms, worst_case=True)
-        return cls(data, f"synthetic worst case, {max_atoms} atoms")
+    def synthetic(
+        cls,
+        max_atoms: int,
+        cutoff: float = 5.0,
+        max_num_neighbors: int = 32,
+        seed: int = 0,
+        draws: int = 64,
+    ) -> ProbeSample:
+        def edges(d: Data) -> int:
+            return radius_graph(d.pos, cutoff, loop=True, max_num_neighbors=max_num_neighbors).size(
+                1
+            )
+
+        candidates = [synthetic_complex(seed, i, max_atoms, worst_case=True) for i in range(draws)]
+        densest = max(candidates, key=edges)
+        return cls(
+            densest,
+            f"synthetic worst case: {max_atoms} atoms, {edges(densest)} edges, the densest of "
+            f"{draws}",
+        )
 
     @classmethod
     def from_folder(cls, folder: str | Path, max_atoms: int) -> ProbeSample:
@@ -208,15 +239,15 @@ class Probe:
         timed = self.timed_steps if timed_steps is None else timed_steps
         start = self.steps
         try:
-            if not self._warm:  # the first step allocates the optimizer state
-                self._step(self.sample.batch(1))
-                self._warm = True
+            self._prime()
             batch = self.sample.batch(batch_size)
-            peak = self._peak_of_step(batch)
+            peak, seconds = self._peak_of_step(batch)
             if peak > self.limit_bytes:
                 log.debug("batch %d: peak %s over the limit", batch_size, format_size(peak))
                 return Measurement(batch_size, False, False, peak, (), self.steps - start)
-            times = tuple(self._timed_step(batch) for _ in range(timed))
+            times = [] if seconds is None else [seconds]
+            while len(times) < timed:
+                times.append(self._timed_step(batch))
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
@@ -224,7 +255,25 @@ class Probe:
             del exc
             self._recover()
             return Measurement(batch_size, False, True, None, (), self.steps - start)
-        return Measurement(batch_size, True, False, peak, times, self.steps - start)
+        return Measurement(batch_size, True, False, peak, tuple(times), self.steps - start)
+
+    def _prime(self) -> None:
+        """Create the optimizer state with one optimizer step on zero gradients."""
+        if self._warm:
+            return
+        trainer = self.trainer
+        for p in trainer.model.parameters():
+            if p.requires_grad:
+                p.grad = torch.zeros_like(p)
+        trainer.optimizer.step()
+        trainer.optimizer.zero_grad(set_to_none=True)
+        self._warm = True
+
+    def fixed_bytes(self) -> int:
+        """Bytes a step holds whatever the batch: weights, buffers, optimizer state, gradients."""
+        self._prime()
+        grads = sum(p.numel() * p.element_size() for p in self.trainer.model.parameters())
+        return _tensor_bytes(self.trainer, None) + grads
 
     def _add_times(self, m: Measurement, timed: int) -> Measurement:
         """Timed steps for a batch already measured to fit (its peak is not measured again)."""
@@ -245,18 +294,21 @@ class Probe:
         _synchronize(self.torch_device)
         return time.perf_counter() - t0
 
-    def _peak_of_step(self, batch: Batch) -> int:
+    def _peak_of_step(self, batch: Batch) -> tuple[int, float | None]:
+        """Peak bytes of one step, and its time when measuring did not slow it down (GPU)."""
         if self.torch_device.type == "cuda":
-            _synchronize(self.torch_device)
             batch = batch.to(self.torch_device)
+            _synchronize(self.torch_device)
             torch.cuda.reset_peak_memory_stats(self.torch_device)
+            t0 = time.perf_counter()
             self._step(batch)
             _synchronize(self.torch_device)
-            return int(torch.cuda.max_memory_allocated(self.torch_device))
+            seconds = time.perf_counter() - t0
+            return int(torch.cuda.max_memory_allocated(self.torch_device)), seconds
         held = _tensor_bytes(self.trainer, batch)
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             self._step(batch)
-        return held + _peak_growth(prof)
+        return held + _peak_growth(prof), None
 
     def _recover(self) -> None:
         if self._trainer is not None:
@@ -276,33 +328,30 @@ class Probe:
                 seen[b] = self._add_times(seen[b], timed)
             return seen[b]
 
-        one = at(1)
-        if not one.fits:
-            return self._result(None, seen)
-        if max_batch_size == 1:
-            return self._result(at(1, self.timed_steps), seen)
-        two = at(2, timed=1)
-        if not two.fits:
-            return self._result(at(1, self.timed_steps), seen)
-        assert one.peak_bytes is not None and two.peak_bytes is not None
-        low, high = (1, one.peak_bytes), (2, two.peak_bytes)
-        best = 2
+        one = at(1, timed=1)
+        if not one.fits or max_batch_size == 1:
+            return self._result(at(1, self.timed_steps) if one.fits else None, seen)
+        assert one.peak_bytes is not None
+        anchor = (1, one.peak_bytes)
+        other = (0, min(self.fixed_bytes(), one.peak_bytes - 1))
+        best = 1
         for _ in range(6):
-            guess = min(max_batch_size, _predict(low, high, self.limit_bytes))
+            guess = min(max_batch_size, _predict(other, anchor, self.limit_bytes))
             if guess <= best:
                 break
             m = at(guess)
             if m.fits and m.peak_bytes is not None:
-                best, high = guess, (guess, m.peak_bytes)
-                # within 5 % of where the refitted line says the limit is: done
-                if _predict(low, high, self.limit_bytes) < guess * 1.05 or guess == max_batch_size:
+                best, other = guess, (guess, m.peak_bytes)
+                # within 5 % of where the refitted line puts the limit: done
+                refit = _predict(anchor, other, self.limit_bytes)
+                if refit < guess * 1.05 or guess == max_batch_size:
                     break
-            else:
-                # the line was optimistic: refit through the failure when it was measured, and
-                # never try this batch or a larger one again
-                if m.peak_bytes is not None:
-                    high = (guess, m.peak_bytes)
+            elif m.peak_bytes is not None:
+                other = (guess, m.peak_bytes)  # over the limit: refit through the failure
                 max_batch_size = guess - 1
+            else:  # out of memory before a peak was known: step back
+                max_batch_size = guess - 1
+                other = (guess, self.limit_bytes + 1)
         final = at(best, self.timed_steps)
         return self._result(final, seen)
 
@@ -342,7 +391,7 @@ def _predict(low: tuple[int, int], high: tuple[int, int], limit: int) -> int:
     (b0, p0), (b1, p1) = low, high
     per = (p1 - p0) / (b1 - b0)
     if per <= 0:
-        return b1 * 2  # no measurable growth: double and let the measurement speak
+        return max(b0, b1) * 2  # no measurable growth: double and let the measurement speak
     return math.floor(b0 + (limit - p0) / per)
 
 
@@ -357,7 +406,7 @@ def _time_model(measured: list[Measurement], final: Measurement) -> TimeModel:
     return TimeModel(max(0.0, t_final - per * final.batch_size), per)
 
 
-def _tensor_bytes(trainer: Trainer, batch: Batch) -> int:
+def _tensor_bytes(trainer: Trainer, batch: Batch | None) -> int:
     """Bytes of the distinct tensor storages the training holds: weights, buffers, gradients,
     optimizer state (Lookahead's slow weights included) and the batch."""
     tensors: list[torch.Tensor] = [*trainer.model.parameters(), *trainer.model.buffers()]
@@ -365,27 +414,38 @@ def _tensor_bytes(trainer: Trainer, batch: Batch) -> int:
     for optimizer in {trainer.optimizer, getattr(trainer.optimizer, "base", trainer.optimizer)}:
         for state in optimizer.state.values():
             tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
-    tensors += [v for _, v in batch if isinstance(v, torch.Tensor)]
+    if batch is not None:
+        tensors += [v for _, v in batch if isinstance(v, torch.Tensor)]
     storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
     return sum(storages.values())
 
 
 def _peak_growth(prof: profile) -> int:
-    """The largest growth of CPU-allocated bytes during a profiled region."""
+    """The largest growth of CPU-allocated bytes during a profiled region.
+
+    The profiler's ``total_allocated`` is a running count for the whole process (a tensor
+    allocated while profiling and freed after it leaves it higher for good), so the growth is
+    measured from the count just before the region's first allocation event.
+    """
     from torch._C._profiler import _ExtraFields_Allocation
 
     results = prof.profiler.kineto_results if prof.profiler is not None else None
     if results is None:
         raise RuntimeError("the profiler recorded nothing; is another profiler running?")
-    peak = 0
+    events = []
     stack = list(results.experimental_event_tree())
     while stack:
         event = stack.pop()
         stack.extend(event.children)
         fields = event.extra_fields
         if isinstance(fields, _ExtraFields_Allocation) and fields.device.type == "cpu":
-            peak = max(peak, fields.total_allocated)
-    return int(peak)
+            events.append((event.start_time_ns, fields.total_allocated, fields.alloc_size))
+    if not events:
+        return 0
+    events.sort()
+    _, first_total, first_size = events[0]
+    start = first_total - first_size
+    return max(0, max(total for _, total, _ in events) - start)
 
 
 def _synchronize(device: torch.device) -> None:
