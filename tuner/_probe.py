@@ -56,8 +56,10 @@ class ProbeSample:
     ``synthetic(max_atoms)``: of ``draws`` synthetic complexes of exactly ``max_atoms`` atoms at
     the packing density of real pockets, the one with the most radius-graph edges at the model's
     cutoff and neighbour cap (the default). Memory and time grow with edges, and packing varies
-    from complex to complex: a typical draw would be beaten by a denser one in real batches. ``from_folder(path, max_atoms)``: a real PDBbind-style
-    complex cropped to the ``max_atoms`` atoms nearest its ligand.
+    from complex to complex: a typical draw would be beaten by a denser one in real batches.
+
+    ``from_folder(path, max_atoms)``: a real PDBbind-style complex cropped to the ``max_atoms``
+    atoms nearest its ligand.
     """
 
     def __init__(self, data: Data, source: str) -> None:
