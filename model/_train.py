@@ -173,10 +173,14 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self._pending = 0
 
-    def end_epoch(self) -> None:
-        """Apply what is still accumulated and advance an epoch-hooked schedule."""
+    def flush(self) -> None:
+        """Take the optimizer step for micro-batches still accumulated, if any."""
         if self._pending:
             self._optimizer_step()
+
+    def end_epoch(self) -> None:
+        """Apply what is still accumulated and advance an epoch-hooked schedule."""
+        self.flush()
         if self.config.optimizer.scheduler_hook == "epoch":
             self.scheduler.step()
 

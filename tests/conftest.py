@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,3 +44,11 @@ def tiny_config(tmp_path: Path) -> Callable[..., TrainConfig]:
         return load_train_config([*TINY, f"train.output_dir={tmp_path / 'runs'}", *overrides])
 
     return make
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``stagetune ARGS`` in a fresh process, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *args],
+        capture_output=True, text=True, timeout=600, cwd=cwd,
+    )  # fmt: skip

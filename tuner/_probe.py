@@ -286,8 +286,7 @@ class Probe:
     def _step(self, batch: Batch) -> None:
         self.steps += 1
         self.trainer.train_step(batch)
-        if self.trainer._pending:  # a probe step is always a full optimizer step
-            self.trainer.end_epoch()
+        self.trainer.flush()  # a probe step is always a full optimizer step
 
     def _timed_step(self, batch: Batch) -> float:
         _synchronize(self.torch_device)

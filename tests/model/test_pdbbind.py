@@ -6,8 +6,6 @@ import csv
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,8 @@ import pytest
 
 from model import AtomPolicy, ComplexError, DataError, inspect_root, load_pdbbind, read_labels
 from model._pdbbind import StructureCache, read_structure
+
+from ..conftest import run_cli
 
 
 def reference_counts(root: Path) -> dict[str, dict[str, str]]:
@@ -214,12 +214,6 @@ def test_cache_is_reused_and_rebuilt_when_a_file_or_the_policy_changes(pdbbind_m
 
 
 # --- data inspect ------------------------------------------------------------------------------
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args], capture_output=True, text=True, timeout=300
-    )
 
 
 def test_data_inspect_json_on_the_real_sample(pdbbind_mini, tmp_path):

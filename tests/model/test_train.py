@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -21,7 +19,7 @@ from model import (
 )
 from model._train import resolve_precision
 
-from ..conftest import TINY
+from ..conftest import TINY, run_cli
 
 CPU = torch.device("cpu")
 
@@ -133,13 +131,6 @@ def test_epoch_hooked_schedule_steps_once_per_epoch(tiny_config):
     assert trainer.scheduler.last_epoch == 0
     trainer.end_epoch()
     assert trainer.scheduler.last_epoch == 1
-
-
-def run_cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
-        capture_output=True, text=True, timeout=600, cwd=cwd,
-    )  # fmt: skip
 
 
 def test_cli_train_json(tmp_path):

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
 from model import live_bytes, load_train_config
 from tuner import Probe, ProbeSample, device_for, discover
+
+from ..conftest import run_cli
 
 SIZES = {
     "small": ["model.hidden_channels=16", "model.num_layers=2", "model.num_heads=2",
@@ -134,13 +134,6 @@ def test_a_real_complex_as_the_probe_sample(pdbbind_mini):
     assert sample.atoms == 200
     with Probe(config("small"), cpu("128MiB"), sample) as probe:
         assert probe.find_max_batch().fits
-
-
-def run_cli(*args, cwd):
-    return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
-        capture_output=True, text=True, timeout=600, cwd=cwd,
-    )  # fmt: skip
 
 
 def test_cli_probe_json(tmp_path):
