@@ -58,7 +58,7 @@ def test_gpus_are_listed_when_present_and_auto_falls_back_to_the_cpu():
 def test_bad_budget_and_device_are_named():
     with pytest.raises(ConfigError, match="at most the host's memory"):
         discover("100TiB")
-    with pytest.raises(ConfigError, match="'cuda:9'.*one of: .*cpu"):
+    with pytest.raises(ConfigError, match=r"'cuda:9'.*one of: .*cpu"):
         device_for(discover("1GiB"), "cuda:9")
 
 
