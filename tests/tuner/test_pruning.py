@@ -56,3 +56,38 @@ def test_probe_space_skips_dominated_configurations_and_only_those():
     assert (128, 2) in probed and len(probed) == 6
     assert all(c.pruned_by == {"hidden_channels": 64, "num_layers": 3}
                for c in candidates if c.probe is None)  # fmt: skip
+
+
+def test_real_probes_skip_what_dominates_a_real_failure():
+    """A tiny space probed for real on the CPU, then the production answer."""
+    from model import load_train_config
+    from tuner import Probe, ProbeSample, Stage, choose, device_for, discover, load_stages
+
+    device = device_for(discover("7.8MiB"), "cpu")  # limit 7.0 MiB at memory_fraction 0.9
+    sample = ProbeSample.synthetic(60)
+    spec = StageSpec(
+        policy="largest_capacity",
+        space={"hidden_channels": [16, 32, 64], "num_layers": [1, 2, 3]},
+    )
+    probed = []
+
+    def probe_one(knobs):
+        probed.append((knobs["hidden_channels"], knobs["num_layers"]))
+        overrides = [f"model.{k}={v}" for k, v in knobs.items()]
+        config = load_train_config(
+            [*overrides, "model.num_heads=2", "model.num_rbf=8", "optimizer.log_config=false"]
+        )
+        with Probe(config, device, sample, timed_steps=1) as probe:
+            return probe.find_max_batch()
+
+    candidates = probe_space(spec, probe_one)
+    by_knobs = {(c.knobs["hidden_channels"], c.knobs["num_layers"]): c for c in candidates}
+    # batch 1 needs about 7.7 MiB at (32, 2) and 7.9 MiB at (64, 1): both fail
+    assert not by_knobs[(32, 2)].probe.fits and not by_knobs[(64, 1)].probe.fits
+    assert {k for k, c in by_knobs.items() if c.probe is None} == {(32, 3), (64, 2), (64, 3)}
+    assert len(probed) == 6
+    choice = choose(Stage.PRODUCTION, load_stages(), candidates)
+    fitting = [c for c in candidates if c.probe is not None and c.probe.fits]
+    assert choice.feasible
+    assert choice.capacity == max(c.probe.capacity for c in fitting)
+    assert choice.batch_size == by_knobs[tuple(choice.knobs.values())].probe.max_batch_size
