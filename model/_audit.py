@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,7 +30,7 @@ def append_audit_entry(
         else "no lookahead"
     )
     lines = [
-        f"## {datetime.now(UTC).isoformat(timespec='seconds')} run {config.digest()[:12]}",
+        f"## {datetime.now(timezone.utc).isoformat(timespec='seconds')} run {config.digest()[:12]}",
         "",
         f"- optimizer: {opt.name} (torch.optim.{opt.type}) {values}",
         f"- optimizer options: {lookahead}, clip_grad_norm={opt.clip_grad_norm}, "

@@ -205,8 +205,19 @@ class TrainConfig(_Spec):
 # --- optimizer classes ------------------------------------------------------------------------
 
 
+_UNSUPPORTED = {
+    "LBFGS": "it needs a closure that re-evaluates the loss",
+    "SparseAdam": "it needs sparse gradients",
+}
+
+
 def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
-    """``torch.optim.<name>``; a ``ValueError`` lists the optimizers torch has."""
+    """``torch.optim.<name>``; a ``ValueError`` lists the optimizers the loop can use."""
+    if name in _UNSUPPORTED:
+        raise ValueError(
+            f"{name!r} cannot train this model: {_UNSUPPORTED[name]}; choose one of: "
+            f"{', '.join(torch_optimizers())}"
+        )
     cls = getattr(torch.optim, name, None)
     if not (inspect.isclass(cls) and issubclass(cls, torch.optim.Optimizer)) or name.startswith(
         "_"
@@ -222,7 +233,10 @@ def torch_optimizers() -> list[str]:
     return sorted(
         n
         for n, c in vars(torch.optim).items()
-        if inspect.isclass(c) and issubclass(c, torch.optim.Optimizer) and n != "Optimizer"
+        if inspect.isclass(c)
+        and issubclass(c, torch.optim.Optimizer)
+        and n != "Optimizer"
+        and n not in _UNSUPPORTED
     )
 
 
@@ -336,6 +350,9 @@ class _Composer:
                 raise ConfigError(f"{path}: {where} is a value, not a section ({origin})")
             node = child
         node[leaf] = value
+        self.origin = {
+            k: v for k, v in self.origin.items() if k != path and not k.startswith(path + ".")
+        }
         self._mark(path, value, origin)
 
     def where(self, path: str) -> str | None:
@@ -367,8 +384,13 @@ def load_train_config(
     overrides: Sequence[str] = (),
     profile: str | Path | None = None,
     config_dir: str | Path | None = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> TrainConfig:
-    """Compose ``configs/`` with a profile and overrides; see the module docstring."""
+    """Compose ``configs/`` with a profile and overrides; see the module docstring.
+
+    ``settings`` are dotted keys with values already typed (command-line flags such as
+    ``--data``): applied last, never parsed as YAML, so a folder named ``2020`` stays a string.
+    """
     root = Path(config_dir) if config_dir else default_config_dir()
     if not (root / "train.yaml").is_file():
         raise ConfigError(f"{root}: no train.yaml here; pass the configs folder of the project")
@@ -400,6 +422,8 @@ def load_train_config(
     for text, key, value in parsed:
         if key not in GROUPS:
             composer.set(key, value, f"command line {text!r}")
+    for key, value in (settings or {}).items():
+        composer.set(key, value, f"command-line flag for {key}")
     try:
         return TrainConfig.model_validate(composer.tree)
     except ValidationError as exc:

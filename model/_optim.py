@@ -114,12 +114,17 @@ def build_scheduler(
     optimizer_spec: OptimizerSpec,
     optimizer: Optimizer,
     total_steps: int,
+    updates_per_call: int = 1,
 ) -> LRScheduler:
-    """The schedule over ``total_steps`` calls of ``scheduler.step()``."""
+    """The schedule over ``total_steps`` calls of ``scheduler.step()``.
+
+    ``updates_per_call``: optimizer updates between two calls (the updates of an epoch when the
+    schedule is stepped per epoch); warm-up is counted in updates and converted to calls.
+    """
     base = base_optimizer(optimizer)
     total = max(1, total_steps)
     warmup = spec.warmup_steps if spec.warmup_steps is not None else optimizer_spec.warmup_steps
-    warmup = min(warmup, total - 1)
+    warmup = min(math.ceil(warmup / updates_per_call), total - 1)
     start = spec.warmup_start_factor
     base_lrs = [float(group["lr"]) for group in base.param_groups]
 

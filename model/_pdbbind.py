@@ -168,6 +168,9 @@ def read_structure(folder: Path, policy: AtomPolicy) -> Structure:
         keep = np.isin(residue, residue[near])
         poc_symbols = [s for s, k in zip(poc_symbols, keep, strict=True) if k]
         poc_pos = poc_pos[keep]
+        if not poc_symbols:
+            reason = f"no protein atom within {policy.pocket_radius} A of the ligand"
+            raise ComplexError(cid, str(protein_file), reason)
     else:
         raise ComplexError(cid, str(folder), f"no {pocket_file.name} or {protein_file.name}")
 

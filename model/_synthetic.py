@@ -22,6 +22,7 @@ import torch
 from torch_geometric.data import Data
 
 from model._atoms import atom_token
+from model._pdbbind import _min_distance
 
 POCKET_ELEMENTS = {"C": 0.648, "O": 0.1757, "N": 0.1698, "S": 0.0057, "Zn": 0.0006, "Na": 0.0002}
 LIGAND_ELEMENTS = {
@@ -125,13 +126,6 @@ def _pocket_around(rng: np.random.Generator, lig_pos: np.ndarray, n: int) -> np.
     ok = (nearest >= LIGAND_EXCLUSION) & (cos_to_mouth < np.cos(MOUTH_HALF_ANGLE))
     grid, nearest = grid[ok], nearest[ok]
     return grid[np.argsort(nearest, kind="stable")[:n]]
-
-
-def _min_distance(points: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    out = np.full(len(points), np.inf)
-    for r in ref:
-        out = np.minimum(out, np.linalg.norm(points - r, axis=1))
-    return out
 
 
 _POLAR = {"N", "O"}

@@ -100,7 +100,7 @@ def resolve_precision(config: TrainConfig, device: torch.device) -> Precision:
         return requested
     if device.type != "cuda" or not safe:
         return "fp32"
-    if config.optimizer.bf16_preferred and torch.cuda.is_bf16_supported():
+    if config.optimizer.bf16_preferred and torch.cuda.get_device_capability(device)[0] >= 8:
         return "bf16"
     return "fp16"
 
@@ -135,8 +135,11 @@ class Trainer:
         opt = config.optimizer
         self.optimizer = build_optimizer(opt, self.model, device)
         updates_per_epoch = max(1, math.ceil(steps_per_epoch / opt.accumulate_steps))
-        total = config.train.epochs * (updates_per_epoch if opt.scheduler_hook == "step" else 1)
-        self.scheduler = build_scheduler(config.scheduler, opt, self.optimizer, total)
+        per_call = 1 if opt.scheduler_hook == "step" else updates_per_epoch
+        total = config.train.epochs * updates_per_epoch // per_call
+        self.scheduler = build_scheduler(
+            config.scheduler, opt, self.optimizer, total, updates_per_call=per_call
+        )
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
         self._pending = 0  # micro-batches accumulated since the last optimizer step
 
@@ -172,6 +175,10 @@ class Trainer:
         """Drop accumulated gradients without stepping (after a failed step, say)."""
         self.optimizer.zero_grad(set_to_none=True)
         self._pending = 0
+        # a step that failed after unscale_ leaves the scaler mid-step: start it afresh
+        self.scaler = torch.amp.GradScaler(
+            self.device.type, init_scale=self.scaler.get_scale(), enabled=self.scaler.is_enabled()
+        )
 
     def flush(self) -> None:
         """Take the optimizer step for micro-batches still accumulated, if any."""

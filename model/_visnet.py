@@ -64,12 +64,6 @@ class AffinityViSNet(torch.nn.Module):
                 f"The value of `hidden_channels` is {hidden_channels}, but must be a multiple of "
                 f"`num_heads` ({num_heads})."
             )
-        self.hparams = dict(
-            hidden_channels=hidden_channels, num_layers=num_layers, num_heads=num_heads,
-            num_rbf=num_rbf, cutoff=cutoff, max_num_neighbors=max_num_neighbors, lmax=lmax,
-            vecnorm_type=vecnorm_type, trainable_rbf=trainable_rbf, vertex=vertex,
-            reduce_op=reduce_op,
-        )  # fmt: skip
         self.backbone = ViSNet(
             lmax=lmax,
             vecnorm_type=vecnorm_type,

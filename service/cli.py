@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--profile", type=Path, help="a YAML or JSON profile (e.g. a run's config.json)"
     )
-    train.add_argument("--epochs", type=int, help="number of epochs (train.epochs)")
+    train.add_argument("--epochs", type=_positive, help="number of epochs (train.epochs)")
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N (train.device)")
     train.add_argument("--output", help="folder for run folders and audit.md (train.output_dir)")
     train.add_argument("--config-dir", type=Path, help="the configs/ folder to compose from")
@@ -74,11 +74,13 @@ def _parser() -> argparse.ArgumentParser:
         "the largest batch under memory_fraction (configs/stages.yaml) of the device's memory.",
     )
     probe.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. model.num_layers=4")
-    probe.add_argument("--max-atoms", type=int, help="atoms per probe complex (data.max_atoms)")
+    probe.add_argument(
+        "--max-atoms", type=_positive, help="atoms per probe complex (data.max_atoms)"
+    )
     probe.add_argument("--sample", type=Path, help="a real complex ROOT/ID instead of synthetic")
     probe.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: a GPU)")
     probe.add_argument("--memory-budget", help="CPU budget, e.g. 4GiB (default: half of free)")
-    probe.add_argument("--batch-size", type=int, help="measure this one batch size only")
+    probe.add_argument("--batch-size", type=_positive, help="measure this one batch size only")
     probe.add_argument("--stages", type=Path, help="stages file (configs/stages.yaml)")
     probe.add_argument("--log-file", type=Path, default=Path("runs/probe.log"))
     probe.add_argument("--json", action="store_true", help="print JSON")
@@ -99,9 +101,9 @@ def _parser() -> argparse.ArgumentParser:
         "its label, the edges of its radius graph, and why it is skipped if it is.",
     )
     inspect.add_argument("root", type=Path)
-    inspect.add_argument("--max-atoms", type=int, default=600, help="crop size (default 600)")
+    inspect.add_argument("--max-atoms", type=_positive, default=600, help="crop size (default 600)")
     inspect.add_argument("--cutoff", type=float, default=5.0, help="radius in A (default 5.0)")
-    inspect.add_argument("--max-neighbors", type=int, default=32, help="neighbour cap (32)")
+    inspect.add_argument("--max-neighbors", type=_positive, default=32, help="neighbour cap (32)")
     inspect.add_argument("--pocket-radius", type=float, default=8.0, help="pocket cut in A (8.0)")
     inspect.add_argument("--labels", type=Path, help="INDEX_*data.* file or id,pk CSV")
     inspect.add_argument(
@@ -114,10 +116,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_handlers: list[logging.Handler] = []
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
 def _setup_logging(verbose: bool, quiet: bool) -> None:
+    root = logging.getLogger()
+    while _handlers:  # main() called again in one process: replace, do not pile up
+        handler = _handlers.pop()
+        root.removeHandler(handler)
+        handler.close()
     console = logging.StreamHandler(sys.stderr)
     console.setFormatter(_LOG_FORMAT)
-    root = logging.getLogger()
+    _handlers.append(console)
     root.addHandler(console)
     root.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
 
@@ -126,6 +146,7 @@ def _log_to_file(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
     handler.setFormatter(_LOG_FORMAT)
+    _handlers.append(handler)
     logging.getLogger().addHandler(handler)
 
 
@@ -196,9 +217,12 @@ def _train(args: argparse.Namespace) -> int:
         "train.device": args.device,
         "train.output_dir": args.output,
     }
-    overrides = list(args.overrides)
-    overrides += [f"{key}={value}" for key, value in flags.items() if value is not None]
-    config = load_train_config(overrides, profile=args.profile, config_dir=args.config_dir)
+    config = load_train_config(
+        args.overrides,
+        profile=args.profile,
+        config_dir=args.config_dir,
+        settings={key: value for key, value in flags.items() if value is not None},
+    )
     _log_to_file(Path(config.train.output_dir) / "train.log")
     report = run_training(config)
     if args.json:

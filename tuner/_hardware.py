@@ -128,15 +128,20 @@ def _gpus() -> list[Device]:
     out = []
     for i in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(i)
-        info = nvml.get(i, {})
-        free, total = torch.cuda.mem_get_info(i)
+        # NVML numbers all GPUs of the host; torch only the visible ones (CUDA_VISIBLE_DEVICES,
+        # which Ray sets per trial), possibly in another order: match them by UUID.
+        info = nvml.get(str(getattr(props, "uuid", "")), {})
+        if "total" in info:
+            free, total = info["free"], info["total"]
+        else:  # no NVML: ask the runtime (this creates a CUDA context on the device)
+            free, total = torch.cuda.mem_get_info(i)
         out.append(
             Device(
                 name=f"cuda:{i}",
                 kind="cuda",
                 model=info.get("name", props.name),
-                memory_bytes=int(info.get("total", total)),
-                free_bytes=int(info.get("free", free)),
+                memory_bytes=int(total),
+                free_bytes=int(free),
                 bf16=props.major >= 8,  # Ampere and later
                 compute_capability=f"{props.major}.{props.minor}",
                 driver=info.get("driver"),
@@ -146,8 +151,8 @@ def _gpus() -> list[Device]:
     return out
 
 
-def _nvml_devices() -> dict[int, dict[str, Any]]:
-    """Name, memory and driver of each GPU from NVML; empty when NVML is not there."""
+def _nvml_devices() -> dict[str, dict[str, Any]]:
+    """Name, memory and driver of each GPU from NVML, by UUID; empty when NVML is not there."""
     try:
         import pynvml
     except ImportError:
@@ -164,7 +169,9 @@ def _nvml_devices() -> dict[int, dict[str, Any]]:
             handle = pynvml.nvmlDeviceGetHandleByIndex(i)
             mem = pynvml.nvmlDeviceGetMemoryInfo(handle)
             name = pynvml.nvmlDeviceGetName(handle)
-            out[i] = {
+            uuid = pynvml.nvmlDeviceGetUUID(handle)
+            uuid = uuid.decode() if isinstance(uuid, bytes) else uuid
+            out[uuid.removeprefix("GPU-")] = {
                 "name": name.decode() if isinstance(name, bytes) else name,
                 "total": mem.total,
                 "free": mem.free,
@@ -176,17 +183,53 @@ def _nvml_devices() -> dict[int, dict[str, Any]]:
 
 
 def _host_memory() -> tuple[int, int]:
-    """(total, available) bytes of host memory, from /proc/meminfo or sysconf."""
+    """(total, available) bytes of memory this process may use: the host's (/proc/meminfo),
+    capped by the container's cgroup limit when there is one (Docker, Kubernetes)."""
     try:
         fields = {}
         with open("/proc/meminfo") as handle:
             for line in handle:
                 key, _, rest = line.partition(":")
                 fields[key] = int(rest.split()[0]) * 1024
-        return fields["MemTotal"], fields.get("MemAvailable", fields["MemFree"])
+        total, available = fields["MemTotal"], fields.get("MemAvailable", fields["MemFree"])
     except (OSError, KeyError, ValueError):
         pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-        return pages * size, pages * size
+        total = available = pages * size
+    limit = _cgroup_limit()
+    if limit is not None and limit < total:
+        used = _cgroup_usage() or 0
+        total, available = limit, min(available, max(0, limit - used))
+    return total, available
+
+
+_CGROUP_FILES = (  # (limit, usage): cgroup v2, then v1
+    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+    ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+)
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as handle:
+            text = handle.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None  # "max" means no limit
+
+
+def _cgroup_limit() -> int | None:
+    for limit, _ in _CGROUP_FILES:
+        value = _read_int(limit)
+        if value is not None and value < 1 << 60:  # v1 reports "no limit" as a huge number
+            return value
+    return None
+
+
+def _cgroup_usage() -> int | None:
+    for limit, usage in _CGROUP_FILES:
+        if _read_int(limit) is not None:
+            return _read_int(usage)
+    return None
 
 
 def _cpu_model() -> str:

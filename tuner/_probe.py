@@ -40,6 +40,7 @@ from model import (
     AtomPolicy,
     TrainConfig,
     Trainer,
+    build_model,
     count_parameters,
     radius_graph,
     synthetic_complex,
@@ -112,7 +113,6 @@ class Measurement:
     oom: bool
     peak_bytes: int | None
     step_seconds: tuple[float, ...] = ()
-    steps: int = 0
 
     @property
     def median_seconds(self) -> float | None:
@@ -239,25 +239,27 @@ class Probe:
         if batch_size < 1:
             raise ValueError(f"The value of `batch_size` is {batch_size}, but must be >= 1.")
         timed = self.timed_steps if timed_steps is None else timed_steps
-        start = self.steps
+        out_of_memory = False
         try:
             self._prime()
-            batch = self.sample.batch(batch_size)
-            peak, seconds = self._peak_of_step(batch)
+            batch = self.sample.batch(batch_size).to(self.torch_device)
+            peak = self._peak_of_step(batch)
             if peak > self.limit_bytes:
                 log.debug("batch %d: peak %s over the limit", batch_size, format_size(peak))
-                return Measurement(batch_size, False, False, peak, (), self.steps - start)
-            times = [] if seconds is None else [seconds]
-            while len(times) < timed:
-                times.append(self._timed_step(batch))
+                return Measurement(batch_size, False, False, peak)
+            times = tuple(self._timed_step(batch) for _ in range(timed))
         except Exception as exc:
             if not is_out_of_memory(exc):
                 raise
             log.debug("batch %d: out of memory (%s)", batch_size, str(exc).splitlines()[0])
-            del exc
+            out_of_memory = True
+        if out_of_memory:
+            # outside the except block: the exception, its traceback and the step's tensors
+            # they hold are gone, so the memory can really be released
+            batch = None
             self._recover()
-            return Measurement(batch_size, False, True, None, (), self.steps - start)
-        return Measurement(batch_size, True, False, peak, tuple(times), self.steps - start)
+            return Measurement(batch_size, False, True, None)
+        return Measurement(batch_size, True, False, peak, times)
 
     def _prime(self) -> None:
         """Create the optimizer state with one optimizer step on zero gradients."""
@@ -279,9 +281,9 @@ class Probe:
 
     def _add_times(self, m: Measurement, timed: int) -> Measurement:
         """Timed steps for a batch already measured to fit (its peak is not measured again)."""
-        batch = self.sample.batch(m.batch_size)
+        batch = self.sample.batch(m.batch_size).to(self.torch_device)
         times = tuple(self._timed_step(batch) for _ in range(timed))
-        return Measurement(m.batch_size, True, False, m.peak_bytes, times, m.steps + timed)
+        return Measurement(m.batch_size, True, False, m.peak_bytes, times)
 
     def _step(self, batch: Batch) -> None:
         self.steps += 1
@@ -295,21 +297,18 @@ class Probe:
         _synchronize(self.torch_device)
         return time.perf_counter() - t0
 
-    def _peak_of_step(self, batch: Batch) -> tuple[int, float | None]:
-        """Peak bytes of one step, and its time when measuring did not slow it down (GPU)."""
+    def _peak_of_step(self, batch: Batch) -> int:
+        """Peak bytes of one step (its time is not used: it is the first at this size)."""
         if self.torch_device.type == "cuda":
-            batch = batch.to(self.torch_device)
             _synchronize(self.torch_device)
             torch.cuda.reset_peak_memory_stats(self.torch_device)
-            t0 = time.perf_counter()
             self._step(batch)
             _synchronize(self.torch_device)
-            seconds = time.perf_counter() - t0
-            return int(torch.cuda.max_memory_allocated(self.torch_device)), seconds
+            return int(torch.cuda.max_memory_allocated(self.torch_device))
         held = _tensor_bytes(self.trainer, batch)
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             self._step(batch)
-        return held + _peak_growth(prof), None
+        return held + _peak_growth(prof)
 
     def _recover(self) -> None:
         if self._trainer is not None:
@@ -333,31 +332,43 @@ class Probe:
         if not one.fits or max_batch_size == 1:
             return self._result(at(1, self.timed_steps) if one.fits else None, seen)
         assert one.peak_bytes is not None
+        # lo is measured to fit, hi is known not to (or is past the cap)
+        lo, hi = 1, max_batch_size + 1
         anchor = (1, one.peak_bytes)
         other = (0, min(self.fixed_bytes(), one.peak_bytes - 1))
-        best = 1
-        for _ in range(6):
-            guess = min(max_batch_size, _predict(other, anchor, self.limit_bytes))
-            if guess <= best:
+        guess = _predict(other, anchor, self.limit_bytes)
+        bisecting = False  # after an out-of-memory error without a peak, the line is no guide
+        for _ in range(16):
+            guess = max(lo + 1, min(hi - 1, guess))
+            if hi - lo <= 1 or ((hi - 1) < lo * 1.05 and bisecting):
                 break
             m = at(guess)
             if m.fits and m.peak_bytes is not None:
-                best, other = guess, (guess, m.peak_bytes)
-                # within 5 % of where the refitted line puts the limit: done
+                lo, other = guess, (guess, m.peak_bytes)
                 refit = _predict(anchor, other, self.limit_bytes)
-                if refit < guess * 1.05 or guess == max_batch_size:
-                    break
-            elif m.peak_bytes is not None:
-                other = (guess, m.peak_bytes)  # over the limit: refit through the failure
-                max_batch_size = guess - 1
-            else:  # out of memory before a peak was known: step back
-                max_batch_size = guess - 1
-                other = (guess, self.limit_bytes + 1)
+                if not bisecting and refit < guess * 1.05:
+                    break  # within 5 % of where the measured line puts the limit
+                guess = (lo + hi) // 2 if bisecting else refit
+            else:
+                hi = guess
+                if m.peak_bytes is not None and not bisecting:
+                    other = (guess, m.peak_bytes)  # over the limit: refit through it
+                    guess = _predict(anchor, other, self.limit_bytes)
+                else:
+                    bisecting = True
+                    guess = (lo + hi) // 2
+        best = lo
         final = at(best, self.timed_steps)
         return self._result(final, seen)
 
+    @property
+    def capacity(self) -> int:
+        """Trainable parameters, counted on the meta device (no memory, cannot fail)."""
+        with torch.device("meta"):
+            return count_parameters(build_model(self.config.model))
+
     def _result(self, final: Measurement | None, seen: dict[int, Measurement]) -> ProbeResult:
-        capacity = count_parameters(self.trainer.model)
+        capacity = self.capacity
         measured = sorted((m for m in seen.values()), key=lambda m: m.batch_size)
         fixed = per_sample = None
         points = [(m.batch_size, m.peak_bytes) for m in measured if m.peak_bytes is not None]
@@ -375,13 +386,16 @@ class Probe:
                 probe_steps=self.steps, device=self.device.name, limit_bytes=self.limit_bytes,
                 sample_atoms=self.sample.atoms, measurements=tuple(measured),
             )  # fmt: skip
-        seconds = final.median_seconds
-        model = _time_model(measured, final)
+        # One optimizer step of a real run is accumulate_steps micro-batches of this size.
+        micro = self.config.optimizer.accumulate_steps
+        seconds = final.median_seconds * micro
+        model = _time_model(measured, final, micro)
         return ProbeResult(
             fits=True, max_batch_size=final.batch_size, peak_bytes=final.peak_bytes,
             fixed_bytes=fixed, bytes_per_sample=per_sample, step_seconds=seconds,
             cycle_minutes=self.cycle_batches * seconds / 60.0,
-            throughput=final.batch_size / seconds, capacity=capacity, probe_steps=self.steps,
+            throughput=final.batch_size * micro / seconds, capacity=capacity,
+            probe_steps=self.steps,
             device=self.device.name, limit_bytes=self.limit_bytes,
             sample_atoms=self.sample.atoms, time_model=model, measurements=tuple(measured),
         )  # fmt: skip
@@ -396,10 +410,11 @@ def _predict(low: tuple[int, int], high: tuple[int, int], limit: int) -> int:
     return math.floor(b0 + (limit - p0) / per)
 
 
-def _time_model(measured: list[Measurement], final: Measurement) -> TimeModel:
-    timed = [(m.batch_size, m.median_seconds) for m in measured if m.median_seconds]
+def _time_model(measured: list[Measurement], final: Measurement, micro: int) -> TimeModel:
+    """``t(B)`` of one optimizer step (``micro`` micro-batches of B) through the timed points."""
+    timed = [(m.batch_size, m.median_seconds * micro) for m in measured if m.median_seconds]
     small = [p for p in timed if p[0] < final.batch_size]
-    t_final = final.median_seconds or 0.0
+    t_final = (final.median_seconds or 0.0) * micro
     if not small:
         return TimeModel(0.0, t_final / final.batch_size)
     b0, t0 = small[0]

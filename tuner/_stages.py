@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from model import ConfigError, default_config_dir
+from model import ConfigError, ModelSpec, default_config_dir
 from model._config import read_yaml_mapping
 
 
@@ -58,7 +58,12 @@ class StageSpec(_Spec):
     def _consistent(self) -> StageSpec:
         if self.policy == "time_bound_throughput" and self.target_minutes is None:
             raise ValueError("policy time_bound_throughput needs target_minutes")
+        knobs = sorted(ModelSpec.model_fields)
         for knob, values in self.space.items():
+            if knob not in ModelSpec.model_fields:
+                raise ValueError(
+                    f"space.{knob} is not a model knob; choose from {', '.join(knobs)}"
+                )
             if isinstance(values, list) and not values:
                 raise ValueError(f"space.{knob} has no choices")
         return self

@@ -65,6 +65,8 @@ def test_optimizer_hyperparameters_torch_accepts_can_be_added():
         (["optimizer.type=Adamx"], r"optimizer.type: 'Adamx' is not a torch.optim optimizer; "
          r"choose one of: .*AdamW"),
         (["optimizer.lookahead.alpha=2"], r"optimizer.lookahead.alpha: .*less than or equal to 1"),
+        (["optimizer.type=LBFGS"], r"'LBFGS' cannot train this model: it needs a closure"),
+        (["data.source={x: 1}"], r"data.source: .*valid string.*\(command line 'data.source="),
         (["foo.bar=1"], r"foo: unknown key .*accepted keys: data, model, optimizer, scheduler, "
          r"train"),
         (["model.hidden_channels.x=1"], r"model.hidden_channels is a value, not a section"),

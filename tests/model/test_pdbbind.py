@@ -94,6 +94,13 @@ def test_protein_file_is_cut_to_a_pocket_when_there_is_no_pocket_file(pdbbind_mi
     assert dist.min() < 4.0
 
 
+def test_a_protein_with_nothing_near_the_ligand_is_skipped(pdbbind_mini, tmp_path):
+    root = make_root(tmp_path, pdbbind_mini, ["1azm"])
+    (root / "1azm" / "1azm_pocket.pdb").unlink()
+    with pytest.raises(ComplexError, match=r"1azm_protein.pdb: no protein atom within 0.5 A"):
+        read_structure(root / "1azm", AtomPolicy(pocket_radius=0.5))
+
+
 def test_labels_from_a_csv(pdbbind_mini, tmp_path):
     root = make_root(tmp_path, pdbbind_mini, ["1azm", "5mnn"], index_ids=[])
     (root / "INDEX_general_PL_data.2020").unlink()

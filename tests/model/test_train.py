@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -116,11 +117,41 @@ def test_precision_rules():
 
 
 @pytest.mark.filterwarnings("ignore:Anomaly Detection has been enabled:UserWarning")
+def test_precision_rules_on_gpus(monkeypatch):
+    gpu = torch.device("cuda", 0)
+    capability = {"value": (8, 0)}
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: capability["value"])
+    assert resolve_precision(load_train_config(TINY), gpu) == "bf16"  # Ampere and later
+    capability["value"] = (7, 0)
+    assert resolve_precision(load_train_config(TINY), gpu) == "fp16"  # V100: scaled fp16
+    capability["value"] = (9, 0)
+    no_bf16 = load_train_config([*TINY, "optimizer.bf16_preferred=false"])
+    assert resolve_precision(no_bf16, gpu) == "fp16"
+    unsafe = load_train_config([*TINY, "optimizer.precision_safe=false"])
+    assert resolve_precision(unsafe, gpu) == "fp32"
+
+
 def test_bf16_autocast_and_anomaly_detection_run_on_cpu(tiny_config):
     batch = Batch.from_data_list(synthetic_complexes(4, 60))
     trainer = Trainer(tiny_config("train.precision=bf16", "optimizer.detect_anomaly=true"), CPU, 4)
     assert trainer.precision == "bf16"
     assert torch.isfinite(trainer.train_step(batch))
+
+
+def test_epoch_hooked_warmup_is_counted_in_updates(tiny_config):
+    # 3 updates an epoch, 10 epochs: warm-up of 6 updates is 2 epochs, then cosine decays
+    config = tiny_config(
+        "optimizer.scheduler_hook=epoch", "train.epochs=10", "optimizer.warmup_steps=6",
+        "optimizer.lr=0.1", "scheduler.min_lr=0.001",
+    )  # fmt: skip
+    trainer = Trainer(config, CPU, 3)
+    lrs = []
+    for _ in range(10):
+        lrs.append(trainer.lr)
+        trainer.end_epoch()
+    assert lrs[2] == pytest.approx(0.1) and lrs[0] < lrs[1] < lrs[2]
+    assert all(a > b for a, b in itertools.pairwise(lrs))
+    assert trainer.lr == pytest.approx(0.001)
 
 
 def test_epoch_hooked_schedule_steps_once_per_epoch(tiny_config):
@@ -148,6 +179,13 @@ def test_cli_train_json(tmp_path):
     config = json.loads((tmp_path / "o" / report["config_hash"][:12] / "config.json").read_text())
     assert config["optimizer"]["type"] == "Adam" and config["scheduler"]["type"] == "onecycle"
     assert "epoch 2/2" in (tmp_path / "o" / "train.log").read_text()
+
+
+def test_cli_flags_are_taken_as_they_are(tmp_path):
+    """A folder named 2020 is a folder, not a number."""
+    result = run_cli("train", "--data", "2020", *TINY, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "2020: data root not found" in result.stderr
 
 
 def test_cli_train_errors_name_the_problem(tmp_path):

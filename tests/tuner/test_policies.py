@@ -149,6 +149,21 @@ def test_production_respects_params_per_sample():
     assert not choice.feasible and "at most 10,000 parameters" in choice.reason
 
 
+def test_production_below_its_largest_batch_still_has_a_cycle_time():
+    stages = STAGES.model_copy(update={"max_batch_size": 16})
+    choice = choose(Stage.PRODUCTION, stages, [cand("s", probe(1_000_000, 256, 0.2, 0.01))])
+    assert choice.batch_size == 16
+    assert choice.step_seconds == pytest.approx(0.2 + 0.01 * 16)
+    assert choice.cycle_minutes == pytest.approx(450 * choice.step_seconds / 60)
+
+
+def test_data_stats_from_atom_counts():
+    counts = list(range(101, 201))  # 100 complexes of 101 to 200 atoms
+    assert DataStats.from_atom_counts(counts, 100).atoms_needed == 200
+    assert DataStats.from_atom_counts(counts, 95).atoms_needed == 195
+    assert DataStats.from_atom_counts(counts, 95).training_samples == 100
+
+
 def test_production_needs_a_probe_sample_that_covers_the_data():
     table = [cand("s", probe(1_000_000, 256, atoms=600))]
     choice = choose(Stage.PRODUCTION, STAGES, table, DataStats(atoms_needed=812))

@@ -57,7 +57,22 @@ def test_largest_batch_is_within_5_percent_of_brute_force_and_never_above(size, 
     # power of two then bisect with 3 steps a trial would spend 3 * (2 log2(truth) + 1)
     assert result.probe_steps <= 8
     assert result.cycle_minutes == pytest.approx(450 * result.step_seconds / 60)
-    assert result.throughput == pytest.approx(result.max_batch_size / result.step_seconds)
+
+
+def test_accumulation_makes_an_optimizer_step_several_micro_batches():
+    plain = config("small")
+    accumulated = load_train_config(
+        [*SIZES["small"], "optimizer.log_config=false", "optimizer.accumulate_steps=4"]
+    )
+    results = []
+    for cfg in (plain, accumulated):
+        with Probe(cfg, cpu("64MiB"), ProbeSample.synthetic(60)) as probe:
+            results.append(probe.find_max_batch())
+    one, four = results
+    assert one.max_batch_size == four.max_batch_size  # memory is that of one micro-batch
+    # a cycle of 450 optimizer steps is 4 x 450 micro-batches; times are noisy, ratios are not 4
+    assert 2.5 < four.cycle_minutes / one.cycle_minutes < 6
+    assert four.capacity == one.capacity
 
 
 def test_peak_memory_is_linear_in_the_batch_for_the_worst_case_sample():
@@ -120,6 +135,44 @@ def test_out_of_memory_is_survived_within_one_probe():
         assert probe.measure(2).fits  # and it goes on measuring
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()`:UserWarning")
+def test_out_of_memory_inside_the_optimizer_step_of_an_fp16_run_is_survived():
+    """After unscale_ and clipping, with gradients allocated: the hardest place to fail."""
+    cfg = load_train_config([*SIZES["small"], "optimizer.log_config=false", "train.precision=fp16"])
+    with Probe(cfg, cpu("1GiB"), ProbeSample.synthetic(60)) as probe:
+        assert probe.trainer.scaler.is_enabled()
+        assert probe.measure(2).fits
+        baseline = live_bytes()
+        fail = [True]
+
+        def hook(optimizer, args, kwargs):
+            if fail[0]:
+                held = torch.ones(16 << 20)  # 64 MiB alive in this frame
+                raise torch.OutOfMemoryError(f"forced in optimizer.step ({held.numel()})")
+
+        handle = probe.trainer.optimizer.register_step_pre_hook(hook)
+        for _ in range(5):
+            assert probe.measure(4).oom
+        assert abs(live_bytes() - baseline) < 2 << 20
+        fail[0] = False
+        assert probe.measure(4).fits  # the scaler was not left mid-step
+        handle.remove()
+
+
+def test_running_out_of_memory_above_a_batch_is_found_by_halving_not_stepping():
+    """A device whose allocator fails above 40 complexes long before the declared limit."""
+    with Probe(config("small"), cpu("4GiB"), ProbeSample.synthetic(60)) as probe:
+
+        def hook(module, args):
+            if int(args[2].max()) + 1 > 40:
+                raise torch.OutOfMemoryError("forced above 40")
+
+        probe.trainer.model.register_forward_pre_hook(hook)
+        result = probe.find_max_batch()
+    assert result.fits and 38 <= result.max_batch_size <= 40
+    assert result.probe_steps <= 16
+
+
 def test_errors_that_are_not_out_of_memory_propagate():
     with Probe(config("small"), cpu("1GiB"), ProbeSample.synthetic(60)) as probe:
         probe.trainer.model.register_forward_pre_hook(
@@ -167,5 +220,7 @@ def test_cli_probe_one_batch_size(tmp_path, pdbbind_mini):
 def test_cli_probe_bad_input_is_named(tmp_path):
     result = run_cli("probe", "--memory-budget", "lots", cwd=tmp_path)
     assert result.returncode == 2 and "'lots'" in result.stderr and "GiB" in result.stderr
-    result = run_cli("probe", "--device", "cuda:7", "--memory-budget", "1GiB", cwd=tmp_path)
-    assert result.returncode == 2 and "cuda:7" in result.stderr
+    result = run_cli("probe", "--device", "cuda:99", "--memory-budget", "1GiB", cwd=tmp_path)
+    assert result.returncode == 2 and "cuda:99" in result.stderr
+    result = run_cli("probe", "--batch-size", "0", cwd=tmp_path)
+    assert result.returncode == 2 and "0 must be at least 1" in result.stderr

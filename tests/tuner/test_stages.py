@@ -30,6 +30,8 @@ def test_the_shipped_stages_match_the_design():
         (("memory_fraction: 0.90", "memory_fraction: 1.5"),
          r"memory_fraction: .*less than or equal to 1"),
         (("cycle_batches: 450", "cycle_batchs: 450"), r"cycle_batchs: Extra inputs"),
+        (("num_rbf: [16, 32]", "num_rbff: [16, 32]"),
+         r"space.num_rbff is not a model knob; choose from .*num_rbf"),
         (("  prototyping:", "  prototype:"), r"stages.prototype"),
     ],
 )  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -22,10 +23,24 @@ class Candidate:
 
 @dataclass(frozen=True)
 class DataStats:
-    """What production's data limits need to know about the training data."""
+    """What production's data limits need to know about the training data.
+
+    Without them (the default) the data limits are not checked; ``from_atom_counts`` builds
+    them from the atom counts of the complexes before cropping.
+    """
 
     training_samples: int | None = None
     atoms_needed: int | None = None  # atoms of the complex at the configured percentile
+
+    @classmethod
+    def from_atom_counts(
+        cls, counts: Sequence[int], percentile: float, training_samples: int | None = None
+    ) -> DataStats:
+        if not counts:
+            raise ValueError("The value of `counts` is empty, but must hold one count a complex.")
+        ordered = sorted(counts)
+        index = max(0, math.ceil(percentile / 100.0 * len(ordered)) - 1)
+        return cls(training_samples or len(ordered), ordered[index])
 
 
 @dataclass(frozen=True)
@@ -65,17 +80,19 @@ def nothing_fits(stage: Stage, candidates: Sequence[Candidate], why: str) -> Sta
     smallest = min(tried, key=lambda c: (c.probe.capacity, sorted(c.knobs.items())))  # type: ignore[union-attr]
     probe = smallest.probe
     assert probe is not None
-    needed = (
-        f"needed {format_size(probe.peak_bytes)} at batch 1"
-        if probe.peak_bytes is not None
-        else "ran out of memory at batch 1"
-    )
+    first = probe.measurements[0] if probe.measurements else None
+    if first is not None and first.peak_bytes is not None:
+        needed = f"needed {format_size(first.peak_bytes)} at batch {first.batch_size}"
+    elif first is not None:
+        needed = f"ran out of memory at batch {first.batch_size}"
+    else:
+        needed = f"peaked at {format_size(probe.peak_bytes or 0)}"
     return StageChoice(
         stage,
         False,
         knobs=smallest.knobs,
         capacity=probe.capacity,
-        peak_bytes=probe.peak_bytes,
+        peak_bytes=first.peak_bytes if first is not None else probe.peak_bytes,
         reason=f"nothing fits: {why}; the smallest configuration tried, {smallest.knobs} "
         f"({probe.capacity:,} parameters), {needed} against a limit of "
         f"{format_size(probe.limit_bytes)} on {probe.device}",

@@ -54,15 +54,19 @@ class LargestCapacity:
         p = best.probe
         assert p is not None
         batch = min(p.max_batch_size, config.max_batch_size)
+        measured = batch == p.max_batch_size
+        seconds = p.step_seconds if measured else None
+        if seconds is None and p.time_model is not None:
+            seconds = p.time_model.step_seconds(batch)
         return StageChoice(
             stage=stage,
             feasible=True,
             knobs=best.knobs,
             batch_size=batch,
-            step_seconds=p.step_seconds if batch == p.max_batch_size else None,
-            cycle_minutes=p.cycle_minutes if batch == p.max_batch_size else None,
-            throughput=p.throughput if batch == p.max_batch_size else None,
+            step_seconds=seconds,
+            cycle_minutes=None if seconds is None else config.cycle_batches * seconds / 60.0,
+            throughput=None if seconds is None else batch / seconds,
             capacity=p.capacity,
-            peak_bytes=p.peak_bytes if batch == p.max_batch_size else None,
+            peak_bytes=p.peak_bytes if measured else None,
             reason="largest capacity that fits, at its largest batch",
         )
