@@ -138,6 +138,7 @@ def test_bf16_autocast_and_anomaly_detection_run_on_cpu(tiny_config):
     assert torch.isfinite(trainer.train_step(batch))
 
 
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()`:UserWarning")
 def test_epoch_hooked_warmup_is_counted_in_updates(tiny_config):
     # 3 updates an epoch, 10 epochs: warm-up of 6 updates is 2 epochs, then cosine decays
     config = tiny_config(
@@ -150,7 +151,7 @@ def test_epoch_hooked_warmup_is_counted_in_updates(tiny_config):
         lrs.append(trainer.lr)
         trainer.end_epoch()
     assert lrs[2] == pytest.approx(0.1) and lrs[0] < lrs[1] < lrs[2]
-    assert all(a > b for a, b in itertools.pairwise(lrs))
+    assert all(a > b for a, b in itertools.pairwise(lrs[2:]))
     assert trainer.lr == pytest.approx(0.001)
 
 
