@@ -116,7 +116,6 @@ def test_precision_rules():
         resolve_precision(unsafe, CPU)
 
 
-@pytest.mark.filterwarnings("ignore:Anomaly Detection has been enabled:UserWarning")
 def test_precision_rules_on_gpus(monkeypatch):
     gpu = torch.device("cuda", 0)
     capability = {"value": (8, 0)}
@@ -131,6 +130,7 @@ def test_precision_rules_on_gpus(monkeypatch):
     assert resolve_precision(unsafe, gpu) == "fp32"
 
 
+@pytest.mark.filterwarnings("ignore:Anomaly Detection has been enabled:UserWarning")
 def test_bf16_autocast_and_anomaly_detection_run_on_cpu(tiny_config):
     batch = Batch.from_data_list(synthetic_complexes(4, 60))
     trainer = Trainer(tiny_config("train.precision=bf16", "optimizer.detect_anomaly=true"), CPU, 4)
@@ -138,7 +138,7 @@ def test_bf16_autocast_and_anomaly_detection_run_on_cpu(tiny_config):
     assert torch.isfinite(trainer.train_step(batch))
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()`:UserWarning")
+@pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler\.step\(\)`:UserWarning")
 def test_epoch_hooked_warmup_is_counted_in_updates(tiny_config):
     # 3 updates an epoch, 10 epochs: warm-up of 6 updates is 2 epochs, then cosine decays
     config = tiny_config(

@@ -135,7 +135,7 @@ def test_out_of_memory_is_survived_within_one_probe():
         assert probe.measure(2).fits  # and it goes on measuring
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step()`:UserWarning")
+@pytest.mark.filterwarnings(r"ignore:Detected call of `lr_scheduler\.step\(\)`:UserWarning")
 def test_out_of_memory_inside_the_optimizer_step_of_an_fp16_run_is_survived():
     """After unscale_ and clipping, with gradients allocated: the hardest place to fail."""
     cfg = load_train_config([*SIZES["small"], "optimizer.log_config=false", "train.precision=fp16"])
