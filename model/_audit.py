@@ -44,7 +44,7 @@ def append_audit_entry(
         f"seed={config.train.seed}",
         f"- config hash: sha256:{config.digest()}",
     ]
-    if opt.export_json:
+    if opt.export_json and report is not None:
         lines.append(f"- replay: `stagetune train --profile {run_dir / 'config.json'}`")
     if report is not None and report.epochs:
         last = report.epochs[-1]
