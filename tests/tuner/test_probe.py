@@ -153,6 +153,7 @@ def test_out_of_memory_inside_the_optimizer_step_of_an_fp16_run_is_survived():
         handle = probe.trainer.optimizer.register_step_pre_hook(hook)
         for _ in range(5):
             assert probe.measure(4).oom
+            assert all(p.grad is None for p in probe.trainer.model.parameters())
         assert abs(live_bytes() - baseline) < 2 << 20
         fail[0] = False
         assert probe.measure(4).fits  # the scaler was not left mid-step
