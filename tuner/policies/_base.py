@@ -72,6 +72,34 @@ class Policy(Protocol):
     ) -> StageChoice: ...
 
 
+def step_seconds_at(probe: ProbeResult, batch: int) -> float | None:
+    """Step time at ``batch``: measured at the probe's largest batch, else from its time model."""
+    if batch == probe.max_batch_size and probe.step_seconds is not None:
+        return probe.step_seconds
+    return None if probe.time_model is None else probe.time_model.step_seconds(batch)
+
+
+def choice_at(
+    stage: Stage, candidate: Candidate, batch: int, config: StagesConfig, reason: str
+) -> StageChoice:
+    """A feasible answer: ``candidate`` at ``batch``, with the figures its probe supports."""
+    probe = candidate.probe
+    assert probe is not None
+    seconds = step_seconds_at(probe, batch)
+    return StageChoice(
+        stage=stage,
+        feasible=True,
+        knobs=candidate.knobs,
+        batch_size=batch,
+        step_seconds=seconds,
+        cycle_minutes=None if seconds is None else config.cycle_batches * seconds / 60.0,
+        throughput=None if seconds is None else batch / seconds,
+        capacity=probe.capacity,
+        peak_bytes=probe.peak_bytes if batch == probe.max_batch_size else None,
+        reason=reason,
+    )
+
+
 def nothing_fits(stage: Stage, candidates: Sequence[Candidate], why: str) -> StageChoice:
     """The answer when no candidate qualifies: it names the smallest one tried and its memory."""
     tried = [c for c in candidates if c.probe is not None]

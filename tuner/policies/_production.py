@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tuner._stages import Stage, StagesConfig, StageSpec
-from tuner.policies._base import Candidate, DataStats, StageChoice, nothing_fits
+from tuner.policies._base import Candidate, DataStats, StageChoice, choice_at, nothing_fits
 
 
 class LargestCapacity:
@@ -54,19 +54,6 @@ class LargestCapacity:
         p = best.probe
         assert p is not None
         batch = min(p.max_batch_size, config.max_batch_size)
-        measured = batch == p.max_batch_size
-        seconds = p.step_seconds if measured else None
-        if seconds is None and p.time_model is not None:
-            seconds = p.time_model.step_seconds(batch)
-        return StageChoice(
-            stage=stage,
-            feasible=True,
-            knobs=best.knobs,
-            batch_size=batch,
-            step_seconds=seconds,
-            cycle_minutes=None if seconds is None else config.cycle_batches * seconds / 60.0,
-            throughput=None if seconds is None else batch / seconds,
-            capacity=p.capacity,
-            peak_bytes=p.peak_bytes if measured else None,
-            reason="largest capacity that fits, at its largest batch",
+        return choice_at(
+            stage, best, batch, config, "largest capacity that fits, at its largest batch"
         )

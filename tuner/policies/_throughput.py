@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tuner._stages import Stage, StagesConfig, StageSpec
-from tuner.policies._base import Candidate, DataStats, StageChoice, nothing_fits
+from tuner.policies._base import (
+    Candidate,
+    DataStats,
+    StageChoice,
+    choice_at,
+    nothing_fits,
+    step_seconds_at,
+)
 
 
 class TimeBoundThroughput:
@@ -33,8 +40,7 @@ class TimeBoundThroughput:
             batch = min(p.max_batch_size, by_time, config.max_batch_size)
             if batch < config.min_batch_size:
                 continue
-            measured = batch == p.max_batch_size and p.step_seconds is not None
-            seconds = p.step_seconds if measured else p.time_model.step_seconds(batch)
+            seconds = step_seconds_at(p, batch)
             assert seconds is not None
             options.append((c, batch, seconds, batch / seconds))
         if not options:
@@ -48,20 +54,6 @@ class TimeBoundThroughput:
             return nothing_fits(stage, candidates, why)
         best = max(o[3] for o in options)
         close = [o for o in options if o[3] >= best * (1.0 - config.throughput_tie)]
-        c, batch, seconds, throughput = max(
-            close,
-            key=lambda o: (o[0].probe.capacity, o[3]),  # type: ignore[union-attr]
-        )
-        assert c.probe is not None
-        return StageChoice(
-            stage=stage,
-            feasible=True,
-            knobs=c.knobs,
-            batch_size=batch,
-            step_seconds=seconds,
-            cycle_minutes=config.cycle_batches * seconds / 60.0,
-            throughput=throughput,
-            capacity=c.probe.capacity,
-            peak_bytes=c.probe.peak_bytes if batch == c.probe.max_batch_size else None,
-            reason=f"highest throughput with a cycle within {minutes:g} minutes",
-        )
+        c, batch, _, _ = max(close, key=lambda o: (o[0].probe.capacity, o[3]))  # type: ignore[union-attr]
+        reason = f"highest throughput with a cycle within {minutes:g} minutes"
+        return choice_at(stage, c, batch, config, reason)
