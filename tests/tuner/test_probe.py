@@ -141,7 +141,9 @@ def test_out_of_memory_inside_the_optimizer_step_of_an_fp16_run_is_survived():
     cfg = load_train_config([*SIZES["small"], "optimizer.log_config=false", "train.precision=fp16"])
     with Probe(cfg, cpu("1GiB"), ProbeSample.synthetic(60)) as probe:
         assert probe.trainer.scaler.is_enabled()
-        assert probe.measure(2).fits
+        # a first step at batch 4 leaves one-time allocations behind (about 20 MiB here),
+        # out of memory or not: take the baseline after one that fits
+        assert probe.measure(4).fits
         baseline = live_bytes()
         fail = [True]
 
