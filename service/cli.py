@@ -86,6 +86,44 @@ def _parser() -> argparse.ArgumentParser:
     probe.add_argument("--json", action="store_true", help="print JSON")
     probe.set_defaults(handler=_probe)
 
+    optimize = commands.add_parser(
+        "optimize",
+        help="the best configuration per stage, searched with Ray Tune",
+        description="For each stage: a fit search (HyperOpt over the architecture space, one "
+        "probe per trial, dominated configurations pruned), the stage's policy, then a tune "
+        "search (HyperOpt over training hyperparameters, ASHA early stopping). Options not "
+        "given come from the preset (configs/presets/).",
+    )
+    optimize.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="training config overrides"
+    )
+    optimize.add_argument("--preset", help="quick or default (configs/presets/<name>.yaml)")
+    optimize.add_argument("--stages", type=_stage_list, help="e.g. prototyping,validation")
+    optimize.add_argument("--data", help="synthetic, or a PDBbind-style root every node can read")
+    optimize.add_argument("--address", help="a Ray cluster to join (default: RAY_ADDRESS or local)")
+    optimize.add_argument("--storage", help="folder of job folders, shared by all nodes")
+    optimize.add_argument("--job-id", help="names the job folder; run again to resume")
+    optimize.add_argument("--output", type=Path, help="also copy the job's files here")
+    optimize.add_argument("--fit-trials", type=_positive, help="probes per stage")
+    optimize.add_argument("--tune-trials", type=_positive, help="training trials per stage")
+    optimize.add_argument("--max-concurrent", type=_positive, help="trials at once")
+    optimize.add_argument("--gpus-per-trial", type=float, help="GPUs per trial (default 1)")
+    optimize.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
+    optimize.add_argument("--accelerator-type", help="only nodes with this GPU type, e.g. A100")
+    optimize.add_argument("--max-epochs", type=_positive, help="ASHA budget per trial (epochs)")
+    optimize.add_argument("--grace-period", type=_positive, help="epochs before ASHA may stop")
+    optimize.add_argument("--reduction-factor", type=float, help="ASHA's reduction factor")
+    optimize.add_argument("--no-tune", action="store_true", help="the hardware-only answer")
+    optimize.add_argument("--max-atoms", type=_positive, help="atoms per probe complex")
+    optimize.add_argument("--sample", help="a real complex ROOT/ID to probe with")
+    optimize.add_argument("--memory-budget", help="CPU budget per trial, e.g. 4GiB")
+    optimize.add_argument("--seed", type=int, help="searchers' seed (default 0)")
+    optimize.add_argument("--json", action="store_true", help="print result.json")
+    optimize.set_defaults(handler=_optimize)
+
+    schema = commands.add_parser("schema", help="the JSON Schema of result.json")
+    schema.set_defaults(handler=_schema)
+
     hardware = commands.add_parser("hardware", help="the devices a probe can run on")
     hardware.add_argument("--memory-budget", help="CPU budget, e.g. 4GiB (default: half of free)")
     hardware.add_argument("--json", action="store_true", help="print JSON")
@@ -127,6 +165,13 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
+
+
+def _stage_list(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("name at least one stage")
+    return names
 
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
@@ -191,6 +236,50 @@ def _probe(args: argparse.Namespace) -> int:
         )
     else:
         print(f"does not fit at batch 1 on {result.device} ({format_size(result.limit_bytes)})")
+    return 0
+
+
+def _optimize(args: argparse.Namespace) -> int:
+    from tuner import build_job_spec, optimize
+
+    given = {
+        "preset": args.preset, "stages": args.stages, "data": args.data,
+        "overrides": args.overrides or None, "storage": args.storage, "job_id": args.job_id,
+        "fit_trials": args.fit_trials, "tune_trials": args.tune_trials,
+        "max_concurrent": args.max_concurrent, "gpus_per_trial": args.gpus_per_trial,
+        "cpus_per_trial": args.cpus_per_trial, "accelerator_type": args.accelerator_type,
+        "max_epochs": args.max_epochs, "grace_period": args.grace_period,
+        "reduction_factor": args.reduction_factor, "tune": False if args.no_tune else None,
+        "max_atoms": args.max_atoms, "sample": args.sample,
+        "memory_budget": args.memory_budget, "seed": args.seed,
+    }  # fmt: skip
+    spec = build_job_spec(given)
+    log.info("job %s: %s", spec.job_id, spec.job_dir)
+    result = optimize(spec, address=args.address, output=args.output)
+    if args.json:
+        _print_json(result.model_dump(mode="json"))
+        return 0
+    for stage, answer in result.stages.items():
+        if not answer.feasible:
+            print(f"{stage.value}: nothing fits: {answer.reason}")
+            continue
+        probe = answer.probe
+        knobs = {k: answer.model[k] for k in ("hidden_channels", "num_layers", "num_rbf")}
+        print(
+            f"{stage.value}: {knobs} at batch {answer.batch_size}, "
+            f"{answer.optimizer.get('name')} lr {answer.optimizer.get('lr'):.2e}, "
+            f"{answer.scheduler.get('name')}"
+            + (f"; {probe.throughput:.1f} samples/s, {probe.cycle_minutes:.1f} min per cycle"
+               if probe and probe.throughput and probe.cycle_minutes else "")
+        )  # fmt: skip
+    print(f"job folder: {spec.job_dir} (profiles/, result.json, trials.csv, audit.md)")
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from tuner import result_schema
+
+    _print_json(result_schema())
     return 0
 
 

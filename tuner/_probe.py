@@ -172,6 +172,24 @@ class ProbeResult:
         data["measurements"] = [m.to_json() for m in self.measurements]
         return data
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProbeResult:
+        """The inverse of ``to_json``: a result that crossed a process boundary as JSON."""
+        fields = dict(data)
+        model = fields.pop("time_model", None)
+        measured = fields.pop("measurements", ())
+        return cls(
+            **fields,
+            time_model=TimeModel(**model) if model else None,
+            measurements=tuple(
+                Measurement(
+                    m["batch_size"], m["fits"], m["oom"], m["peak_bytes"],
+                    () if m["step_seconds"] is None else (m["step_seconds"],),
+                )
+                for m in measured
+            ),
+        )  # fmt: skip
+
 
 def is_out_of_memory(exc: BaseException) -> bool:
     if isinstance(exc, torch.OutOfMemoryError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
@@ -102,16 +102,37 @@ class StagesConfig(_Spec):
         return self
 
 
-def load_stages(path: str | Path | None = None) -> StagesConfig:
-    """``configs/stages.yaml`` (or ``path``) as a typed config; errors name the file and key."""
+def load_stages(
+    path: str | Path | None = None, overlays: Sequence[Mapping[str, Any]] = ()
+) -> StagesConfig:
+    """``configs/stages.yaml`` (or ``path``) as a typed config; errors name the file and key.
+
+    ``overlays`` (a preset's ``stages`` section, a job's space overrides) are merged over the file
+    in order; a knob of a space given there replaces that knob's choices whole.
+    """
     path = Path(path) if path else default_config_dir() / "stages.yaml"
+    data = read_yaml_mapping(path)
+    for overlay in overlays:
+        data = merge_tree(data, overlay)
     try:
-        return StagesConfig.model_validate(read_yaml_mapping(path))
+        return StagesConfig.model_validate(data)
     except ValidationError as exc:
         lines = [
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
             for e in exc.errors()
         ]
+        where = f"{path} with overrides" if overlays else str(path)
         raise ConfigError(
-            f"{path}: invalid stages configuration:\n  " + "\n  ".join(lines)
+            f"{where}: invalid stages configuration:\n  " + "\n  ".join(lines)
         ) from None
+
+
+def merge_tree(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overlay`` merged in: mappings merge key by key, anything else replaces."""
+    out = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_tree(out[key], value)
+        else:
+            out[key] = value
+    return out

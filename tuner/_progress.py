@@ -1,0 +1,124 @@
+"""Progress a person can follow: one log line per finished trial (the job's output, which the Ray
+dashboard shows for a submitted job), a live status line on a terminal, and ``progress.json`` in
+the job folder for programs (the service reads it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+from ray.tune.experiment import Trial
+
+log = logging.getLogger(__name__)
+
+
+class ProgressBoard:
+    """The job's progress, stage by stage and search by search, kept in ``progress.json``."""
+
+    def __init__(self, path: Path, started: float) -> None:
+        self.path = path
+        self.started = started
+        self.state: dict[str, Any] = {"stages": {}}
+        if path.is_file():  # a resumed job keeps what its finished searches reported
+            self.state = json.loads(path.read_text())
+
+    def update(self, stage: str, search: str, figures: dict[str, Any]) -> None:
+        self.state["stages"].setdefault(stage, {})[search] = figures
+        self.state["elapsed_seconds"] = round(time.time() - self.started, 1)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2) + "\n")
+        os.replace(tmp, self.path)
+
+
+class SearchProgress(Callback):
+    """Counts one search's trials; ``describe`` turns a finished trial's last result into the
+    words of its log line, ``best`` picks the best of those results (or None)."""
+
+    def __init__(
+        self,
+        stage: str,
+        search: str,
+        board: ProgressBoard,
+        describe: Callable[[dict[str, Any]], str],
+        best: Callable[[list[dict[str, Any]]], str | None],
+        pruned: Callable[[], int] = lambda: 0,
+        max_t: int | None = None,
+    ) -> None:
+        self.stage, self.search, self.board = stage, search, board
+        self.describe, self.best, self.pruned = describe, best, pruned
+        self.max_t = max_t
+        self.live = sys.stderr.isatty()
+        self.retries: dict[str, int] = {}  # trial id -> restarts after a failure
+        self._drawn = 0.0
+
+    def on_trial_recover(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        self.retries[trial.trial_id] = self.retries.get(trial.trial_id, 0) + 1
+        log.warning("%s %s: trial %s failed and is retried (retry %d)", self.stage, self.search,
+                    trial.trial_id, self.retries[trial.trial_id])  # fmt: skip
+
+    def on_trial_complete(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        result = trial.last_result or {}
+        log.info(
+            "%s %s: trial %s finished%s: %s",
+            self.stage, self.search, trial.trial_id,
+            " (stopped early)" if self._stopped_early(trial) else "", self.describe(result),
+        )  # fmt: skip
+        self._update(trials, force=True)
+
+    def on_trial_error(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        log.warning("%s %s: trial %s failed: %s", self.stage, self.search, trial.trial_id,
+                    trial.error_file or "no error file")  # fmt: skip
+        self._update(trials, force=True)
+
+    def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
+        self._update(trials)
+
+    def on_experiment_end(self, trials: list[Trial], **info: Any) -> None:
+        self._update(trials, force=True)
+        if self.live:
+            sys.stderr.write("\n")
+
+    def _stopped_early(self, trial: Trial) -> bool:
+        done = (trial.last_result or {}).get("training_iteration", 0)
+        return self.max_t is not None and trial.status == Trial.TERMINATED and done < self.max_t
+
+    def _update(self, trials: list[Trial], force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self._drawn < 1.0:
+            return
+        self._drawn = now
+        finished = [t for t in trials if t.status == Trial.TERMINATED]
+        figures = {
+            "done": len(finished),
+            "running": sum(t.status == Trial.RUNNING for t in trials),
+            "pending": sum(t.status == Trial.PENDING for t in trials),
+            "errored": sum(t.status == Trial.ERROR for t in trials),
+            "pruned": self.pruned(),
+            "stopped_early": sum(self._stopped_early(t) for t in finished),
+            "best": self.best([t.last_result for t in finished if t.last_result]),
+        }
+        self.board.update(self.stage, self.search, figures)
+        if self.live:
+            elapsed = int(now - self.board.started)
+            line = (
+                f"{self.stage} {self.search} | done {figures['done']} running "
+                f"{figures['running']} pruned {figures['pruned']} stopped early "
+                f"{figures['stopped_early']} | best {figures['best'] or '-'} | "
+                f"{elapsed // 60:02d}:{elapsed % 60:02d}"
+            )
+            sys.stderr.write("\r\x1b[K" + line[:160])
+            sys.stderr.flush()

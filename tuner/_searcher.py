@@ -1,0 +1,139 @@
+"""The fit search's searcher: HyperOpt (TPE) over a discrete architecture space, with dominance
+pruning and without repeats.
+
+TPE proposes points of the space; before a proposal becomes a trial, this searcher answers it
+itself when it can, and asks TPE again:
+
+- a configuration that dominates one that did not fit is answered "does not fit" (score 0)
+  without a probe, and recorded as pruned;
+- a configuration already probed is answered with its known score (TPE over a small discrete
+  space proposes repeats often).
+
+Both answers reach TPE as completed evaluations, so its model learns from them. When TPE keeps
+proposing answered points, the first unanswered point of the grid is taken, and when every point
+is answered the search is finished. The searcher is a plain state machine: it is tested without
+a cluster, and Ray Tune checkpoints it with the experiment, so a resumed job keeps its pruning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ray.tune.search import Searcher
+
+from tuner._pruning import DominancePruner
+
+_TRIES = 32  # proposals of TPE before the grid's next point is taken instead
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """A configuration answered without a probe: it dominates ``failed``."""
+
+    knobs: dict[str, Any]
+    failed: dict[str, Any]
+
+
+class ProbeSearcher(Searcher):
+    """Wraps a searcher over the knobs of ``grid``; ``fits(result)`` tells a failure from a fit.
+
+    ``grid`` is every configuration of the space; ``metric`` is maximised.
+    """
+
+    def __init__(
+        self,
+        inner: Searcher,
+        grid: Sequence[Mapping[str, Any]],
+        metric: str,
+        fits: Callable[[dict[str, Any]], bool],
+        record_to: str | None = None,
+    ) -> None:
+        super().__init__(metric=metric, mode="max")
+        self.inner = inner
+        self.grid = [dict(g) for g in grid]
+        self.fits = fits
+        self.record_to = record_to  # a JSON file that lists the pruned configurations
+        self.pruner = DominancePruner()
+        self.pruned: list[Pruned] = []
+        self.scores: dict[tuple[Any, ...], float] = {}  # probed configurations
+        # trial id: (the inner searcher's id for it, or None for a grid point; its key)
+        self.running: dict[str, tuple[str | None, tuple[Any, ...]]] = {}
+
+    def _key(self, knobs: Mapping[str, Any]) -> tuple[Any, ...]:
+        return tuple(knobs[k] for k in sorted(self.grid[0]))
+
+    def _settled(self, key: tuple[Any, ...]) -> bool:
+        return key in self.scores or any(k == key for _, k in self.running.values())
+
+    def set_search_properties(
+        self, metric: str | None, mode: str | None, config: dict, **spec: Any
+    ) -> bool:
+        return self.inner.set_search_properties(metric, mode, config, **spec)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        for attempt in range(_TRIES):
+            inner_id = f"{trial_id}~{attempt}"
+            config = self.inner.suggest(inner_id)
+            if config is None or config == Searcher.FINISHED:
+                break
+            knobs = {k: config[k] for k in self.grid[0]}
+            key = self._key(knobs)
+            failed = self.pruner.pruned_by(knobs)
+            if failed is not None:
+                if not any(self._key(p.knobs) == key for p in self.pruned):
+                    self.pruned.append(Pruned(knobs, failed))
+                    self._write_pruned()
+                self.inner.on_trial_complete(inner_id, {self.metric: 0.0})
+                continue
+            if key in self.scores:
+                self.inner.on_trial_complete(inner_id, {self.metric: self.scores[key]})
+                continue
+            if self._settled(key):  # running now: no score to give TPE yet
+                self.inner.on_trial_complete(inner_id, error=True)
+                continue
+            self.running[trial_id] = (inner_id, key)
+            return knobs
+        for knobs in self.grid:
+            key = self._key(knobs)
+            if not self._settled(key) and self.pruner.pruned_by(knobs) is None:
+                self.running[trial_id] = (None, key)
+                return dict(knobs)
+        return Searcher.FINISHED  # type: ignore[return-value]  # Tune's own sentinel
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        inner_id, key = self.running.pop(trial_id, (None, None))
+        if key is None:
+            return
+        knobs = dict(zip(sorted(self.grid[0]), key, strict=True))
+        if result is not None and not error:
+            self.scores[key] = float(result.get(self.metric, 0.0))
+            if not self.fits(result):
+                self.pruner.record_failure(knobs)
+        if inner_id is not None:
+            self.inner.on_trial_complete(inner_id, result, error)
+
+    def _write_pruned(self) -> None:
+        if self.record_to is None:
+            return
+        tmp = f"{self.record_to}.tmp"
+        with open(tmp, "w") as f:
+            json.dump([asdict(p) for p in self.pruned], f)
+        os.replace(tmp, self.record_to)
+
+    def save(self, checkpoint_path: str) -> None:
+        self.inner.save(checkpoint_path + ".inner")
+        state = {k: v for k, v in self.__dict__.items() if k not in ("inner", "fits")}
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(state, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.inner.restore(checkpoint_path + ".inner")
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))

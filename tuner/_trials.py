@@ -1,0 +1,171 @@
+"""What one Ray Tune trial does: probe an architecture (fit search), or train with a set of
+hyperparameters and report validation loss each epoch (tune search).
+
+Each trial gets everything it needs in a frozen context, composed once by the driver: worker
+nodes read no configuration files, so a node that has the package installed can run any trial.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from pydantic import ValidationError
+from ray import tune
+
+from model import TrainConfig, run_training
+from tuner._hardware import Device, device_for, discover
+from tuner._probe import Probe, ProbeResult, ProbeSample
+from tuner._stages import Stage, StagesConfig, merge_tree
+from tuner.policies import POLICIES, Candidate, DataStats, StageChoice
+
+log = logging.getLogger(__name__)
+
+SCORE = "score"  # the fit search's metric, maximised
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """What every probe of one stage's fit search shares."""
+
+    stage: Stage
+    stages: StagesConfig
+    train_config: dict[str, Any]  # the composed training config; trials replace model knobs
+    max_atoms: int
+    sample: str | None
+    memory_budget: str | None
+
+
+@dataclass(frozen=True)
+class TuneContext:
+    """What every training trial of one stage's tune search shares."""
+
+    stage: Stage
+    configs: dict[str, dict[str, Any]]  # "optimizer/scheduler" -> composed training config
+    max_epochs: int
+
+
+def trial_device(memory_budget: str | None) -> Device:
+    """The trial's GPU when Ray gave it one and CUDA sees it, else the CPU under the budget.
+
+    A node that declares GPUs CUDA cannot see (a test cluster, a misconfigured node) probes on
+    its CPU; the result names the device, so such an answer is never mistaken for a GPU's.
+    """
+    hardware = discover(memory_budget)
+    if ray.is_initialized() and ray.get_gpu_ids():
+        if hardware.gpus:
+            return device_for(hardware, "cuda:0")
+        log.warning("Ray assigned GPU %s but CUDA sees none: probing on the CPU", ray.get_gpu_ids())
+    return device_for(hardware, "cpu")
+
+
+def score(choice: StageChoice) -> float:
+    """The fit search's objective: what the stage's policy maximises, 0 when infeasible."""
+    if not choice.feasible:
+        return 0.0
+    if choice.stage is Stage.PRODUCTION:
+        return float(choice.capacity or 0)
+    return float(choice.throughput or 0.0)
+
+
+def probe_configuration(knobs: dict[str, Any], ctx: FitContext) -> dict[str, Any]:
+    """Probe one architecture; the metrics the fit trial reports (JSON only)."""
+    where = _where()
+    try:
+        config = TrainConfig.model_validate(merge_tree(ctx.train_config, {"model": knobs}))
+    except ValidationError as exc:
+        reason = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+        return {SCORE: 0.0, "fits": False, "invalid": reason, "probe": None, **where}
+    device = trial_device(ctx.memory_budget)
+    sample = (
+        ProbeSample.from_folder(ctx.sample, ctx.max_atoms)
+        if ctx.sample
+        else ProbeSample.synthetic(
+            ctx.max_atoms, config.model.cutoff, config.model.max_num_neighbors
+        )
+    )
+    stages = ctx.stages
+    with Probe(config, device, sample, stages.memory_fraction, stages.cycle_batches) as probe:
+        result = probe.find_max_batch(stages.max_batch_size)
+    choice = POLICIES[stages.stages[ctx.stage].policy].choose(
+        ctx.stage, stages.stages[ctx.stage], [Candidate(knobs, result)], stages, DataStats()
+    )
+    return {
+        SCORE: score(choice),
+        "fits": result.fits and result.max_batch_size >= stages.min_batch_size,
+        "invalid": None,
+        "probe": result.to_json(),
+        "device": device.name,
+        "device_model": device.model,
+        **where,
+    }
+
+
+def fit_trial(config: dict[str, Any], ctx: FitContext) -> None:
+    """Ray Tune function trainable of the fit search: one probe, one report."""
+    tune.report(probe_configuration(dict(config), ctx))
+
+
+def fits(result: dict[str, Any]) -> bool:
+    return bool(result.get("fits"))
+
+
+def apply_hyperparameters(tree: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A composed training config (one of ``TuneContext.configs``) with a tune trial's
+    hyperparameters: ``lr_factor`` scales the optimizer's own lr, ``clip_grad_norm`` 0 is none."""
+    optimizer = tree["optimizer"]
+    values: dict[str, Any] = {
+        "lr": optimizer["lr"] * params["lr_factor"],
+        "warmup_steps": params["warmup_steps"],
+        "clip_grad_norm": params["clip_grad_norm"] or None,
+        "lookahead": {"enabled": params["lookahead"]},
+    }
+    if "weight_decay" in optimizer:
+        values["weight_decay"] = params["weight_decay"]
+    return merge_tree(tree, {"optimizer": values})
+
+
+def tune_trial(config: dict[str, Any], ctx: TuneContext) -> None:
+    """Ray Tune function trainable of the tune search: one report per epoch, for ASHA."""
+    tree = apply_hyperparameters(
+        ctx.configs[f"{config['optimizer']}/{config['scheduler']}"], config
+    )
+    trial_dir = Path(tune.get_context().get_trial_dir())
+    tree = merge_tree(
+        tree,
+        {
+            "optimizer": {"log_config": False},  # the job's records hold every trial's config
+            "train": {"epochs": ctx.max_epochs, "output_dir": str(trial_dir / "runs")},
+        },
+    )
+    train_config = TrainConfig.model_validate(tree)
+    where = _where()
+
+    def report(m: Any) -> None:
+        tune.report(
+            {
+                "val_loss": m.val_loss,
+                "val_rmse": m.val_rmse,
+                "val_pearson": m.val_pearson if math.isfinite(m.val_pearson) else None,
+                "train_loss": m.train_loss,
+                "epoch": m.epoch,
+                "config_hash": train_config.digest(),
+                **where,
+            }
+        )
+
+    run_training(train_config, on_epoch=report)
+
+
+def probe_from_metrics(metrics: dict[str, Any]) -> ProbeResult | None:
+    data = metrics.get("probe")
+    return ProbeResult.from_json(data) if data else None
+
+
+def _where() -> dict[str, Any]:
+    """The node a trial runs on, for the job's records (Tune adds its address and pid)."""
+    return {"node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None}
