@@ -7,6 +7,7 @@ status 2; ``--json`` output goes to stdout and logs go to stderr, so the two nev
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -255,7 +256,9 @@ def _optimize(args: argparse.Namespace) -> int:
     }  # fmt: skip
     spec = build_job_spec(given)
     log.info("job %s: %s", spec.job_id, spec.job_dir)
-    result = optimize(spec, address=args.address, output=args.output)
+    # Ray Tune prints its own tables to stdout: keep stdout for the answer (or the JSON)
+    with contextlib.redirect_stdout(sys.stderr):
+        result = optimize(spec, address=args.address, output=args.output)
     if args.json:
         _print_json(result.model_dump(mode="json"))
         return 0

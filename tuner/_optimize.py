@@ -81,49 +81,75 @@ def optimize(
     job_dir = spec.job_dir
     job_dir.mkdir(parents=True, exist_ok=True)
     _keep_spec(job_dir / "job.json", spec)
-    handler = logging.FileHandler(job_dir / "job.log")
-    handler.setFormatter(logging.Formatter(_LOG_FORMAT, datefmt="%Y-%m-%dT%H:%M:%S"))
-    logging.getLogger().addHandler(handler)
-    try:
-        log.info("job %s in %s", spec.job_id, job_dir)
-        stages = spec.stages_config(config_dir)
-        base = _compose(spec, config_dir)
-        with _ray(address):
-            execution = Execution(
-                _trial_resources(spec), spec.max_concurrent, job_dir / "ray", spec.seed
-            )
-            execution.storage.mkdir(parents=True, exist_ok=True)
-            log.info("each trial holds %s; at most %d at once", execution.resources,
-                     spec.max_concurrent)  # fmt: skip
-            board = ProgressBoard(job_dir / "progress.json", started)
-            answers, records = _run_stages(spec, stages, base, execution, board, config_dir)
-            hardware = _cluster_hardware(answers)
-        finished = time.time()
-        result = JobResult(
-            job_id=spec.job_id,
-            stages=answers,
-            hardware=hardware,
-            provenance=Provenance(
-                versions=_versions(),
-                seed=spec.seed,
-                spec=spec.model_dump(mode="json"),
-                started=_iso(started),
-                finished=_iso(finished),
-                elapsed_seconds=round(finished - started, 2),
-                device_hours=_device_hours(records, execution.resources),
-            ),
-        )
-        write_json(job_dir / "result.json", result.model_dump(mode="json"))
-        write_trials_csv(job_dir / "trials.csv", records)
-        write_audit(job_dir / "audit.md", result, records)
-        log.info("job %s finished in %.0f s: %s", spec.job_id, finished - started,
-                 job_dir / "result.json")  # fmt: skip
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
+    with _job_log(job_dir / "job.log"):
+        result = _run_job(spec, address, config_dir, started)
     if output is not None:
         _copy_files(job_dir, output)
     return result
+
+
+def _run_job(
+    spec: JobSpec, address: str | None, config_dir: Path | None, started: float
+) -> JobResult:
+    job_dir = spec.job_dir
+    log.info("job %s in %s", spec.job_id, job_dir)
+    stages = spec.stages_config(config_dir)
+    base = _compose(spec, config_dir)
+    with _ray(address):
+        execution = Execution(
+            _trial_resources(spec), spec.max_concurrent, job_dir / "ray", spec.seed
+        )
+        execution.storage.mkdir(parents=True, exist_ok=True)
+        log.info("each trial holds %s; at most %d at once", execution.resources,
+                 spec.max_concurrent)  # fmt: skip
+        board = ProgressBoard(job_dir / "progress.json", started)
+        answers, records = _run_stages(spec, stages, base, execution, board, config_dir)
+        hardware = _cluster_hardware(answers)
+    finished = time.time()
+    result = JobResult(
+        job_id=spec.job_id,
+        stages=answers,
+        hardware=hardware,
+        provenance=Provenance(
+            versions=_versions(),
+            seed=spec.seed,
+            spec=spec.model_dump(mode="json"),
+            started=_iso(started),
+            finished=_iso(finished),
+            elapsed_seconds=round(finished - started, 2),
+            device_hours=_device_hours(records, execution.resources),
+        ),
+    )
+    write_json(job_dir / "result.json", result.model_dump(mode="json"))
+    write_trials_csv(job_dir / "trials.csv", records)
+    write_audit(job_dir / "audit.md", result, records)
+    log.info("job %s finished in %.0f s: %s", spec.job_id, finished - started,
+             job_dir / "result.json")  # fmt: skip
+    return result
+
+
+@contextmanager
+def _job_log(path: Path) -> Iterator[None]:
+    """The job's log file: every INFO line of the packages, whatever the console shows."""
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter(_LOG_FORMAT, datefmt="%Y-%m-%dT%H:%M:%S"))
+    handler.setLevel(logging.INFO)
+    loggers = [logging.getLogger(name) for name in ("tuner", "model")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        if lg.getEffectiveLevel() > logging.INFO:
+            lg.setLevel(logging.INFO)
+    try:
+        yield
+    except BaseException as exc:
+        log.error("job stopped: %s", f"{type(exc).__name__}: {exc}".splitlines()[0])
+        raise
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+        handler.close()
 
 
 def _run_stages(
@@ -356,34 +382,37 @@ def _ray(address: str | None) -> Iterator[None]:
 
 
 def _trial_resources(spec: JobSpec) -> dict[str, float]:
-    """One trial's bundle, checked against the nodes: a request no node can meet is an error
-    now, not a trial pending forever."""
+    """One trial's bundle, checked against the nodes: a request that no single node can meet is
+    an error now, not a trial pending forever. Without a GPU anywhere, trials take a CPU share."""
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     bundle: dict[str, float] = {"CPU": spec.cpus_per_trial}
-    most_cpus = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
-    if spec.cpus_per_trial > most_cpus:
-        raise ConfigError(
-            f"cpus_per_trial={spec.cpus_per_trial:g}, but the most CPUs on one node is "
-            f"{most_cpus:g}"
-        )
-    most_gpus = max((n.get("GPU", 0.0) for n in nodes), default=0.0)
-    if spec.gpus_per_trial > 0 and most_gpus > 0:
-        if spec.gpus_per_trial > most_gpus:
-            raise ConfigError(
-                f"gpus_per_trial={spec.gpus_per_trial:g}, but the most GPUs on one node is "
-                f"{most_gpus:g}"
-            )
-        bundle["GPU"] = spec.gpus_per_trial
+    if spec.gpus_per_trial > 0:
+        if any(n.get("GPU", 0.0) > 0 for n in nodes):
+            bundle["GPU"] = spec.gpus_per_trial
+        else:
+            log.warning("no node of the cluster has a GPU: trials probe and train on CPUs")
     if spec.accelerator_type is not None:
         key = f"accelerator_type:{spec.accelerator_type}"
-        known = sorted({k.split(":", 1)[1] for n in nodes for k in n if ":" in k
-                        and k.startswith("accelerator_type:")})  # fmt: skip
         if not any(key in n for n in nodes):
+            known = sorted({k.split(":", 1)[1] for n in nodes for k in n
+                            if k.startswith("accelerator_type:")})  # fmt: skip
             raise ConfigError(
                 f"accelerator_type={spec.accelerator_type!r}: no node has it; the cluster has "
                 f"{', '.join(known) or 'no typed accelerator'}"
             )
         bundle[key] = 0.001
+    if not any(all(n.get(k, 0.0) >= v for k, v in bundle.items()) for n in nodes):
+        names = {"CPU": "cpus_per_trial", "GPU": "gpus_per_trial"}
+        short = [
+            f"{names[k]}={v:g}, but the most {k}s on one node is "
+            f"{max(n.get(k, 0.0) for n in nodes):g}"
+            for k, v in bundle.items()
+            if k in names and all(n.get(k, 0.0) < v for n in nodes)
+        ]
+        raise ConfigError(
+            "no node can run a trial: "
+            + ("; ".join(short) or f"no node has all of {bundle} at once")
+        )
     return bundle
 
 

@@ -112,15 +112,16 @@ def write_profile(path: Path, config: dict[str, Any], meta: dict[str, Any]) -> N
 
 
 def write_trials_csv(path: Path, records: list[TrialRecord]) -> None:
-    """One row per variable of each trial: stage, search, trial, status, node, retries,
-    variable, type (int, float, bool, str, null) and value."""
+    """One row per variable of each trial: stage, search, trial, status, node, retries, seconds
+    it ran, when it started, then the variable, its type (int, float, bool, str, null) and
+    value."""
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["stage", "search", "trial_id", "status", "node_id", "retries",
-                         "seconds", "variable", "type", "value"])  # fmt: skip
+                         "seconds", "started", "variable", "type", "value"])  # fmt: skip
         for r in records:
             head = [r.stage, r.search, r.trial_id, r.status, r.node_id or "", r.retries,
-                    f"{r.seconds:.3f}"]  # fmt: skip
+                    f"{r.seconds:.3f}", f"{r.started:.3f}"]  # fmt: skip
             for name, value in sorted(r.variables.items()):
                 writer.writerow([*head, name, _type(value), "" if value is None else value])
 
@@ -145,6 +146,7 @@ def read_trials_csv(path: Path) -> list[dict[str, Any]]:
         for row in csv.DictReader(f):
             row["value"] = convert[row["type"]](row["value"])
             row["retries"] = int(row["retries"])
+            row["seconds"], row["started"] = float(row["seconds"]), float(row["started"])
             rows.append(row)
     return rows
 

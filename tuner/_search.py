@@ -76,6 +76,7 @@ class TrialRecord:
     node_id: str | None = None
     retries: int = 0
     seconds: float = 0.0
+    started: float = 0.0  # when the trial started (epoch seconds); pruned ones never did
 
 
 @dataclass
@@ -392,6 +393,7 @@ def _record(
         node_id=metrics.get("node_id"),
         retries=retries.get(trial_id, 0),
         seconds=float(metrics.get("time_total_s") or 0.0),
+        started=float(metrics.get("started") or 0.0),
     )
 
 

@@ -83,15 +83,11 @@ class ProbeSearcher(Searcher):
                 break
             knobs = {k: config[k] for k in self.grid[0]}
             key = self._key(knobs)
-            failed = self.pruner.pruned_by(knobs)
-            if failed is not None:
-                if not any(self._key(p.knobs) == key for p in self.pruned):
-                    self.pruned.append(Pruned(knobs, failed))
-                    self._write_pruned()
-                self.inner.on_trial_complete(inner_id, {self.metric: 0.0})
-                continue
             if key in self.scores:
                 self.inner.on_trial_complete(inner_id, {self.metric: self.scores[key]})
+                continue
+            if self._prune(knobs):
+                self.inner.on_trial_complete(inner_id, {self.metric: 0.0})
                 continue
             if self._settled(key):  # running now: no score to give TPE yet
                 self.inner.on_trial_complete(inner_id, error=True)
@@ -100,7 +96,7 @@ class ProbeSearcher(Searcher):
             return knobs
         for knobs in self.grid:
             key = self._key(knobs)
-            if not self._settled(key) and self.pruner.pruned_by(knobs) is None:
+            if not self._settled(key) and not self._prune(knobs):
                 self.running[trial_id] = (None, key)
                 return dict(knobs)
         return Searcher.FINISHED  # type: ignore[return-value]  # Tune's own sentinel
@@ -118,6 +114,16 @@ class ProbeSearcher(Searcher):
                 self.pruner.record_failure(knobs)
         if inner_id is not None:
             self.inner.on_trial_complete(inner_id, result, error)
+
+    def _prune(self, knobs: dict[str, Any]) -> bool:
+        """Whether ``knobs`` dominates a failure; records it as pruned the first time."""
+        failed = self.pruner.pruned_by(knobs)
+        if failed is None:
+            return False
+        if not any(p.knobs == knobs for p in self.pruned):
+            self.pruned.append(Pruned(knobs, failed))
+            self._write_pruned()
+        return True
 
     def _write_pruned(self) -> None:
         if self.record_to is None:

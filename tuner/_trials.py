@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ def score(choice: StageChoice) -> float:
 
 def probe_configuration(knobs: dict[str, Any], ctx: FitContext) -> dict[str, Any]:
     """Probe one architecture; the metrics the fit trial reports (JSON only)."""
-    where = _where()
+    where = {**_where(), "started": time.time()}
     try:
         config = TrainConfig.model_validate(merge_tree(ctx.train_config, {"model": knobs}))
     except ValidationError as exc:
@@ -143,7 +144,7 @@ def tune_trial(config: dict[str, Any], ctx: TuneContext) -> None:
         },
     )
     train_config = TrainConfig.model_validate(tree)
-    where = _where()
+    where = {**_where(), "started": time.time()}
 
     def report(m: Any) -> None:
         tune.report(

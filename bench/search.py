@@ -1,0 +1,173 @@
+"""The fit search's cost: HyperOpt with dominance pruning against the exhaustive grid.
+
+``record`` probes every configuration of a 48-point space for real, on this machine's CPU under
+a declared budget, and writes the table (``bench/data/probe_table.json``). ``replay`` then runs
+the searches against that table without probing again, for several seeds, and counts the probes
+each needs before it has probed the configuration the stage's policy picks from the whole table
+(the answer the exhaustive grid, which probes all 48, gives):
+
+- tpe+pruning: ``ProbeSearcher`` over ``HyperOptSearch``, one trial at a time, as ``optimize``
+  runs it;
+- grid+pruning: every point in lexicographic order, dominated ones skipped (``probe_space``);
+- grid: every point probed.
+
+    python bench/search.py record [--budget 48MiB --atoms 40]
+    python bench/search.py replay [--seeds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+from ray.tune.search import Searcher
+from ray.tune.search.hyperopt import HyperOptSearch
+
+from model import load_train_config
+from tuner import (
+    POLICIES,
+    Candidate,
+    DataStats,
+    Probe,
+    ProbeResult,
+    ProbeSample,
+    ProbeSearcher,
+    Stage,
+    StagesConfig,
+    device_for,
+    discover,
+    probe_space,
+)
+from tuner._trials import score
+
+TABLE = Path(__file__).parent / "data" / "probe_table.json"
+SPACE = {"hidden_channels": [16, 32, 64, 128], "num_layers": [1, 2, 3, 4], "num_rbf": [8, 16, 32]}
+GRID = [dict(zip(SPACE, v, strict=True)) for v in itertools.product(*SPACE.values())]
+
+
+def stages(seconds_per_step: float) -> StagesConfig:
+    """A throughput stage whose time rule binds on this CPU, and production, over SPACE."""
+    minutes = 450 * seconds_per_step / 60.0
+    space = {k: list(v) for k, v in SPACE.items()}
+    return StagesConfig.model_validate({
+        "cycle_batches": 450, "memory_fraction": 0.9, "min_batch_size": 1,
+        "max_batch_size": 64, "throughput_tie": 0.02,
+        "stages": {
+            "validation": {"policy": "time_bound_throughput", "target_minutes": minutes,
+                           "space": space},
+            "production": {"policy": "largest_capacity", "space": space},
+        },
+    })  # fmt: skip
+
+
+def record(budget: str, atoms: int) -> None:
+    device = device_for(discover(budget), "cpu")
+    rows = []
+    started = time.time()
+    for knobs in GRID:
+        config = load_train_config(
+            ["model.num_heads=2", "optimizer.log_config=false"]
+            + [f"model.{k}={v}" for k, v in knobs.items()]
+        )
+        sample = ProbeSample.synthetic(atoms, config.model.cutoff, config.model.max_num_neighbors)
+        with Probe(config, device, sample) as probe:
+            result = probe.find_max_batch(64)
+        rows.append({"knobs": knobs, "probe": result.to_json()})
+        print(knobs, result.fits, result.max_batch_size, result.step_seconds, flush=True)
+    TABLE.parent.mkdir(exist_ok=True)
+    TABLE.write_text(json.dumps({"budget": budget, "atoms": atoms, "device": device.model,
+                                 "seconds": round(time.time() - started), "rows": rows},
+                                indent=1) + "\n")  # fmt: skip
+    print(f"{len(rows)} configurations probed in {time.time() - started:.0f} s -> {TABLE}")
+
+
+def replay(seeds: int, seconds_per_step: float) -> None:
+    table = json.loads(TABLE.read_text())
+    results = {_key(r["knobs"]): ProbeResult.from_json(r["probe"]) for r in table["rows"]}
+    config = stages(seconds_per_step)
+    print(f"table: {len(results)} configurations, {table['atoms']} atoms, budget "
+          f"{table['budget']}, {sum(not r.fits for r in results.values())} do not fit; "
+          f"validation allows {seconds_per_step:g} s per step")  # fmt: skip
+    print()
+    print("| stage | answer | grid: probes | grid+pruning: probes | tpe+pruning: probes to the "
+          "answer (median, min-max over seeds) | pruned (median) | found in every seed |")
+    print("|---|---|---:|---:|---|---:|---|")
+    for stage in (Stage.VALIDATION, Stage.PRODUCTION):
+        spec = config.stages[stage]
+        policy = POLICIES[spec.policy]
+        everything = [Candidate(k, results[_key(k)]) for k in GRID]
+        answer = policy.choose(stage, spec, everything, config, DataStats())
+        lexicographic = probe_space(spec, lambda k: results[_key(k)])
+        walked = sum(c.probe is not None for c in lexicographic)
+        needed, pruned, found = [], [], 0
+        for seed in range(seeds):
+            n, p, ok = _tpe_probes_to(answer.knobs, stage, config, results, seed)
+            needed.append(n)
+            pruned.append(p)
+            found += ok
+        print(
+            f"| {stage.value} | {answer.knobs} batch {answer.batch_size} | {len(GRID)} | "
+            f"{walked} | {statistics.median(needed):g} ({min(needed)}-{max(needed)}) | "
+            f"{statistics.median(pruned):g} | {found}/{seeds} |"
+        )
+
+
+def _tpe_probes_to(
+    target: dict[str, Any],
+    stage: Stage,
+    config: StagesConfig,
+    results: dict[tuple[Any, ...], ProbeResult],
+    seed: int,
+) -> tuple[int, int, bool]:
+    """Probes until ``target`` was probed (one trial at a time), pruned count, whether found."""
+    spec = config.stages[stage]
+    inner = HyperOptSearch(
+        space=HyperOptSearch.convert_search_space({k: tune.choice(v) for k, v in SPACE.items()}),
+        metric="score", mode="max", random_state_seed=seed,
+        n_initial_points=max(2, min(5, len(GRID) // 4)),
+    )  # fmt: skip
+    searcher = ProbeSearcher(inner, GRID, "score", fits=lambda r: r["fits"])
+    probes = 0
+    while True:
+        knobs = searcher.suggest(f"t{probes}")
+        if knobs is None or knobs == Searcher.FINISHED:
+            return probes, len(searcher.pruned), False
+        probes += 1
+        result = results[_key(knobs)]
+        choice = POLICIES[spec.policy].choose(
+            stage, spec, [Candidate(knobs, result)], config, DataStats()
+        )
+        fits = result.fits and result.max_batch_size >= config.min_batch_size
+        searcher.on_trial_complete(f"t{probes - 1}", {"score": score(choice), "fits": fits})
+        if knobs == target:
+            return probes, len(searcher.pruned), True
+
+
+def _key(knobs: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(knobs[k] for k in SPACE)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    rec = commands.add_parser("record")
+    rec.add_argument("--budget", default="48MiB")
+    rec.add_argument("--atoms", type=int, default=40)
+    rep = commands.add_parser("replay")
+    rep.add_argument("--seeds", type=int, default=10)
+    rep.add_argument("--seconds-per-step", type=float, default=0.05)
+    args = parser.parse_args()
+    if args.command == "record":
+        record(args.budget, args.atoms)
+    else:
+        replay(args.seeds, args.seconds_per_step)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The job spec: presets, explicit options over them, and errors that name the field."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from model import ConfigError
+from tuner import Stage, build_job_spec, result_schema
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_explicit_options_win_over_the_preset():
+    spec = build_job_spec({"preset": "quick", "fit_trials": 3, "stages": ["production"]})
+    assert spec.fit_trials == 3
+    assert spec.max_atoms == 40  # from configs/presets/quick.yaml
+    assert spec.stages == (Stage.PRODUCTION,)
+    stages = spec.stages_config()
+    assert stages.stages[Stage.PRODUCTION].space["hidden_channels"] == [16, 32]
+    assert stages.max_batch_size == 64
+
+
+def test_stages_run_in_development_order_whatever_order_they_are_given():
+    spec = build_job_spec({"stages": ["production", "prototyping"]})
+    assert spec.stages == (Stage.PROTOTYPING, Stage.PRODUCTION)
+
+
+def test_a_job_id_is_made_when_none_is_given_and_names_the_folder(tmp_path):
+    spec = build_job_spec({"storage": str(tmp_path)})
+    assert spec.job_dir == tmp_path / spec.job_id
+
+
+def test_space_overrides_replace_a_knob_of_one_stage():
+    spec = build_job_spec({"space": {"validation": {"num_layers": {"min": 2, "max": 4}}}})
+    space = spec.stages_config().stages[Stage.VALIDATION].space
+    assert space["num_layers"].values() == [2, 3, 4]
+    assert space["hidden_channels"] == [64, 128, 256]  # the other knobs stay
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"stages": ["staging"]}, "stages.0: Input should be 'prototyping', 'validation' or"),
+        ({"preset": "huge"}, "preset 'huge'"),
+        ({"fit_trials": 0}, "fit_trials: Input should be greater than 0"),
+        ({"tune_trials": -2}, "tune_trials: Input should be greater than 0"),
+        ({"reduction_factor": 1}, "reduction_factor: Input should be greater than 1"),
+        ({"job_id": "../etc"}, "'../etc' is not a job id"),
+        ({"memory_budget": "lots"}, "lots"),
+        ({"fit_trails": 3}, "fit_trails: unknown option; accepted:"),
+        ({"space": {"production": {"num_layers": {"min": 8, "max": 4}}}}, "min=8 is above max=4"),
+        ({"space": {"production": {"hidden_channels": []}}}, "hidden_channels has no choices"),
+        ({"space": {"production": {"depth": [2]}}}, "space.depth is not a model knob"),
+    ],
+)
+def test_bad_options_are_errors_naming_the_field(given, named):
+    with pytest.raises(ConfigError) as error:
+        build_job_spec(given)
+    assert named in str(error.value)
+
+
+def test_the_published_result_schema_is_the_one_the_code_makes():
+    published = json.loads((ROOT / "docs" / "result.schema.json").read_text())
+    assert published == result_schema(), "regenerate: stagetune schema > docs/result.schema.json"

@@ -1,0 +1,221 @@
+"""Whole jobs on a real local Ray cluster of two nodes, each declaring one GPU (Ray accepts GPU
+counts on a machine without any: placement is real, the probes run on the CPU).
+
+One cluster serves the module; each job is tiny (the quick preset), so the module runs in a few
+minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import jsonschema
+import psutil
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from model import ConfigError, load_train_config
+from tuner import Stage, build_job_spec, dominates, optimize, read_trials_csv
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "num_gpus": 1, "include_dashboard": False},
+    )
+    c.add_node(num_cpus=1, num_gpus=1, resources={"accelerator_type:T4": 1})
+    c.wait_for_nodes()
+    ray.init(address=c.address)
+    yield c
+    ray.shutdown()
+    c.shutdown()
+
+
+def quick(tmp_path: Path, **options) -> object:
+    return build_job_spec({"preset": "quick", "storage": str(tmp_path), **options})
+
+
+def knobs_of(rows, trial_id):
+    return {
+        r["variable"].removeprefix("model."): r["value"]
+        for r in rows
+        if r["trial_id"] == trial_id and r["variable"].startswith("model.")
+    }
+
+
+def test_a_job_answers_every_stage_from_trials_on_both_nodes(cluster, tmp_path):
+    spec = quick(tmp_path, job_id="both", tune_trials=6, max_epochs=4)
+    result = optimize(spec, output=tmp_path / "out")
+    job = spec.job_dir
+
+    document = json.loads((job / "result.json").read_text())
+    schema = json.loads((REPO / "docs" / "result.schema.json").read_text())
+    jsonschema.validate(document, schema)
+    assert set(document["stages"]) == {"prototyping", "validation", "production"}
+    for stage in Stage:
+        answer = result.stages[stage]
+        assert answer.feasible, answer.reason
+        assert answer.probe is not None and answer.batch_size <= answer.probe.max_batch_size
+        assert answer.validation is not None and answer.validation.trials == 6
+        assert answer.device is not None and answer.device.device == "cpu"
+        # the profile trains as it is
+        profile = load_train_config(profile=job / answer.profile)
+        assert profile.digest() == answer.config_hash
+        assert profile.train.batch_size == answer.batch_size
+        assert (tmp_path / "out" / answer.profile).is_file()
+
+    rows = read_trials_csv(job / "trials.csv")
+    nodes = {r["node_id"] for r in rows if r["status"] != "pruned"}
+    assert nodes == {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    assert len(nodes) == 2
+    stopped = {r["trial_id"] for r in rows if r["status"] == "stopped_early"}
+    assert stopped, "ASHA stopped no trial early"
+    epochs = {r["trial_id"]: r["value"] for r in rows if r["variable"] == "train.epochs_run"}
+    assert all(epochs[t] < 4 for t in stopped)
+    assert sum(a.validation.stopped_early for a in result.stages.values()) == len(stopped)
+    # every variable is typed
+    types = {r["variable"]: r["type"] for r in rows}
+    assert types["model.hidden_channels"] == "int"
+    assert types["probe.step_seconds"] == "float"
+    assert types["train.lookahead"] == "bool"
+    assert types["train.optimizer"] == "str"
+    assert "job" in (job / "audit.md").read_text() and "finished" in (job / "job.log").read_text()
+    progress = json.loads((job / "progress.json").read_text())
+    assert progress["stages"]["production"]["tune"]["done"] == 6
+    assert result.provenance.device_hours > 0
+    assert result.hardware["nodes"] and len(result.hardware["nodes"]) == 2
+
+
+def test_configurations_that_dominate_a_failure_are_not_probed(cluster, tmp_path):
+    # 8 MiB (limit 7.2 MiB): 64 channels x 2 layers needs about 11 MiB at batch 1, and every
+    # other point of this space dominates it, so nothing fits and something is always pruned
+    spec = quick(
+        tmp_path, job_id="prune", stages=["production"], tune=False, max_concurrent=1,
+        memory_budget="8MiB", fit_trials=4,
+        space={"production": {"hidden_channels": [64, 128], "num_layers": [2, 3]}},
+    )  # fmt: skip
+    result = optimize(spec)
+    rows = read_trials_csv(spec.job_dir / "trials.csv")
+    trials = {r["trial_id"]: r["status"] for r in rows}
+    pruned = [t for t, s in trials.items() if s == "pruned"]
+    probed = sorted(
+        (t for t, s in trials.items() if s == "probed"),
+        key=lambda t: next(r["started"] for r in rows if r["trial_id"] == t),
+    )
+    assert pruned and len(pruned) + len(probed) == 4
+    failed_before = []
+    for t in probed:  # one at a time: each ran after every earlier failure was known
+        knobs = knobs_of(rows, t)
+        assert not any(dominates(knobs, f) for f in failed_before)
+        failed_before.append(knobs)
+    for t in pruned:
+        assert any(dominates(knobs_of(rows, t), f) for f in failed_before)
+    answer = result.stages[Stage.PRODUCTION]
+    assert not answer.feasible
+    assert "nothing fits" in answer.reason and "64" in answer.reason
+    assert answer.pruned == len(pruned)
+
+
+def test_an_accelerator_type_keeps_trials_on_its_nodes(cluster, tmp_path):
+    spec = quick(tmp_path, job_id="typed", stages=["prototyping"], tune=False,
+                 accelerator_type="T4", fit_trials=2)  # fmt: skip
+    optimize(spec)
+    rows = read_trials_csv(spec.job_dir / "trials.csv")
+    typed = {n["NodeID"] for n in ray.nodes() if "accelerator_type:T4" in n["Resources"]}
+    assert {r["node_id"] for r in rows} == typed
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"gpus_per_trial": 2}, "gpus_per_trial=2, but the most GPUs on one node is 1"),
+        ({"cpus_per_trial": 4}, "cpus_per_trial=4, but the most CPUs on one node is 1"),
+        ({"accelerator_type": "H100"}, "accelerator_type='H100': no node has it; the cluster has"),
+    ],
+)
+def test_requests_no_node_can_meet_are_errors_before_any_trial(cluster, tmp_path, options, named):
+    spec = quick(tmp_path, job_id="bad", **options)
+    with pytest.raises(ConfigError, match=named.replace("(", r"\(")):
+        optimize(spec)
+    assert not (spec.job_dir / "ray").exists() or not any((spec.job_dir / "ray").iterdir())
+
+
+def running_trials() -> list[psutil.Process]:
+    """Worker processes inside a trial's training function (titled ``ray::ImplicitFunc.train``)."""
+    return [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if " ".join(p.info["cmdline"] or []).startswith("ray::ImplicitFunc.train")
+    ]
+
+
+def test_a_trial_whose_worker_is_killed_is_retried_and_the_job_completes(cluster, tmp_path):
+    # more complexes than the preset's, so that a trial trains for seconds
+    more_data = ["data.num_synthetic=600", "model.num_heads=2", "optimizer.warmup_steps=5"]
+    spec = quick(tmp_path, job_id="kill", stages=["prototyping"], tune_trials=2, max_epochs=4,
+                 overrides=more_data)  # fmt: skip
+    outcome: dict = {}
+    job = threading.Thread(target=lambda: outcome.update(result=optimize(spec)), daemon=True)
+    job.start()
+    killed = None
+    deadline = time.time() + 240
+    while killed is None and job.is_alive() and time.time() < deadline:
+        # the fit search is over once the tune experiment exists: a running trial is training
+        tuning = (spec.job_dir / "ray" / "prototyping-tune").is_dir()
+        trials = running_trials() if tuning else []
+        if trials:
+            time.sleep(0.5)  # mid-trial: its model is built and it is training
+            if trials[0].is_running():
+                killed = trials[0].pid
+                trials[0].send_signal(signal.SIGKILL)
+        time.sleep(0.2)
+    job.join(timeout=300)
+    assert killed is not None, "no tune trial was seen running"
+    result = outcome["result"]
+    assert result.stages[Stage.PROTOTYPING].validation is not None
+    rows = read_trials_csv(spec.job_dir / "trials.csv")
+    tune_rows = [r for r in rows if r["search"] == "tune"]
+    assert max(r["retries"] for r in tune_rows) >= 1
+    assert {r["status"] for r in tune_rows} <= {"completed", "stopped_early"}
+
+
+def test_an_interrupted_job_resumes_where_it_stopped(cluster, tmp_path):
+    command = [sys.executable, "-m", "service.cli", "optimize", "--preset", "quick",
+               "--address", cluster.address, "--storage", str(tmp_path), "--job-id", "resume",
+               "--stages", "prototyping,validation", "--no-tune"]  # fmt: skip
+    job = tmp_path / "resume"
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    done = job / "searches" / "prototyping-fit.json"
+    deadline = time.time() + 180
+    while not done.is_file() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert done.is_file(), "the first search never finished"
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=60)
+    assert not (job / "result.json").exists()
+    saved = done.stat().st_mtime
+
+    second = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    result = json.loads(second.stdout)
+    assert set(result["stages"]) == {"prototyping", "validation"}
+    assert done.stat().st_mtime == saved  # not run again
+    assert "prototyping-fit: finished before, not run again" in (job / "job.log").read_text()
+
+
+def test_resuming_with_other_settings_is_refused(cluster, tmp_path):
+    spec = quick(tmp_path, job_id="same", stages=["prototyping"], tune=False, fit_trials=1)
+    optimize(spec)
+    other = quick(tmp_path, job_id="same", stages=["prototyping"], tune=False, fit_trials=2)
+    with pytest.raises(ConfigError, match=r"job same exists .* other settings \(fit_trials\)"):
+        optimize(other)

@@ -1,0 +1,75 @@
+"""``ray job submit -- stagetune optimize`` against a head started with ``ray start --head``, as
+docs/cluster.md tells people to run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def head(tmp_path):
+    """A Ray head in the foreground (``--block``), so stopping it stops only what it started."""
+    ray = shutil.which("ray")
+    assert ray, "the ray command is not installed"
+    port, dashboard = free_port(), free_port()
+    log = (tmp_path / "head.log").open("w")
+    process = subprocess.Popen(
+        [ray, "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
+         "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+         f"--dashboard-port={dashboard}", "--disable-usage-stats"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{dashboard}"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/api/version", timeout=2):
+                break
+        except urllib.error.HTTPError:
+            break  # it answers (401 without the cluster's token): it is up
+        except OSError:
+            time.sleep(1.0)
+    else:
+        process.terminate()
+        pytest.fail(f"the dashboard never answered: {(tmp_path / 'head.log').read_text()[-2000:]}")
+    yield url
+    process.terminate()
+    process.wait(timeout=60)
+    log.close()
+
+
+def test_ray_job_submit_of_stagetune_optimize_succeeds(head, tmp_path):
+    storage = tmp_path / "jobs"
+    submitted = subprocess.run(
+        ["ray", "job", "submit", "--address", head, "--working-dir", str(REPO), "--",
+         "stagetune", "optimize", "--preset", "quick", "--stages", "prototyping", "--no-tune",
+         "--fit-trials", "2", "--storage", str(storage), "--job-id", "submitted"],
+        capture_output=True, text=True, timeout=420,
+        env={**os.environ, "RAY_AUTH_MODE": "token"},  # send the token `ray start` wrote
+    )  # fmt: skip
+    output = submitted.stdout + submitted.stderr
+    assert submitted.returncode == 0, output[-4000:]
+    assert "succeeded" in output
+    # the job's output carries one line per finished trial, as the dashboard shows it
+    assert "prototyping fit: trial" in output and "finished" in output
+    result = json.loads((storage / "submitted" / "result.json").read_text())
+    assert result["stages"]["prototyping"]["feasible"]
+    assert result["provenance"]["spec"]["job_id"] == "submitted"

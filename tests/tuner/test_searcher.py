@@ -1,0 +1,101 @@
+"""The fit search's searcher, driven like Tune drives it, without a cluster: TPE proposals,
+dominance pruning, no repeats, and a checkpoint that keeps both."""
+
+import itertools
+
+import pytest
+from ray import tune
+from ray.tune.search import Searcher
+from ray.tune.search.hyperopt import HyperOptSearch
+
+from tuner import ProbeSearcher, dominates
+
+CHANNELS, LAYERS, RBF = [16, 32, 64, 128], [1, 2, 3, 4], [8, 16, 32]
+GRID = [
+    {"hidden_channels": c, "num_layers": n, "num_rbf": r}
+    for c, n, r in itertools.product(CHANNELS, LAYERS, RBF)
+]
+
+
+def memory(knobs):
+    """A stand-in for a probe: memory grows with every knob."""
+    return knobs["hidden_channels"] * knobs["num_layers"] + knobs["num_rbf"]
+
+
+def searcher(seed=0):
+    space = {k: tune.choice(sorted({g[k] for g in GRID})) for k in GRID[0]}
+    inner = HyperOptSearch(
+        space=HyperOptSearch.convert_search_space(space),
+        metric="score",
+        mode="max",
+        random_state_seed=seed,
+        n_initial_points=4,
+    )
+    return ProbeSearcher(inner, GRID, "score", fits=lambda r: r["fits"])
+
+
+def run(s, limit, trials, concurrent=1):
+    """Tune's loop: suggest up to ``concurrent`` trials, complete the oldest, repeat."""
+    probed, running, n = [], [], 0
+    while len(probed) < trials:
+        while len(running) < concurrent and n < trials:
+            config = s.suggest(f"t{n}")
+            n += 1
+            if config == Searcher.FINISHED or config is None:
+                break
+            running.append((f"t{n - 1}", config))
+        if not running:
+            break
+        trial_id, config = running.pop(0)
+        fits = memory(config) <= limit
+        probed.append((config, fits))
+        s.on_trial_complete(trial_id, {"score": memory(config) if fits else 0.0, "fits": fits})
+    return probed
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dominated_configurations_are_never_probed_and_none_twice(seed):
+    s = searcher(seed)
+    probed = run(s, limit=200, trials=len(GRID))
+    keys = [tuple(sorted(c.items())) for c, _ in probed]
+    assert len(keys) == len(set(keys))  # no repeats
+    assert all(c in GRID for c, _ in probed)
+    for i, (config, _) in enumerate(probed):
+        earlier_failures = [c for c, fits in probed[:i] if not fits]
+        assert not any(dominates(config, f) for f in earlier_failures), config
+    # every point of the space is accounted for: probed, or pruned by a failure it dominates
+    failures = [c for c, fits in probed if not fits]
+    assert len(probed) + len(s.pruned) == len(GRID)
+    for p in s.pruned:
+        assert p.failed in failures and dominates(p.knobs, p.failed)
+    assert s.pruned  # a space this size with a limit this low prunes something
+    assert s.suggest("one-more") == Searcher.FINISHED
+
+
+def test_a_larger_knob_alone_does_not_prune():
+    s = searcher()
+    wide = {"hidden_channels": 128, "num_layers": 1, "num_rbf": 8}
+    s.pruner.record_failure({"hidden_channels": 64, "num_layers": 2, "num_rbf": 8})
+    assert s.pruner.pruned_by(wide) is None
+    run(s, limit=0, trials=len(GRID))  # nothing fits
+    assert all(dominates(p.knobs, p.failed) for p in s.pruned)
+
+
+def test_concurrent_trials_get_distinct_configurations():
+    s = searcher()
+    configs = [s.suggest(f"t{i}") for i in range(6)]
+    keys = {tuple(sorted(c.items())) for c in configs}
+    assert len(keys) == 6
+
+
+def test_the_checkpoint_keeps_pruning_and_what_was_probed(tmp_path):
+    s = searcher()
+    probed = run(s, limit=150, trials=12)
+    s.save(str(tmp_path / "searcher.pkl"))
+    restored = searcher()
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.pruner.failed == s.pruner.failed
+    assert restored.scores == s.scores
+    more = run(restored, limit=150, trials=len(GRID))
+    first = {tuple(sorted(c.items())) for c, _ in probed}
+    assert not first & {tuple(sorted(c.items())) for c, _ in more}
