@@ -55,7 +55,8 @@ def concurrency() -> None:
 
 def asha() -> None:
     base = ["--preset", "quick", "--stages", "prototyping", "--fit-trials", "2",
-            "--tune-trials", "8", "--max-epochs", "6", "--max-concurrent", "2", *LONGER]  # fmt: skip
+            "--tune-trials", "8", "--max-epochs", "6", "--max-concurrent", "2",
+            *LONGER]  # fmt: skip
     for label, extra in (("ASHA (grace 1, reduction 2)", ["--grace-period", "1",
                                                            "--reduction-factor", "2"]),
                          ("no early stopping", ["--grace-period", "6"])):  # fmt: skip
