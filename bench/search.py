@@ -6,8 +6,9 @@ the searches against that table without probing again, for several seeds, and co
 each needs before it has probed the configuration the stage's policy picks from the whole table
 (the answer the exhaustive grid, which probes all 48, gives):
 
-- tpe+pruning: ``ProbeSearcher`` over ``HyperOptSearch``, one trial at a time, as ``optimize``
-  runs it;
+- tpe+pruning: ``fit_searcher`` (``ProbeSearcher`` over ``HyperOptSearch``, dominance pruning,
+  production's capacity bound, the smallest model first for throughput), one trial at a time, as
+  ``optimize`` builds it, without a previous stage's best to start from;
 - grid+pruning: every point in lexicographic order, dominated ones skipped (``probe_space``);
 - grid: every point probed.
 
@@ -25,9 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ray import tune
 from ray.tune.search import Searcher
-from ray.tune.search.hyperopt import HyperOptSearch
 
 from model import load_train_config
 from tuner import (
@@ -37,13 +36,13 @@ from tuner import (
     Probe,
     ProbeResult,
     ProbeSample,
-    ProbeSearcher,
     Stage,
     StagesConfig,
     device_for,
     discover,
     probe_space,
 )
+from tuner._search import fit_searcher
 from tuner._trials import score
 
 TABLE = Path(__file__).parent / "data" / "probe_table.json"
@@ -96,7 +95,7 @@ def replay(seeds: int, seconds_per_step: float) -> None:
           f"validation allows {seconds_per_step:g} s per step")  # fmt: skip
     print()
     print("| stage | answer | grid: probes | grid+pruning: probes | tpe+pruning: probes to the "
-          "answer (median, min-max over seeds) | pruned (median) | found in every seed |")
+          "answer (median, min-max over seeds) | pruned when found (median) | found |")
     print("|---|---|---:|---:|---|---:|---|")
     for stage in (Stage.VALIDATION, Stage.PRODUCTION):
         spec = config.stages[stage]
@@ -127,12 +126,9 @@ def _tpe_probes_to(
 ) -> tuple[int, int, bool]:
     """Probes until ``target`` was probed (one trial at a time), pruned count, whether found."""
     spec = config.stages[stage]
-    inner = HyperOptSearch(
-        space=HyperOptSearch.convert_search_space({k: tune.choice(v) for k, v in SPACE.items()}),
-        metric="score", mode="max", random_state_seed=seed,
-        n_initial_points=max(2, min(5, len(GRID) // 4)),
-    )  # fmt: skip
-    searcher = ProbeSearcher(inner, GRID, "score", fits=lambda r: r["fits"])
+    searcher = fit_searcher(
+        spec.policy, GRID, seed, [], capacity=lambda k: results[_key(k)].capacity
+    )
     probes = 0
     while True:
         knobs = searcher.suggest(f"t{probes}")

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -101,7 +102,11 @@ def _parser() -> argparse.ArgumentParser:
     optimize.add_argument("--preset", help="quick or default (configs/presets/<name>.yaml)")
     optimize.add_argument("--stages", type=_stage_list, help="e.g. prototyping,validation")
     optimize.add_argument("--data", help="synthetic, or a PDBbind-style root every node can read")
-    optimize.add_argument("--address", help="a Ray cluster to join (default: RAY_ADDRESS or local)")
+    optimize.add_argument(
+        "--address",
+        default=os.environ.get("RAY_ADDRESS"),
+        help="a Ray cluster to join (default: RAY_ADDRESS, else a new local instance)",
+    )
     optimize.add_argument("--storage", help="folder of job folders, shared by all nodes")
     optimize.add_argument("--job-id", help="names the job folder; run again to resume")
     optimize.add_argument("--output", type=Path, help="also copy the job's files here")

@@ -74,8 +74,9 @@ def optimize(
 ) -> JobResult:
     """Run (or resume) the job of ``spec``; its ``result.json`` as a ``JobResult``.
 
-    Joins the Ray cluster at ``address`` (or ``RAY_ADDRESS``), uses the one this process is
-    already connected to, or starts a local one and shuts it down again.
+    Uses the Ray cluster this process is connected to, joins the one at ``address``, or starts a
+    local one and shuts it down again. (The command line passes ``RAY_ADDRESS`` as ``address``,
+    which is how a job started with ``ray job submit`` finds its cluster.)
     """
     started = time.time()
     job_dir = spec.job_dir
@@ -271,7 +272,7 @@ def _stage_result(
     base: TrainConfig,
 ) -> StageResult:
     probed = sum(c.probe is not None for c in fit.candidates)
-    pruned = sum(c.pruned_by is not None for c in fit.candidates)
+    pruned = sum(c.probe is None for c in fit.candidates)
     if not choice.feasible:
         return StageResult(
             feasible=False, reason=choice.reason,
@@ -371,10 +372,12 @@ def _data_stats(base: TrainConfig) -> DataStats:
 
 @contextmanager
 def _ray(address: str | None) -> Iterator[None]:
+    """Ray for the job: the cluster this process is connected to, the one at ``address``, or a
+    new local instance (``"local"``: never a cluster some earlier ``ray start`` left behind)."""
     if ray.is_initialized():
         yield
         return
-    ray.init(address=address, dashboard_host="127.0.0.1", configure_logging=False)
+    ray.init(address=address or "local", dashboard_host="127.0.0.1", configure_logging=False)
     try:
         yield
     finally:

@@ -16,15 +16,18 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+from pydantic import ValidationError
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.hyperopt import HyperOptSearch
 
+from model import ModelSpec, build_model, count_parameters
 from tuner._probe import ProbeResult
 from tuner._progress import ProgressBoard, SearchProgress
 from tuner._searcher import ProbeSearcher
@@ -141,24 +144,12 @@ def run_fit(
     grid = list(spec.configurations())
     name = f"{ctx.stage.value}-fit"
     pruned_file = execution.storage / f"{name}.pruned.json"
-    choices = {k: sorted({g[k] for g in grid}) for k in grid[0]}
-    points = [_snap(p, choices) for p in seed_points]
-    searcher = ProbeSearcher(
-        HyperOptSearch(
-            space=HyperOptSearch.convert_search_space(
-                {k: tune.choice(v) for k, v in choices.items()}
-            ),
-            metric=SCORE,
-            mode="max",
-            points_to_evaluate=points or None,
-            n_initial_points=max(2, min(5, len(grid) // 4)),
-            random_state_seed=execution.seed,
-        ),
-        grid,
-        SCORE,
-        fits,
+    base_model = ctx.train_config["model"]
+    searcher = fit_searcher(
+        spec.policy, grid, execution.seed, seed_points,
+        capacity=lambda knobs: capacity_of({**base_model, **knobs}),
         record_to=str(pruned_file),
-    )
+    )  # fmt: skip
     progress = SearchProgress(
         ctx.stage.value, "fit", board, _describe_probe, _best_probe,
         pruned=lambda: _count_json(pruned_file),
@@ -173,12 +164,17 @@ def run_fit(
         ),
     )  # fmt: skip
     outcome = FitOutcome([], {})
-    settings = {"data.max_atoms": ctx.max_atoms, "probe.sample": ctx.sample or "synthetic",
-                "probe.memory_fraction": ctx.stages.memory_fraction,
-                "probe.cycle_batches": ctx.stages.cycle_batches,
-                "stage.minutes_allowed": spec.minutes_allowed}  # fmt: skip
+    settings = {
+        **_training_settings(ctx.train_config),
+        "probe.sample": ctx.sample or "synthetic",
+        "probe.memory_fraction": ctx.stages.memory_fraction,
+        "probe.cycle_batches": ctx.stages.cycle_batches,
+        "probe.max_batch_cap": ctx.stages.max_batch_size,
+        "stage.policy": spec.policy,
+        "stage.minutes_allowed": spec.minutes_allowed,
+    }
     for trial in results:
-        knobs = {k: trial.config[k] for k in choices}
+        knobs = {k: trial.config[k] for k in grid[0]}
         metrics = trial.metrics or {}
         probe = probe_from_metrics(metrics)
         status = "error" if trial.error else "invalid" if metrics.get("invalid") else "probed"
@@ -194,8 +190,12 @@ def run_fit(
     for item in json.loads(pruned_file.read_text()) if pruned_file.is_file() else []:
         knobs = item["knobs"]
         outcome.candidates.append(Candidate(knobs, None, pruned_by=item["failed"]))
-        variables = {**_prefixed("model", knobs), **settings,
-                     **_prefixed("pruned_by", item["failed"])}  # fmt: skip
+        why = (
+            _prefixed("pruned_by", item["failed"])
+            if item["failed"] is not None
+            else {"pruned.bound": item["bound"], "pruned.best": item["best"]}
+        )
+        variables = {**_prefixed("model", knobs), **settings, **why}
         outcome.records.append(
             TrialRecord(ctx.stage.value, "fit", f"pruned-{knobs_key(knobs)}", "pruned", variables)
         )
@@ -207,6 +207,51 @@ def run_fit(
     return outcome
 
 
+def fit_searcher(
+    policy: str,
+    grid: list[dict[str, Any]],
+    seed: int,
+    seed_points: list[dict[str, Any]],
+    capacity: Callable[[dict[str, Any]], float],
+    record_to: str | None = None,
+) -> ProbeSearcher:
+    """The fit search's searcher for a stage's policy.
+
+    TPE's first points are the previous stage's best (snapped to this space) and, for the
+    throughput policy, the smallest configuration: the cheapest probe, and where the highest
+    throughput usually is. For production, whose score is the parameter count when a model fits,
+    a model's count (known without a probe) bounds its score: models smaller than one that
+    already fits are not probed.
+    """
+    choices = {k: sorted({g[k] for g in grid}) for k in grid[0]}
+    points = [_snap(p, choices) for p in seed_points]
+    if policy == "time_bound_throughput":
+        smallest = {k: v[0] for k, v in choices.items()}
+        points += [] if smallest in points else [smallest]
+    inner = HyperOptSearch(
+        space=HyperOptSearch.convert_search_space({k: tune.choice(v) for k, v in choices.items()}),
+        metric=SCORE,
+        mode="max",
+        points_to_evaluate=points or None,
+        n_initial_points=max(2, min(5, len(grid) // 4)),
+        gamma=0.5,
+        random_state_seed=seed,
+    )
+    bound = capacity if policy == "largest_capacity" else None
+    return ProbeSearcher(inner, grid, SCORE, fits, record_to=record_to, bound=bound)
+
+
+def capacity_of(model: dict[str, Any]) -> float:
+    """Trainable parameters of a model spec, counted on the meta device (no memory, no probe);
+    infinite for a spec that is not a valid model, so that it is probed and reported."""
+    try:
+        spec = ModelSpec.model_validate(model)
+    except ValidationError:
+        return math.inf
+    with torch.device("meta"):
+        return float(count_parameters(build_model(spec)))
+
+
 def _snap(point: Mapping[str, Any], choices: Mapping[str, list[Any]]) -> dict[str, Any]:
     """A previous stage's best as a point of this space: each knob at its nearest choice."""
     out = {}
@@ -214,6 +259,18 @@ def _snap(point: Mapping[str, Any], choices: Mapping[str, list[Any]]) -> dict[st
         wanted = point.get(knob, values[0])
         out[knob] = min(values, key=lambda v: (abs(v - wanted), v))
     return out
+
+
+def _training_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What a trial's figures depend on beyond its own knobs: the data and the training loop."""
+    data, train, optimizer = config["data"], config["train"], config["optimizer"]
+    return {
+        "data.source": data["source"],
+        "data.max_atoms": data["max_atoms"],
+        "train.precision": train["precision"],
+        "train.accumulate_steps": optimizer["accumulate_steps"],
+        "train.base_optimizer": optimizer["name"],
+    }
 
 
 def _prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -231,7 +288,7 @@ def _probe_variables(probe: Any) -> dict[str, Any]:
 
 def _describe_probe(result: dict[str, Any]) -> str:
     knobs = {k.removeprefix("config/"): v for k, v in result.get("config", {}).items()}
-    probe = result.get("probe")
+    probe = json.loads(result["probe"]) if result.get("probe") else None
     if result.get("invalid"):
         return f"{knobs} is not a valid model: {result['invalid']}"
     if not probe or not probe.get("fits"):
@@ -294,6 +351,16 @@ def run_tune(
             max_concurrent_trials=execution.max_concurrent,
         ),
     )  # fmt: skip
+    example = next(iter(ctx.configs.values()))
+    shared = {
+        **_prefixed("model", example["model"]),
+        **_training_settings(example),
+        "train.batch_size": example["train"]["batch_size"],
+        "train.max_epochs": ctx.max_epochs,
+        "asha.grace_period": grace_period,
+        "asha.reduction_factor": reduction_factor,
+        "data.num_synthetic": example["data"]["num_synthetic"],
+    }
     records, finished = [], []
     for trial in results:
         metrics = trial.metrics or {}
@@ -301,7 +368,7 @@ def run_tune(
         status = "error" if trial.error else (
             "completed" if epochs >= ctx.max_epochs else "stopped_early"
         )  # fmt: skip
-        variables = {**_prefixed("train", trial.config), "train.epochs_run": epochs,
+        variables = {**shared, **_prefixed("train", trial.config), "train.epochs_run": epochs,
                      **{f"result.{k}": metrics.get(k) for k in _VALIDATION}}  # fmt: skip
         records.append(_record(ctx.stage, "tune", trial, status, variables, progress.retries))
         if not trial.error and _finite(metrics.get("val_loss")):

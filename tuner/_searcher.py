@@ -9,7 +9,11 @@ itself when it can, and asks TPE again:
 - a configuration already probed is answered with its known score (TPE over a small discrete
   space proposes repeats often).
 
-Both answers reach TPE as completed evaluations, so its model learns from them. When TPE keeps
+- with ``bound`` given (an upper bound of a configuration's score that costs no probe, such as
+  production's parameter count), a configuration whose bound is below the best score found so
+  far is answered with its bound, without a probe (branch and bound), and recorded as pruned.
+
+Every answer reaches TPE as a completed evaluation, so its model learns from it. When TPE keeps
 proposing answered points, the first unanswered point of the grid is taken, and when every point
 is answered the search is finished. The searcher is a plain state machine: it is tested without
 a cluster, and Ray Tune checkpoints it with the experiment, so a resumed job keeps its pruning.
@@ -33,10 +37,13 @@ _TRIES = 32  # proposals of TPE before the grid's next point is taken instead
 
 @dataclass(frozen=True)
 class Pruned:
-    """A configuration answered without a probe: it dominates ``failed``."""
+    """A configuration answered without a probe: it dominates ``failed``, or its score can be at
+    most ``bound``, below the ``best`` already found."""
 
     knobs: dict[str, Any]
-    failed: dict[str, Any]
+    failed: dict[str, Any] | None = None
+    bound: float | None = None
+    best: float | None = None
 
 
 class ProbeSearcher(Searcher):
@@ -52,12 +59,15 @@ class ProbeSearcher(Searcher):
         metric: str,
         fits: Callable[[dict[str, Any]], bool],
         record_to: str | None = None,
+        bound: Callable[[dict[str, Any]], float] | None = None,
     ) -> None:
         super().__init__(metric=metric, mode="max")
         self.inner = inner
         self.grid = [dict(g) for g in grid]
         self.fits = fits
         self.record_to = record_to  # a JSON file that lists the pruned configurations
+        self.bound = bound
+        self.bounds: dict[tuple[Any, ...], float] = {}
         self.pruner = DominancePruner()
         self.pruned: list[Pruned] = []
         self.scores: dict[tuple[Any, ...], float] = {}  # probed configurations
@@ -86,8 +96,10 @@ class ProbeSearcher(Searcher):
             if key in self.scores:
                 self.inner.on_trial_complete(inner_id, {self.metric: self.scores[key]})
                 continue
-            if self._prune(knobs):
-                self.inner.on_trial_complete(inner_id, {self.metric: 0.0})
+            pruned = self._prune(knobs)
+            if pruned is not None:
+                answer = 0.0 if pruned.failed is not None else pruned.bound
+                self.inner.on_trial_complete(inner_id, {self.metric: answer})
                 continue
             if self._settled(key):  # running now: no score to give TPE yet
                 self.inner.on_trial_complete(inner_id, error=True)
@@ -96,7 +108,7 @@ class ProbeSearcher(Searcher):
             return knobs
         for knobs in self.grid:
             key = self._key(knobs)
-            if not self._settled(key) and not self._prune(knobs):
+            if not self._settled(key) and self._prune(knobs) is None:
                 self.running[trial_id] = (None, key)
                 return dict(knobs)
         return Searcher.FINISHED  # type: ignore[return-value]  # Tune's own sentinel
@@ -115,15 +127,26 @@ class ProbeSearcher(Searcher):
         if inner_id is not None:
             self.inner.on_trial_complete(inner_id, result, error)
 
-    def _prune(self, knobs: dict[str, Any]) -> bool:
-        """Whether ``knobs`` dominates a failure; records it as pruned the first time."""
+    def _prune(self, knobs: dict[str, Any]) -> Pruned | None:
+        """Why ``knobs`` needs no probe (recorded the first time), or None."""
+        known = next((p for p in self.pruned if p.knobs == knobs), None)
+        if known is not None:
+            return known
         failed = self.pruner.pruned_by(knobs)
-        if failed is None:
-            return False
-        if not any(p.knobs == knobs for p in self.pruned):
-            self.pruned.append(Pruned(knobs, failed))
+        pruned = None
+        if failed is not None:
+            pruned = Pruned(knobs, failed=failed)
+        elif self.bound is not None and self.scores:
+            key = self._key(knobs)
+            if key not in self.bounds:
+                self.bounds[key] = self.bound(knobs)
+            best = max(self.scores.values())
+            if self.bounds[key] < best:
+                pruned = Pruned(knobs, bound=self.bounds[key], best=best)
+        if pruned is not None:
+            self.pruned.append(pruned)
             self._write_pruned()
-        return True
+        return pruned
 
     def _write_pruned(self) -> None:
         if self.record_to is None:
@@ -135,7 +158,7 @@ class ProbeSearcher(Searcher):
 
     def save(self, checkpoint_path: str) -> None:
         self.inner.save(checkpoint_path + ".inner")
-        state = {k: v for k, v in self.__dict__.items() if k not in ("inner", "fits")}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("inner", "fits", "bound")}
         with open(checkpoint_path, "wb") as f:
             pickle.dump(state, f)
 

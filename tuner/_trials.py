@@ -7,6 +7,7 @@ nodes read no configuration files, so a node that has the package installed can 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -99,7 +100,7 @@ def probe_configuration(knobs: dict[str, Any], ctx: FitContext) -> dict[str, Any
         SCORE: score(choice),
         "fits": result.fits and result.max_batch_size >= stages.min_batch_size,
         "invalid": None,
-        "probe": result.to_json(),
+        "probe": json.dumps(result.to_json()),  # one string: Tune's loggers take no lists
         "device": device.name,
         "device_model": device.model,
         **where,
@@ -164,7 +165,7 @@ def tune_trial(config: dict[str, Any], ctx: TuneContext) -> None:
 
 def probe_from_metrics(metrics: dict[str, Any]) -> ProbeResult | None:
     data = metrics.get("probe")
-    return ProbeResult.from_json(data) if data else None
+    return ProbeResult.from_json(json.loads(data)) if data else None
 
 
 def _where() -> dict[str, Any]:

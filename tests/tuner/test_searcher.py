@@ -99,3 +99,22 @@ def test_the_checkpoint_keeps_pruning_and_what_was_probed(tmp_path):
     more = run(restored, limit=150, trials=len(GRID))
     first = {tuple(sorted(c.items())) for c, _ in probed}
     assert not first & {tuple(sorted(c.items())) for c, _ in more}
+
+
+def test_a_bound_below_the_best_found_skips_the_probe():
+    """Production's case: the score of a model that fits is its size, known without a probe."""
+    space = {k: tune.choice(sorted({g[k] for g in GRID})) for k in GRID[0]}
+    inner = HyperOptSearch(
+        space=HyperOptSearch.convert_search_space(space), metric="score", mode="max",
+        random_state_seed=0, n_initial_points=4,
+    )  # fmt: skip
+    s = ProbeSearcher(inner, GRID, "score", fits=lambda r: r["fits"], bound=memory)
+    probed = run(s, limit=200, trials=len(GRID))
+    best = max(memory(c) for c in GRID if memory(c) <= 200)
+    assert best in [memory(c) for c, fits in probed if fits]  # the answer was probed
+    for i, (config, _) in enumerate(probed):
+        found = [memory(c) for c, fits in probed[:i] if fits]
+        assert not found or memory(config) >= max(found), config  # never a probe below the best
+    bounded = [p for p in s.pruned if p.bound is not None]
+    assert bounded and all(p.bound < p.best for p in bounded)
+    assert len(probed) + len(s.pruned) == len(GRID)
