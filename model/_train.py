@@ -22,7 +22,7 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.loader import DataLoader
 
 from model._audit import append_audit_entry
-from model._config import ModelSpec, TrainConfig
+from model._config import DataSpec, ModelSpec, TrainConfig
 from model._errors import ConfigError
 from model._memory import keep_freed_memory
 from model._optim import build_optimizer, build_scheduler
@@ -247,16 +247,8 @@ def load_dataset(config: TrainConfig) -> Dataset:
     if spec.source == "synthetic":
         complexes = synthetic_complexes(spec.num_synthetic, spec.max_atoms, seed=spec.seed)
     else:
-        policy = AtomPolicy(
-            max_atoms=spec.max_atoms,
-            pocket_radius=spec.pocket_radius,
-            heavy_only=spec.heavy_only,
-            drop_waters=spec.drop_waters,
-            keep_metals=spec.keep_metals,
-            keep_hetero=spec.keep_hetero,
-        )
         cache = spec.cache_dir or default_cache_dir()
-        report = load_pdbbind(spec.source, policy, spec.labels, cache, spec.strict)
+        report = load_pdbbind(spec.source, atom_policy(spec), spec.labels, cache, spec.strict)
         complexes, skipped = report.complexes, report.skipped
     if len(complexes) < 2:
         raise ConfigError(f"data.source={spec.source}: {len(complexes)} usable complex(es); need 2")
@@ -265,6 +257,19 @@ def load_dataset(config: TrainConfig) -> Dataset:
     val = [complexes[i] for i in order[:num_val].tolist()]
     train = [complexes[i] for i in order[num_val:].tolist()]
     return Dataset(train=train, val=val, skipped=skipped)
+
+
+def atom_policy(spec: DataSpec, max_atoms: int | None = None) -> AtomPolicy:
+    """The atoms the model sees of each complex, as the data section says (``max_atoms`` given:
+    a different crop, e.g. none to count a complex whole)."""
+    return AtomPolicy(
+        max_atoms=max_atoms or spec.max_atoms,
+        pocket_radius=spec.pocket_radius,
+        heavy_only=spec.heavy_only,
+        drop_waters=spec.drop_waters,
+        keep_metals=spec.keep_metals,
+        keep_hetero=spec.keep_hetero,
+    )
 
 
 def _label_stats(complexes: Sequence[Data]) -> tuple[float, float]:

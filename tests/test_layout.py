@@ -45,3 +45,30 @@ def test_library_code_logs_instead_of_printing(package):
             if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "print"
         ]
         assert not calls, f"{path.relative_to(ROOT)} prints on lines {calls}"
+
+
+def test_the_probe_runs_where_ray_is_not_installed(tmp_path):
+    """A GPU machine without Ray can probe: nothing on that path imports Ray."""
+    import json
+    import subprocess
+    import sys
+
+    script = """
+import sys
+class NoRay:
+    def find_spec(self, name, path=None, target=None):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("ray is not installed here")
+sys.meta_path.insert(0, NoRay())
+from service.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script, "-q", "probe", "model.hidden_channels=16",
+         "model.num_layers=1", "model.num_heads=2", "model.num_rbf=8", "--max-atoms", "30",
+         "--device", "cpu", "--memory-budget", "256MiB", "--batch-size", "2", "--json",
+         "--log-file", str(tmp_path / "probe.log")],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["fits"] is True

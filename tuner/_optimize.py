@@ -50,7 +50,7 @@ from tuner._search import (
     run_tune,
     save_outcome,
 )
-from tuner._stages import Stage, StagesConfig
+from tuner._stages import Stage, StagesConfig, merge_tree
 from tuner._trials import FitContext, TuneContext, apply_hyperparameters
 from tuner.policies import DataStats, StageChoice
 
@@ -187,8 +187,8 @@ def _run_stages(
         configs: dict[str, dict[str, Any]] = {}
         if choice.feasible:
             seeds = [choice.knobs]
-            configs = _tune_configs(spec, base, choice, config_dir)
             if spec.tune:
+                configs = _tune_configs(spec, base, choice, config_dir)
                 tune_ctx = TuneContext(stage, configs, spec.max_epochs)
                 tuned = _once(
                     saved / f"{stage.value}-tune.json",
@@ -283,8 +283,8 @@ def _stage_result(
     if tuned is not None and tuned.best is not None:
         pair = f"{tuned.best['optimizer']}/{tuned.best['scheduler']}"
         tree = apply_hyperparameters(configs[pair], tuned.best)
-    else:
-        tree = configs[min(configs, key=lambda p: (p != "adamw/cosine", p))]
+    else:  # no tune search: the job's own training config
+        tree = merge_tree(base.to_dict(), {"model": choice.knobs})
     # the profile trains like the job's base config (epochs, output folder), not like a trial
     tree = {**tree, "train": {**base.train.model_dump(mode="json"),
                               "batch_size": choice.batch_size}}  # fmt: skip
@@ -348,11 +348,10 @@ def _data_stats(base: TrainConfig) -> DataStats:
     data = base.data
     if data.source == "synthetic":
         return DataStats(training_samples=round(data.num_synthetic * (1 - data.val_fraction)))
-    from model import AtomPolicy, default_cache_dir, inspect_root
+    from model import atom_policy, default_cache_dir, inspect_root
 
-    policy = AtomPolicy(max_atoms=10**7, pocket_radius=data.pocket_radius)
     summaries = inspect_root(
-        data.source, policy, cutoff=base.model.cutoff,
+        data.source, atom_policy(data, max_atoms=10**7), cutoff=base.model.cutoff,
         max_num_neighbors=base.model.max_num_neighbors,
         labels_path=data.labels, cache_dir=data.cache_dir or default_cache_dir(),
         strict=data.strict,

@@ -63,3 +63,21 @@ def test_bad_options_are_errors_naming_the_field(given, named):
 def test_the_published_result_schema_is_the_one_the_code_makes():
     published = json.loads((ROOT / "docs" / "result.schema.json").read_text())
     assert published == result_schema(), "regenerate: stagetune schema > docs/result.schema.json"
+
+
+def test_production_data_limits_are_measured_on_a_real_root(pdbbind_mini, tmp_path):
+    """The largest complex of the data, uncropped, is what the probe sample must cover."""
+    import csv
+
+    from model import load_train_config
+    from tuner._optimize import _data_stats
+
+    config = load_train_config(
+        settings={"data.source": str(pdbbind_mini), "data.cache_dir": str(tmp_path / "cache")}
+    )
+    stats = _data_stats(config)
+    with (pdbbind_mini / "atoms.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    largest = max(int(r["pocket_heavy_atoms"]) + int(r["ligand_heavy_atoms"]) for r in rows)
+    assert stats.atoms_needed == largest
+    assert stats.training_samples == round(len(rows) * (1 - config.data.val_fraction))
