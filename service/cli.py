@@ -269,7 +269,7 @@ def _optimize(args: argparse.Namespace) -> int:
         return 0
     for stage, answer in result.stages.items():
         if not answer.feasible:
-            print(f"{stage.value}: nothing fits: {answer.reason}")
+            print(f"{stage.value}: {answer.reason}")
             continue
         probe = answer.probe
         knobs = {k: answer.model[k] for k in ("hidden_channels", "num_layers", "num_rbf")}

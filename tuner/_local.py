@@ -35,7 +35,7 @@ def probe_space(
             out.append(Candidate(knobs, None, pruned_by=failed))
             continue
         result = probe_one(knobs)
-        if not result.fits or result.max_batch_size < min_batch_size:
+        if not result.fits_at(min_batch_size):
             pruner.record_failure(knobs)
         log.info(
             "probed %s: %s", knobs,

@@ -80,8 +80,8 @@ def optimize(
     """
     started = time.time()
     job_dir = spec.job_dir
+    _same_job(job_dir / "job.json", spec)
     job_dir.mkdir(parents=True, exist_ok=True)
-    _keep_spec(job_dir / "job.json", spec)
     with _job_log(job_dir / "job.log"):
         result = _run_job(spec, address, config_dir, started)
     if output is not None:
@@ -100,6 +100,8 @@ def _run_job(
         execution = Execution(
             _trial_resources(spec), spec.max_concurrent, job_dir / "ray", spec.seed
         )
+        # the job exists once its spec passed every check: a refused one can be run again
+        write_json(job_dir / "job.json", spec.model_dump(mode="json"))
         execution.storage.mkdir(parents=True, exist_ok=True)
         log.info("each trial holds %s; at most %d at once", execution.resources,
                  spec.max_concurrent)  # fmt: skip
@@ -164,7 +166,7 @@ def _run_stages(
     answers: dict[Stage, StageResult] = {}
     records: list[TrialRecord] = []
     seeds: list[dict[str, Any]] = []
-    data = _data_stats(base)
+    data = _data_stats(base) if Stage.PRODUCTION in spec.stages else DataStats()
     saved = spec.job_dir / "searches"
     for stage in spec.stages:
         fit_ctx = FitContext(
@@ -174,6 +176,7 @@ def _run_stages(
             max_atoms=base.data.max_atoms,
             sample=spec.sample,
             memory_budget=spec.memory_budget,
+            data=data,
         )
         fit = _once(
             saved / f"{stage.value}-fit.json",
@@ -189,25 +192,36 @@ def _run_stages(
             seeds = [choice.knobs]
             if spec.tune:
                 configs = _tune_configs(spec, base, choice, config_dir)
-                tune_ctx = TuneContext(stage, configs, spec.max_epochs)
+                tune_ctx = TuneContext(stage, configs, spec.max_epochs, _pinned(spec))
                 tuned = _once(
                     saved / f"{stage.value}-tune.json",
                     TuneOutcome,
                     partial(run_tune, tune_ctx, spec.tune_trials, execution, board,
                             spec.grace_period, spec.reduction_factor),
+                    keep=lambda outcome: outcome.best is not None,
                 )  # fmt: skip
                 records += tuned.records
+                if tuned.best is None:
+                    log.warning(
+                        "%s: no tune trial reported a finite validation loss; the profile "
+                        "keeps the job's own optimizer settings",
+                        stage.value,
+                    )
         answers[stage] = _stage_result(spec, stage, choice, fit, tuned, configs, base)
     return answers, records
 
 
-def _once(path: Path, kind: type[T], run: Callable[[], T]) -> T:
-    """A search's saved outcome, or run it and save it."""
+def _once(
+    path: Path, kind: type[T], run: Callable[[], T], keep: Callable[[T], bool] = lambda _: True
+) -> T:
+    """A search's saved outcome, or run it and save it (when ``keep``: an outcome not kept is
+    run again when the job is resumed)."""
     if path.is_file():
         log.info("%s: finished before, not run again", path.stem)
         return kind.from_json(json.loads(path.read_text()))
     outcome = run()
-    save_outcome(path, outcome)
+    if keep(outcome):
+        save_outcome(path, outcome)
     return outcome
 
 
@@ -228,6 +242,12 @@ def _compose(spec: JobSpec, config_dir: Path | None) -> TrainConfig:
     if spec.max_atoms is not None:
         settings["data.max_atoms"] = spec.max_atoms
     return load_train_config(spec.overrides, config_dir=config_dir, settings=settings)
+
+
+def _pinned(spec: JobSpec) -> frozenset[str]:
+    """Optimizer keys the job sets itself (``optimizer.lr=0.01``): the tune search keeps them."""
+    keys = (o.split("=", 1)[0].split(".") for o in spec.overrides)
+    return frozenset(k[1] for k in keys if len(k) > 1 and k[0] == "optimizer")
 
 
 def _tune_configs(
@@ -280,11 +300,13 @@ def _stage_result(
             batch_size=None, optimizer={}, scheduler={}, probe=None, validation=None,
             device=None, config_hash=None, profile=None, probed=probed, pruned=pruned,
         )  # fmt: skip
+    reason = choice.reason
     if tuned is not None and tuned.best is not None:
-        pair = f"{tuned.best['optimizer']}/{tuned.best['scheduler']}"
-        tree = apply_hyperparameters(configs[pair], tuned.best)
-    else:  # no tune search: the job's own training config
+        tree = apply_hyperparameters(configs[tuned.best["pair"]], tuned.best)
+    else:  # no tune search, or none of its trials trained: the job's own training config
         tree = merge_tree(base.to_dict(), {"model": choice.knobs})
+        if tuned is not None:
+            reason += "; no tune trial finished training, so the optimizer is the job's own"
     # the profile trains like the job's base config (epochs, output folder), not like a trial
     tree = {**tree, "train": {**base.train.model_dump(mode="json"),
                               "batch_size": choice.batch_size}}  # fmt: skip
@@ -294,7 +316,7 @@ def _stage_result(
         spec.job_dir / profile,
         config.to_dict(),
         {"description": f"stagetune {stage.value} configuration of job {spec.job_id}",
-         "stage": stage.value, "job_id": spec.job_id, "reason": choice.reason},
+         "stage": stage.value, "job_id": spec.job_id, "reason": reason},
     )  # fmt: skip
     candidate = next(c for c in fit.candidates if c.knobs == choice.knobs and c.probe is not None)
     probe = candidate.probe
@@ -303,7 +325,7 @@ def _stage_result(
     metrics = tuned.metrics if tuned is not None else None
     return StageResult(
         feasible=True,
-        reason=choice.reason,
+        reason=reason,
         model=config.model.model_dump(mode="json"),
         batch_size=choice.batch_size,
         optimizer=config.optimizer.model_dump(mode="json"),
@@ -446,21 +468,20 @@ def _device_hours(records: list[TrialRecord], resources: dict[str, float]) -> fl
 # --- files ------------------------------------------------------------------------------------
 
 
-def _keep_spec(path: Path, spec: JobSpec) -> None:
-    """The first run of a job stores its spec; a later run must ask for the same job."""
-    current = spec.model_dump(mode="json")
-    if path.is_file():
-        stored = json.loads(path.read_text())
-        changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
-        if changed:
-            raise ConfigError(
-                f"job {spec.job_id} exists in {path.parent} with other settings "
-                f"({', '.join(changed)}): run it with the same options to resume it, or choose "
-                "another job id"
-            )
-        log.info("resuming job %s", spec.job_id)
+def _same_job(path: Path, spec: JobSpec) -> None:
+    """A job id names one job: running it again must ask for the same job (and resumes it)."""
+    if not path.is_file():
         return
-    write_json(path, current)
+    stored = json.loads(path.read_text())
+    current = spec.model_dump(mode="json")
+    changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+    if changed:
+        raise ConfigError(
+            f"job {spec.job_id} exists in {path.parent} with other settings "
+            f"({', '.join(changed)}): run it with the same options to resume it, or choose "
+            "another job id"
+        )
+    log.info("resuming job %s", spec.job_id)
 
 
 def _copy_files(job_dir: Path, output: Path) -> None:

@@ -166,6 +166,10 @@ class ProbeResult:
     time_model: TimeModel | None = None
     measurements: tuple[Measurement, ...] = field(default=())
 
+    def fits_at(self, min_batch_size: int) -> bool:
+        """Whether the model fits with at least ``min_batch_size`` (a stage's floor)."""
+        return self.fits and self.max_batch_size >= min_batch_size
+
     def to_json(self) -> dict[str, Any]:
         """What ``stagetune probe --json`` prints (plus the measurements behind it)."""
         data = asdict(self)

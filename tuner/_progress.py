@@ -21,21 +21,46 @@ log = logging.getLogger(__name__)
 
 
 class ProgressBoard:
-    """The job's progress, stage by stage and search by search, kept in ``progress.json``."""
+    """The job's progress, stage by stage and search by search, kept in ``progress.json``.
+
+    Every change reads the file afresh and replaces it whole: a search restored from its
+    experiment brings back the callback it was started with, and that callback must not write
+    an old copy of the board over the new one.
+    """
 
     def __init__(self, path: Path, started: float) -> None:
         self.path = path
         self.started = started
-        self.state: dict[str, Any] = {"stages": {}}
-        if path.is_file():  # a resumed job keeps what its finished searches reported
-            self.state = json.loads(path.read_text())
+
+    def _read(self) -> dict[str, Any]:
+        if self.path.is_file():
+            return dict(json.loads(self.path.read_text()))
+        return {"stages": {}}
+
+    def _change(self, stage: str, search: str, change: Callable[[dict[str, Any]], Any]) -> Any:
+        state = self._read()
+        answer = change(state["stages"].setdefault(stage, {}).setdefault(search, {}))
+        state["elapsed_seconds"] = round(time.time() - self.started, 1)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        os.replace(tmp, self.path)
+        return answer
 
     def update(self, stage: str, search: str, figures: dict[str, Any]) -> None:
-        self.state["stages"].setdefault(stage, {})[search] = figures
-        self.state["elapsed_seconds"] = round(time.time() - self.started, 1)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, indent=2) + "\n")
-        os.replace(tmp, self.path)
+        self._change(stage, search, lambda entry: entry.update(figures))
+
+    def add_retry(self, stage: str, search: str, trial_id: str) -> int:
+        def add(entry: dict[str, Any]) -> int:
+            retries = entry.setdefault("retries", {})
+            retries[trial_id] = retries.get(trial_id, 0) + 1
+            return int(retries[trial_id])
+
+        return int(self._change(stage, search, add))
+
+    def retries(self, stage: str, search: str) -> dict[str, int]:
+        """Restarts after a failure, per trial, over every run of the job."""
+        entry = self._read()["stages"].get(stage, {}).get(search, {})
+        return dict(entry.get("retries", {}))
 
 
 class SearchProgress(Callback):
@@ -56,26 +81,26 @@ class SearchProgress(Callback):
         self.describe, self.best, self.pruned = describe, best, pruned
         self.max_t = max_t
         self.live = sys.stderr.isatty()
-        self.retries: dict[str, int] = {}  # trial id -> restarts after a failure
         self._drawn = 0.0
 
     def on_trial_recover(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
-        self.retries[trial.trial_id] = self.retries.get(trial.trial_id, 0) + 1
+        n = self.board.add_retry(self.stage, self.search, trial.trial_id)
         log.warning("%s %s: trial %s failed and is retried (retry %d)", self.stage, self.search,
-                    trial.trial_id, self.retries[trial.trial_id])  # fmt: skip
+                    trial.trial_id, n)  # fmt: skip
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
+        # Tune calls this before the trial's status becomes TERMINATED
         result = trial.last_result or {}
         log.info(
             "%s %s: trial %s finished%s: %s",
             self.stage, self.search, trial.trial_id,
-            " (stopped early)" if self._stopped_early(trial) else "", self.describe(result),
+            " (stopped early)" if self._short(trial) else "", self.describe(result),
         )  # fmt: skip
-        self._update(trials, force=True)
+        self._update(trials, force=True, finishing=trial)
 
     def on_trial_error(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
@@ -92,23 +117,26 @@ class SearchProgress(Callback):
         if self.live:
             sys.stderr.write("\n")
 
-    def _stopped_early(self, trial: Trial) -> bool:
+    def _short(self, trial: Trial) -> bool:
+        """Whether a finished trial ran less than the whole budget: ASHA stopped it."""
         done = (trial.last_result or {}).get("training_iteration", 0)
-        return self.max_t is not None and trial.status == Trial.TERMINATED and done < self.max_t
+        return self.max_t is not None and done < self.max_t
 
-    def _update(self, trials: list[Trial], force: bool = False) -> None:
+    def _update(
+        self, trials: list[Trial], force: bool = False, finishing: Trial | None = None
+    ) -> None:
         now = time.time()
         if not force and now - self._drawn < 1.0:
             return
         self._drawn = now
-        finished = [t for t in trials if t.status == Trial.TERMINATED]
+        finished = [t for t in trials if t.status == Trial.TERMINATED or t is finishing]
         figures = {
             "done": len(finished),
-            "running": sum(t.status == Trial.RUNNING for t in trials),
+            "running": sum(t.status == Trial.RUNNING and t is not finishing for t in trials),
             "pending": sum(t.status == Trial.PENDING for t in trials),
             "errored": sum(t.status == Trial.ERROR for t in trials),
             "pruned": self.pruned(),
-            "stopped_early": sum(self._stopped_early(t) for t in finished),
+            "stopped_early": sum(self._short(t) for t in finished),
             "best": self.best([t.last_result for t in finished if t.last_result]),
         }
         self.board.update(self.stage, self.search, figures)

@@ -32,7 +32,10 @@ class ProbeFigures(_Record):
     max_batch_size: int = Field(description="the largest batch that fit (B_max)")
     peak_bytes: int | None = Field(description="peak memory of a step at B_max")
     limit_bytes: int = Field(description="memory_fraction x device memory (or the CPU budget)")
-    step_seconds: float | None = Field(description="median step time at the chosen batch")
+    step_seconds: float | None = Field(
+        description="step time at the chosen batch: measured (median) when it is B_max, else "
+        "from the probe's step-time model"
+    )
     cycle_minutes: float | None = Field(description="cycle_batches x step time")
     throughput: float | None = Field(description="samples per second at the chosen batch")
     capacity: int = Field(description="trainable parameters")
@@ -123,7 +126,9 @@ def write_trials_csv(path: Path, records: list[TrialRecord]) -> None:
             head = [r.stage, r.search, r.trial_id, r.status, r.node_id or "", r.retries,
                     f"{r.seconds:.3f}", f"{r.started:.3f}"]  # fmt: skip
             for name, value in sorted(r.variables.items()):
-                writer.writerow([*head, name, _type(value), "" if value is None else value])
+                kind = _type(value)
+                shown = json.dumps(value) if kind == "json" else "" if value is None else value
+                writer.writerow([*head, name, kind, shown])
 
 
 def _type(value: Any) -> str:
@@ -151,7 +156,7 @@ def read_trials_csv(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-_AUDITED = ("model.", "train.", "probe.max_batch", "result.val")
+_AUDITED = ("tune.", "probe.max_batch", "probe.config_hash", "result.val", "result.config_hash")
 
 
 def write_audit(path: Path, result: JobResult, records: list[TrialRecord]) -> None:

@@ -36,24 +36,34 @@ from tuner._trials import (
     SCORE,
     FitContext,
     TuneContext,
+    apply_hyperparameters,
     fit_trial,
-    fits,
+    no_memory_failure,
     probe_from_metrics,
     tune_trial,
 )
-from tuner.policies import Candidate
+from tuner.policies import Candidate, capacity_cap
 
 log = logging.getLogger(__name__)
 
-#: The tune search's space. ``lr_factor`` scales the optimizer file's own ``lr``, so one range
-#: suits SGD and Adam alike; ``clip_grad_norm`` 0 means no clipping.
-TUNE_SPACE: dict[str, Any] = {
-    "lr_factor": tune.loguniform(0.2, 5.0),
-    "weight_decay": tune.loguniform(1e-6, 1e-2),
-    "warmup_steps": tune.choice([0, 10, 50]),
-    "clip_grad_norm": tune.choice([0.0, 1.0, 10.0]),
-    "lookahead": tune.choice([False, True]),
+#: The tune search's space (beside the optimizer/scheduler pair), each entry with the optimizer
+#: key it sets. ``lr_factor`` scales the optimizer file's own ``lr``, so one range suits SGD and
+#: Adam alike; ``clip_grad_norm`` 0 means no clipping.
+TUNE_SPACE: dict[str, tuple[str, Any]] = {
+    "lr_factor": ("lr", tune.loguniform(0.2, 5.0)),
+    "weight_decay": ("weight_decay", tune.loguniform(1e-6, 1e-2)),
+    "warmup_steps": ("warmup_steps", tune.choice([0, 10, 50])),
+    "clip_grad_norm": ("clip_grad_norm", tune.choice([0.0, 1.0, 10.0])),
+    "lookahead": ("lookahead", tune.choice([False, True])),
 }
+
+
+def tune_space(pairs: list[str], pinned: frozenset[str]) -> dict[str, Any]:
+    """The tune search's space: one choice over the optimizer/scheduler pairs, then every entry
+    of ``TUNE_SPACE`` whose optimizer key the job does not set itself (``pinned``)."""
+    space = {"pair": tune.choice(pairs)}
+    space.update({name: domain for name, (key, domain) in TUNE_SPACE.items() if key not in pinned})
+    return space
 
 
 @dataclass(frozen=True)
@@ -148,7 +158,7 @@ def run_fit(
     searcher = fit_searcher(
         spec.policy, grid, execution.seed, seed_points,
         capacity=lambda knobs: capacity_of({**base_model, **knobs}),
-        record_to=str(pruned_file),
+        cap=capacity_cap(spec, ctx.data), record_to=str(pruned_file),
     )  # fmt: skip
     progress = SearchProgress(
         ctx.stage.value, "fit", board, _describe_probe, _best_probe,
@@ -164,6 +174,7 @@ def run_fit(
         ),
     )  # fmt: skip
     outcome = FitOutcome([], {})
+    retries = board.retries(ctx.stage.value, "fit")
     settings = {
         **_training_settings(ctx.train_config),
         "probe.sample": ctx.sample or "synthetic",
@@ -178,9 +189,14 @@ def run_fit(
         metrics = trial.metrics or {}
         probe = probe_from_metrics(metrics)
         status = "error" if trial.error else "invalid" if metrics.get("invalid") else "probed"
-        variables = {**_prefixed("model", knobs), **settings, **_probe_variables(probe)}
+        variables = {
+            **_prefixed("model", {**base_model, **knobs}),
+            **settings,
+            **_probe_variables(probe),
+            "probe.config_hash": metrics.get("config_hash"),
+        }
         outcome.records.append(
-            _record(ctx.stage, "fit", trial, status, variables, progress.retries)
+            _record(ctx.stage, "fit", trial, status, variables, retries)
         )
         if probe is not None:
             outcome.candidates.append(Candidate(knobs, probe))
@@ -195,7 +211,7 @@ def run_fit(
             if item["failed"] is not None
             else {"pruned.bound": item["bound"], "pruned.best": item["best"]}
         )
-        variables = {**_prefixed("model", knobs), **settings, **why}
+        variables = {**_prefixed("model", {**base_model, **knobs}), **settings, **why}
         outcome.records.append(
             TrialRecord(ctx.stage.value, "fit", f"pruned-{knobs_key(knobs)}", "pruned", variables)
         )
@@ -213,6 +229,7 @@ def fit_searcher(
     seed: int,
     seed_points: list[dict[str, Any]],
     capacity: Callable[[dict[str, Any]], float],
+    cap: float | None = None,
     record_to: str | None = None,
 ) -> ProbeSearcher:
     """The fit search's searcher for a stage's policy.
@@ -221,7 +238,7 @@ def fit_searcher(
     throughput policy, the smallest configuration: the cheapest probe, and where the highest
     throughput usually is. For production, whose score is the parameter count when a model fits,
     a model's count (known without a probe) bounds its score: models smaller than one that
-    already fits are not probed.
+    already fits are not probed. A model above the data's ``cap`` can score nothing.
     """
     choices = {k: sorted({g[k] for g in grid}) for k in grid[0]}
     points = [_snap(p, choices) for p in seed_points]
@@ -237,8 +254,15 @@ def fit_searcher(
         gamma=0.5,
         random_state_seed=seed,
     )
-    bound = capacity if policy == "largest_capacity" else None
-    return ProbeSearcher(inner, grid, SCORE, fits, record_to=record_to, bound=bound)
+
+    def bound(knobs: dict[str, Any]) -> float:
+        count = capacity(knobs)
+        return 0.0 if cap is not None and count > cap else count
+
+    return ProbeSearcher(
+        inner, grid, SCORE, no_memory_failure, record_to=record_to,
+        bound=bound if policy == "largest_capacity" else None,
+    )  # fmt: skip
 
 
 def capacity_of(model: dict[str, Any]) -> float:
@@ -258,6 +282,16 @@ def _snap(point: Mapping[str, Any], choices: Mapping[str, list[Any]]) -> dict[st
     for knob, values in choices.items():
         wanted = point.get(knob, values[0])
         out[knob] = min(values, key=lambda v: (abs(v - wanted), v))
+    return out
+
+
+def _flat(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, list) else value
     return out
 
 
@@ -287,7 +321,7 @@ def _probe_variables(probe: Any) -> dict[str, Any]:
 
 
 def _describe_probe(result: dict[str, Any]) -> str:
-    knobs = {k.removeprefix("config/"): v for k, v in result.get("config", {}).items()}
+    knobs = result.get("config", {})
     probe = json.loads(result["probe"]) if result.get("probe") else None
     if result.get("invalid"):
         return f"{knobs} is not a valid model: {result['invalid']}"
@@ -323,12 +357,7 @@ def run_tune(
     grace_period: int,
     reduction_factor: float,
 ) -> TuneOutcome:
-    pairs = sorted(ctx.configs)
-    space = {
-        "optimizer": tune.choice(sorted({p.split("/")[0] for p in pairs})),
-        "scheduler": tune.choice(sorted({p.split("/")[1] for p in pairs})),
-        **TUNE_SPACE,
-    }
+    space = tune_space(sorted(ctx.configs), ctx.pinned)
     name = f"{ctx.stage.value}-tune"
     scheduler = ASHAScheduler(
         time_attr="training_iteration", metric="val_loss", mode="min", max_t=ctx.max_epochs,
@@ -351,16 +380,7 @@ def run_tune(
             max_concurrent_trials=execution.max_concurrent,
         ),
     )  # fmt: skip
-    example = next(iter(ctx.configs.values()))
-    shared = {
-        **_prefixed("model", example["model"]),
-        **_training_settings(example),
-        "train.batch_size": example["train"]["batch_size"],
-        "train.max_epochs": ctx.max_epochs,
-        "asha.grace_period": grace_period,
-        "asha.reduction_factor": reduction_factor,
-        "data.num_synthetic": example["data"]["num_synthetic"],
-    }
+    retries = board.retries(ctx.stage.value, "tune")
     records, finished = [], []
     for trial in results:
         metrics = trial.metrics or {}
@@ -368,9 +388,21 @@ def run_tune(
         status = "error" if trial.error else (
             "completed" if epochs >= ctx.max_epochs else "stopped_early"
         )  # fmt: skip
-        variables = {**shared, **_prefixed("train", trial.config), "train.epochs_run": epochs,
-                     **{f"result.{k}": metrics.get(k) for k in _VALIDATION}}  # fmt: skip
-        records.append(_record(ctx.stage, "tune", trial, status, variables, progress.retries))
+        used = apply_hyperparameters(ctx.configs[trial.config["pair"]], trial.config)
+        variables = {
+            **_prefixed("model", used["model"]),
+            **_training_settings(used),
+            **_prefixed("optimizer", _flat(used["optimizer"])),
+            **_prefixed("scheduler", used["scheduler"]),
+            **_prefixed("tune", trial.config),
+            "train.batch_size": used["train"]["batch_size"],
+            "train.max_epochs": ctx.max_epochs,
+            "train.epochs_run": epochs,
+            "asha.grace_period": grace_period,
+            "asha.reduction_factor": reduction_factor,
+            **{f"result.{k}": metrics.get(k) for k in _VALIDATION},
+        }
+        records.append(_record(ctx.stage, "tune", trial, status, variables, retries))
         if not trial.error and _finite(metrics.get("val_loss")):
             finished.append((status == "completed", metrics["val_loss"], trial))
     best = min(finished, key=lambda f: (not f[0], f[1]), default=None)
@@ -450,7 +482,7 @@ def _record(
     retries: Mapping[str, int],
 ) -> TrialRecord:
     metrics = result.metrics or {}
-    trial_id = str(metrics.get("trial_id") or Path(result.path).name)
+    trial_id = str(metrics["trial_id"])
     return TrialRecord(
         stage=stage.value,
         search=search,

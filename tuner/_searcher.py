@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -120,7 +121,9 @@ class ProbeSearcher(Searcher):
         if key is None:
             return
         knobs = dict(zip(sorted(self.grid[0]), key, strict=True))
-        if result is not None and not error:
+        if error or result is None:
+            self.scores[key] = 0.0  # a configuration that crashed is not proposed again
+        else:
             self.scores[key] = float(result.get(self.metric, 0.0))
             if not self.fits(result):
                 self.pruner.record_failure(knobs)
@@ -157,12 +160,22 @@ class ProbeSearcher(Searcher):
         os.replace(tmp, self.record_to)
 
     def save(self, checkpoint_path: str) -> None:
-        self.inner.save(checkpoint_path + ".inner")
+        """One file (Tune renames just the one it asked for): our state and the inner's."""
+        with tempfile.TemporaryDirectory() as tmp:
+            inner = os.path.join(tmp, "inner.pkl")
+            self.inner.save(inner)
+            with open(inner, "rb") as f:
+                inner_state = f.read()
         state = {k: v for k, v in self.__dict__.items() if k not in ("inner", "fits", "bound")}
         with open(checkpoint_path, "wb") as f:
-            pickle.dump(state, f)
+            pickle.dump({"state": state, "inner": inner_state}, f)
 
     def restore(self, checkpoint_path: str) -> None:
-        self.inner.restore(checkpoint_path + ".inner")
         with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+            saved = pickle.load(f)
+        with tempfile.TemporaryDirectory() as tmp:
+            inner = os.path.join(tmp, "inner.pkl")
+            with open(inner, "wb") as f:
+                f.write(saved["inner"])
+            self.inner.restore(inner)
+        self.__dict__.update(saved["state"])

@@ -11,7 +11,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ class FitContext:
     max_atoms: int
     sample: str | None
     memory_budget: str | None
+    data: DataStats = field(default_factory=DataStats)  # production's data limits
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class TuneContext:
     stage: Stage
     configs: dict[str, dict[str, Any]]  # "optimizer/scheduler" -> composed training config
     max_epochs: int
+    pinned: frozenset[str] = frozenset()  # optimizer keys the job sets: not searched
 
 
 def trial_device(memory_budget: str | None) -> Device:
@@ -74,6 +76,15 @@ def score(choice: StageChoice) -> float:
     return float(choice.throughput or 0.0)
 
 
+def score_probe(
+    stage: Stage, stages: StagesConfig, knobs: dict[str, Any], result: ProbeResult, data: DataStats
+) -> float:
+    """One probed configuration's score: the stage's policy applied to it alone."""
+    spec = stages.stages[stage]
+    choice = POLICIES[spec.policy].choose(stage, spec, [Candidate(knobs, result)], stages, data)
+    return score(choice)
+
+
 def probe_configuration(knobs: dict[str, Any], ctx: FitContext) -> dict[str, Any]:
     """Probe one architecture; the metrics the fit trial reports (JSON only)."""
     where = {**_where(), "started": time.time()}
@@ -93,12 +104,10 @@ def probe_configuration(knobs: dict[str, Any], ctx: FitContext) -> dict[str, Any
     stages = ctx.stages
     with Probe(config, device, sample, stages.memory_fraction, stages.cycle_batches) as probe:
         result = probe.find_max_batch(stages.max_batch_size)
-    choice = POLICIES[stages.stages[ctx.stage].policy].choose(
-        ctx.stage, stages.stages[ctx.stage], [Candidate(knobs, result)], stages, DataStats()
-    )
     return {
-        SCORE: score(choice),
-        "fits": result.fits and result.max_batch_size >= stages.min_batch_size,
+        SCORE: score_probe(ctx.stage, stages, knobs, result, ctx.data),
+        "fits": result.fits_at(stages.min_batch_size),
+        "config_hash": config.digest(),
         "invalid": None,
         "probe": json.dumps(result.to_json()),  # one string: Tune's loggers take no lists
         "device": device.name,
@@ -112,30 +121,33 @@ def fit_trial(config: dict[str, Any], ctx: FitContext) -> None:
     tune.report(probe_configuration(dict(config), ctx))
 
 
-def fits(result: dict[str, Any]) -> bool:
-    return bool(result.get("fits"))
+def no_memory_failure(result: dict[str, Any]) -> bool:
+    """Whether a fit trial's result must not prune: it fit, or it was not a valid model at all
+    (a model spec that cannot be built says nothing about the memory of larger ones)."""
+    return bool(result.get("fits")) or result.get("invalid") is not None
 
 
 def apply_hyperparameters(tree: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """A composed training config (one of ``TuneContext.configs``) with a tune trial's
     hyperparameters: ``lr_factor`` scales the optimizer's own lr, ``clip_grad_norm`` 0 is none."""
     optimizer = tree["optimizer"]
-    values: dict[str, Any] = {
-        "lr": optimizer["lr"] * params["lr_factor"],
-        "warmup_steps": params["warmup_steps"],
-        "clip_grad_norm": params["clip_grad_norm"] or None,
-        "lookahead": {"enabled": params["lookahead"]},
-    }
-    if "weight_decay" in optimizer:
+    values: dict[str, Any] = {}
+    if "lr_factor" in params:
+        values["lr"] = optimizer["lr"] * params["lr_factor"]
+    if "warmup_steps" in params:
+        values["warmup_steps"] = params["warmup_steps"]
+    if "clip_grad_norm" in params:
+        values["clip_grad_norm"] = params["clip_grad_norm"] or None
+    if "lookahead" in params:
+        values["lookahead"] = {"enabled": params["lookahead"]}
+    if "weight_decay" in params and "weight_decay" in optimizer:
         values["weight_decay"] = params["weight_decay"]
     return merge_tree(tree, {"optimizer": values})
 
 
 def tune_trial(config: dict[str, Any], ctx: TuneContext) -> None:
     """Ray Tune function trainable of the tune search: one report per epoch, for ASHA."""
-    tree = apply_hyperparameters(
-        ctx.configs[f"{config['optimizer']}/{config['scheduler']}"], config
-    )
+    tree = apply_hyperparameters(ctx.configs[config["pair"]], config)
     trial_dir = Path(tune.get_context().get_trial_dir())
     tree = merge_tree(
         tree,

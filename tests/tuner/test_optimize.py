@@ -45,11 +45,15 @@ def quick(tmp_path: Path, **options) -> object:
     return build_job_spec({"preset": "quick", "storage": str(tmp_path), **options})
 
 
+SEARCHED = ("hidden_channels", "num_layers", "num_rbf")
+
+
 def knobs_of(rows, trial_id):
+    """The searched knobs of a trial, from trials.csv (which holds the whole model spec)."""
     return {
         r["variable"].removeprefix("model."): r["value"]
         for r in rows
-        if r["trial_id"] == trial_id and r["variable"].startswith("model.")
+        if r["trial_id"] == trial_id and r["variable"].removeprefix("model.") in SEARCHED
     }
 
 
@@ -86,10 +90,18 @@ def test_a_job_answers_every_stage_from_trials_on_both_nodes(cluster, tmp_path):
     # every variable is typed
     types = {r["variable"]: r["type"] for r in rows}
     assert types["model.hidden_channels"] == "int"
+    assert types["model.cutoff"] == "float"  # knobs the space does not search are there too
     assert types["probe.step_seconds"] == "float"
-    assert types["train.lookahead"] == "bool"
-    assert types["train.optimizer"] == "str"
-    assert "job" in (job / "audit.md").read_text() and "finished" in (job / "job.log").read_text()
+    assert types["optimizer.lookahead.enabled"] == "bool"
+    assert types["optimizer.name"] == "str"
+    assert types["tune.lr_factor"] == "float"
+    # the quick preset sets optimizer.warmup_steps itself: the tune search keeps it
+    assert "tune.warmup_steps" not in types
+    assert {r["value"] for r in rows if r["variable"] == "optimizer.warmup_steps"} == {5}
+    audit = (job / "audit.md").read_text()
+    for stage in Stage:
+        assert f"`{result.stages[stage].config_hash}`" in audit
+    assert "production tune: trial" in (job / "job.log").read_text()
     progress = json.loads((job / "progress.json").read_text())
     assert progress["stages"]["production"]["tune"]["done"] == 6
     assert result.provenance.device_hours > 0
@@ -151,12 +163,16 @@ def test_requests_no_node_can_meet_are_errors_before_any_trial(cluster, tmp_path
 
 
 def running_trials() -> list[psutil.Process]:
-    """Worker processes inside a trial's training function (titled ``ray::ImplicitFunc.train``)."""
-    return [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if " ".join(p.info["cmdline"] or []).startswith("ray::ImplicitFunc.train")
-    ]
+    """This test cluster's worker processes inside a trial's training function (titled
+    ``ray::ImplicitFunc.train``): descendants of this process, never another Ray's."""
+    found = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if " ".join(p.cmdline()).startswith("ray::ImplicitFunc.train"):
+                found.append(p)
+        except psutil.Error:  # gone since it was listed
+            continue
+    return found
 
 
 def test_a_trial_whose_worker_is_killed_is_retried_and_the_job_completes(cluster, tmp_path):
@@ -219,3 +235,17 @@ def test_resuming_with_other_settings_is_refused(cluster, tmp_path):
     other = quick(tmp_path, job_id="same", stages=["prototyping"], tune=False, fit_trials=2)
     with pytest.raises(ConfigError, match=r"job same exists .* other settings \(fit_trials\)"):
         optimize(other)
+
+
+def test_an_invalid_model_is_reported_and_prunes_nothing(cluster, tmp_path):
+    # with 8 heads, 20 channels is no model (heads must divide channels); 32 is one
+    spec = quick(
+        tmp_path, job_id="invalid", stages=["prototyping"], tune=False, max_concurrent=1,
+        overrides=["model.num_heads=8"], fit_trials=2,
+        space={"prototyping": {"hidden_channels": [20, 32], "num_layers": [1], "num_rbf": [8]}},
+    )  # fmt: skip
+    result = optimize(spec)
+    rows = read_trials_csv(spec.job_dir / "trials.csv")
+    status = {r["trial_id"]: r["status"] for r in rows}
+    assert sorted(status.values()) == ["invalid", "probed"]  # 32 was probed, not pruned
+    assert result.stages[Stage.PROTOTYPING].model["hidden_channels"] == 32

@@ -91,9 +91,10 @@ def test_concurrent_trials_get_distinct_configurations():
 def test_the_checkpoint_keeps_pruning_and_what_was_probed(tmp_path):
     s = searcher()
     probed = run(s, limit=150, trials=12)
-    s.save(str(tmp_path / "searcher.pkl"))
+    s.save_to_dir(str(tmp_path), session_str="s1")  # as Tune checkpoints an experiment
+    assert len(list(tmp_path.iterdir())) == 1  # one file, nothing left behind
     restored = searcher()
-    restored.restore(str(tmp_path / "searcher.pkl"))
+    restored.restore_from_dir(str(tmp_path))
     assert restored.pruner.failed == s.pruner.failed
     assert restored.scores == s.scores
     more = run(restored, limit=150, trials=len(GRID))
@@ -118,3 +119,12 @@ def test_a_bound_below_the_best_found_skips_the_probe():
     bounded = [p for p in s.pruned if p.bound is not None]
     assert bounded and all(p.bound < p.best for p in bounded)
     assert len(probed) + len(s.pruned) == len(GRID)
+
+
+def test_a_configuration_that_crashed_is_not_proposed_again_nor_prunes_others():
+    s = searcher()
+    first = s.suggest("t0")
+    s.on_trial_complete("t0", error=True)
+    assert s.pruner.failed == []  # a crash says nothing about memory
+    seen = [s.suggest(f"t{i}") for i in range(1, len(GRID))]
+    assert first not in seen

@@ -1,7 +1,7 @@
 """Stage policies, one per module, behind ``Policy.choose``; ``POLICIES`` maps names to them."""
 
 from tuner.policies._base import Candidate, DataStats, Policy, StageChoice
-from tuner.policies._production import LargestCapacity
+from tuner.policies._production import LargestCapacity, capacity_cap
 from tuner.policies._throughput import TimeBoundThroughput
 
 POLICIES: dict[str, Policy] = {
@@ -17,4 +17,5 @@ __all__ = [
     "Policy",
     "StageChoice",
     "TimeBoundThroughput",
+    "capacity_cap",
 ]

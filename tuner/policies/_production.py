@@ -8,6 +8,15 @@ from tuner._stages import Stage, StagesConfig, StageSpec
 from tuner.policies._base import Candidate, DataStats, StageChoice, choice_at, nothing_fits
 
 
+def capacity_cap(spec: StageSpec, data: DataStats) -> float | None:
+    """The most parameters the data supports (``params_per_sample`` x training samples), or None
+    when the stage sets no such limit or the data's size is unknown."""
+    per_sample = spec.data_limits.params_per_sample
+    if per_sample is None or data.training_samples is None:
+        return None
+    return per_sample * data.training_samples
+
+
 class LargestCapacity:
     """The largest capacity that fits at ``min_batch_size`` and respects the data limits:
     the probe sample covers the dataset's largest complex (at the configured percentile), and,
@@ -23,13 +32,11 @@ class LargestCapacity:
         data: DataStats,
     ) -> StageChoice:
         limits = spec.data_limits
-        cap = None
-        if limits.params_per_sample is not None and data.training_samples is not None:
-            cap = limits.params_per_sample * data.training_samples
+        cap = capacity_cap(spec, data)
         options = []
         for c in candidates:
             p = c.probe
-            if p is None or not p.fits or p.max_batch_size < config.min_batch_size:
+            if p is None or not p.fits_at(config.min_batch_size):
                 continue
             if cap is not None and p.capacity > cap:
                 continue
