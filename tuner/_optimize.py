@@ -34,6 +34,7 @@ from tuner._results import (
     ProbeFigures,
     Provenance,
     StageResult,
+    TrialRecord,
     ValidationFigures,
     write_audit,
     write_json,
@@ -43,7 +44,6 @@ from tuner._results import (
 from tuner._search import (
     Execution,
     FitOutcome,
-    TrialRecord,
     TuneOutcome,
     knobs_key,
     run_fit,

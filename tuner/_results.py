@@ -12,14 +12,29 @@ import csv
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from tuner._search import TrialRecord
 from tuner._stages import Stage
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial of one search, every variable flat and typed (``trials.csv`` has one row each)."""
+
+    stage: str
+    search: str
+    trial_id: str
+    status: str  # probed, pruned, invalid, error; completed, stopped_early
+    variables: dict[str, Any]
+    node_id: str | None = None
+    retries: int = 0
+    seconds: float = 0.0
+    started: float = 0.0  # when the trial started (epoch seconds); pruned ones never did
 
 
 class _Record(BaseModel):

@@ -30,6 +30,7 @@ from ray.tune.search.hyperopt import HyperOptSearch
 from model import ModelSpec, build_model, count_parameters
 from tuner._probe import ProbeResult
 from tuner._progress import ProgressBoard, SearchProgress
+from tuner._results import TrialRecord
 from tuner._searcher import ProbeSearcher
 from tuner._stages import Stage
 from tuner._trials import (
@@ -75,21 +76,6 @@ class Execution:
     storage: Path
     seed: int
     max_failures: int = 2
-
-
-@dataclass(frozen=True)
-class TrialRecord:
-    """One trial of one search, every variable flat and typed (``trials.csv`` has one row each)."""
-
-    stage: str
-    search: str
-    trial_id: str
-    status: str  # probed, pruned, invalid, error; completed, stopped_early
-    variables: dict[str, Any]
-    node_id: str | None = None
-    retries: int = 0
-    seconds: float = 0.0
-    started: float = 0.0  # when the trial started (epoch seconds); pruned ones never did
 
 
 @dataclass
@@ -195,9 +181,7 @@ def run_fit(
             **_probe_variables(probe),
             "probe.config_hash": metrics.get("config_hash"),
         }
-        outcome.records.append(
-            _record(ctx.stage, "fit", trial, status, variables, retries)
-        )
+        outcome.records.append(_record(ctx.stage, "fit", trial, status, variables, retries))
         if probe is not None:
             outcome.candidates.append(Candidate(knobs, probe))
             outcome.measured_on[knobs_key(knobs)] = {

@@ -128,3 +128,27 @@ def test_a_configuration_that_crashed_is_not_proposed_again_nor_prunes_others():
     assert s.pruner.failed == []  # a crash says nothing about memory
     seen = [s.suggest(f"t{i}") for i in range(1, len(GRID))]
     assert first not in seen
+
+
+def test_production_bound_respects_the_data_cap():
+    """Models above the data's parameter cap can score nothing: once a model fits, they are
+    not probed, and the best model under the cap still is."""
+    from tuner._search import fit_searcher
+
+    cap, limit = 150, 400
+    s = fit_searcher("largest_capacity", GRID, seed=0, seed_points=[], capacity=memory, cap=cap)
+    probed, n = [], 0
+    while True:
+        config = s.suggest(f"t{n}")
+        if config is None or config == Searcher.FINISHED:
+            break
+        fits = memory(config) <= limit
+        score = memory(config) if fits and memory(config) <= cap else 0.0
+        if any(memory(c) <= min(cap, limit) for c in probed):
+            assert memory(config) <= cap, config  # something fits: nothing over the cap is probed
+        s.on_trial_complete(f"t{n}", {"score": score, "fits": fits})
+        probed.append(config)
+        n += 1
+    best = max(memory(c) for c in GRID if memory(c) <= min(cap, limit))
+    assert best in [memory(c) for c in probed]  # the answer under the cap was probed
+    assert all(p.bound == 0.0 or p.bound < p.best for p in s.pruned if p.bound is not None)
