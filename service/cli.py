@@ -99,6 +99,9 @@ def _parser() -> argparse.ArgumentParser:
     optimize.add_argument(
         "overrides", nargs="*", metavar="KEY=VALUE", help="training config overrides"
     )
+    optimize.add_argument(
+        "--spec", type=Path, help="a JSON file of these options (the service writes one)"
+    )
     optimize.add_argument("--preset", help="quick or default (configs/presets/<name>.yaml)")
     optimize.add_argument("--stages", type=_stage_list, help="e.g. prototyping,validation")
     optimize.add_argument("--data", help="synthetic, or a PDBbind-style root every node can read")
@@ -126,6 +129,15 @@ def _parser() -> argparse.ArgumentParser:
     optimize.add_argument("--seed", type=int, help="searchers' seed (default 0)")
     optimize.add_argument("--json", action="store_true", help="print result.json")
     optimize.set_defaults(handler=_optimize)
+
+    serve = commands.add_parser(
+        "serve",
+        help="the REST service (POST /optimize)",
+        description="Settings come from STAGETUNE_* variables (service/settings.py).",
+    )
+    serve.add_argument("--host", help="default 127.0.0.1 (STAGETUNE_HOST)")
+    serve.add_argument("--port", type=int, help="default 8000 (STAGETUNE_PORT)")
+    serve.set_defaults(handler=_serve)
 
     schema = commands.add_parser("schema", help="the JSON Schema of result.json")
     schema.set_defaults(handler=_schema)
@@ -246,6 +258,7 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _optimize(args: argparse.Namespace) -> int:
+    from model import ConfigError
     from tuner import build_job_spec, optimize
 
     given = {
@@ -259,6 +272,12 @@ def _optimize(args: argparse.Namespace) -> int:
         "max_atoms": args.max_atoms, "sample": args.sample,
         "memory_budget": args.memory_budget, "seed": args.seed,
     }  # fmt: skip
+    if args.spec is not None:
+        try:
+            stored = json.loads(args.spec.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--spec {args.spec}: {exc}") from None
+        given = {**stored, **{k: v for k, v in given.items() if v is not None}}
     spec = build_job_spec(given)
     log.info("job %s: %s", spec.job_id, spec.job_dir)
     # Ray Tune prints its own tables to stdout: keep stdout for the answer (or the JSON)
@@ -281,6 +300,19 @@ def _optimize(args: argparse.Namespace) -> int:
                if probe and probe.throughput and probe.cycle_minutes else "")
         )  # fmt: skip
     print(f"job folder: {spec.job_dir} (profiles/, result.json, trials.csv, audit.md)")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.main import create_app
+    from service.settings import Settings
+
+    settings = Settings()
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
     return 0
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from model import ConfigError, default_config_dir
+from model import ConfigError, TrainConfig, default_config_dir, load_train_config
 from model._config import read_yaml_mapping
 from tuner._hardware import parse_size
 from tuner._stages import Knob, Stage, StagesConfig, load_stages
@@ -85,6 +85,13 @@ class JobSpec(BaseModel):
     def job_dir(self) -> Path:
         return Path(self.storage).expanduser().resolve() / self.job_id
 
+    def train_config(self, config_dir: Path | None = None) -> TrainConfig:
+        """The job's training configuration: configs/ with its overrides, data and crop."""
+        settings: dict[str, Any] = {"data.source": self.data}
+        if self.max_atoms is not None:
+            settings["data.max_atoms"] = self.max_atoms
+        return load_train_config(self.overrides, config_dir=config_dir, settings=settings)
+
     def stages_config(self, config_dir: Path | None = None) -> StagesConfig:
         """configs/stages.yaml, with the preset's stages section and this job's spaces over it."""
         root = config_dir or default_config_dir()
@@ -114,7 +121,9 @@ def build_job_spec(given: Mapping[str, Any], config_dir: Path | None = None) -> 
         spec = JobSpec.model_validate(job)
     except ValidationError as exc:
         raise ConfigError("invalid job:\n  " + "\n  ".join(_explain(exc))) from None
-    spec.stages_config(config_dir)  # a bad space is an error now, not in the middle of the job
+    # a bad space or override is an error now, not in the middle of the job
+    spec.stages_config(config_dir)
+    spec.train_config(config_dir)
     return spec
 
 

@@ -95,7 +95,7 @@ def _run_job(
     job_dir = spec.job_dir
     log.info("job %s in %s", spec.job_id, job_dir)
     stages = spec.stages_config(config_dir)
-    base = _compose(spec, config_dir)
+    base = spec.train_config(config_dir)
     with _ray(address):
         execution = Execution(
             _trial_resources(spec), spec.max_concurrent, job_dir / "ray", spec.seed
@@ -235,13 +235,6 @@ def _say(choice: StageChoice) -> str:
 
 
 # --- configurations ---------------------------------------------------------------------------
-
-
-def _compose(spec: JobSpec, config_dir: Path | None) -> TrainConfig:
-    settings: dict[str, Any] = {"data.source": spec.data}
-    if spec.max_atoms is not None:
-        settings["data.max_atoms"] = spec.max_atoms
-    return load_train_config(spec.overrides, config_dir=config_dir, settings=settings)
 
 
 def _pinned(spec: JobSpec) -> frozenset[str]:

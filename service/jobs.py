@@ -1,0 +1,152 @@
+"""The job lifecycle: validate and queue, submit to Ray within ``max_running_jobs``, follow each
+job's Ray status, cancel, and reconcile after a restart of the service.
+
+A job runs as the Ray job ``stagetune optimize --spec <job folder>/spec.json``: the same entry
+point as ``ray job submit``. Its folder under ``jobs/`` holds the spec and everything the job
+writes (result.json, profiles/, trials.csv, progress.json).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from service.runner import RayJobs
+from service.settings import Settings
+from service.store import JobRecord, JobState, JobStore
+
+log = logging.getLogger(__name__)
+
+
+class InvalidJob(ValueError):
+    """The request names something that cannot run; the message names the field."""
+
+
+class JobManager:
+    def __init__(self, settings: Settings, store: JobStore, ray_jobs: RayJobs) -> None:
+        self.settings = settings
+        self.store = store
+        self.ray = ray_jobs
+        # request handlers and the poller change job states: one at a time, so a queued job
+        # is submitted once
+        self._lock = threading.RLock()
+
+    def folder(self, job_id: str) -> Path:
+        return self.settings.jobs_dir / job_id
+
+    def create(
+        self, options: dict[str, Any], idempotency_key: str | None
+    ) -> tuple[JobRecord, bool]:
+        """Validate ``options`` (the options of ``stagetune optimize``) and queue the job."""
+        if idempotency_key is not None:
+            known = self.store.create_lookup(idempotency_key)
+            if known is not None:
+                return known, False
+        job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        spec = self._validate({**options, "job_id": job_id})
+        folder = self.folder(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "spec.json").write_text(json.dumps(spec, indent=2) + "\n")
+        record, new = self.store.create(job_id, options, idempotency_key)
+        self.dispatch()
+        return self.store.get(record.id) or record, new
+
+    def _validate(self, options: dict[str, Any]) -> dict[str, Any]:
+        from model import ConfigError
+        from tuner import build_job_spec
+
+        for key in ("storage", "address"):
+            if key in options:
+                raise InvalidJob(f"{key}: set by the service, not by a request")
+        data = options.get("data")
+        if data not in (None, "synthetic"):
+            path = Path(str(data)).expanduser().resolve()
+            roots = [r.expanduser().resolve() for r in self.settings.data_roots]
+            if not any(path.is_relative_to(r) for r in roots):
+                allowed = ", ".join(map(str, roots)) or "none (set STAGETUNE_DATA_ROOTS)"
+                raise InvalidJob(f"data: {data} is outside the data roots; accepted: {allowed}")
+        try:
+            spec = build_job_spec({**options, "storage": str(self.settings.jobs_dir)})
+        except ConfigError as exc:
+            raise InvalidJob(str(exc)) from None
+        return spec.model_dump(mode="json")
+
+    def dispatch(self) -> None:
+        """Submit queued jobs, oldest first, while fewer than ``max_running_jobs`` run."""
+        with self._lock:
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        running = len(self.store.in_state(JobState.RUNNING))
+        for job in self.store.in_state(JobState.QUEUED):
+            if running >= self.settings.max_running_jobs:
+                return
+            spec = self.folder(job.id) / "spec.json"
+            entrypoint = f"stagetune optimize --spec {shlex.quote(str(spec))} --json"
+            submission = f"stagetune-{job.id}"
+            try:
+                self.ray.submit(submission, entrypoint)
+            except Exception as exc:  # Ray refused it: the job fails, the service goes on
+                log.exception("job %s: submission to Ray failed", job.id)
+                self.store.update(job.id, state=JobState.FAILED, error=f"submission: {exc}",
+                                  finished=time.time())  # fmt: skip
+                continue
+            self.store.update(job.id, state=JobState.RUNNING, submission_id=submission,
+                              started=time.time())  # fmt: skip
+            running += 1
+            log.info("job %s submitted to Ray as %s", job.id, submission)
+
+    def refresh(self) -> None:
+        """Follow every running job's Ray status; then fill freed slots from the queue.
+
+        A job Ray no longer knows (its head was restarted) is judged by its folder: a
+        result.json means it finished; otherwise it failed, and says why.
+        """
+        with self._lock:
+            self._refresh()
+            self._dispatch()
+
+    def _refresh(self) -> None:
+        for job in self.store.in_state(JobState.RUNNING):
+            assert job.submission_id is not None
+            seen = self.ray.state(job.submission_id)
+            if seen is None:
+                done = (self.folder(job.id) / "result.json").is_file()
+                state, message = (
+                    (JobState.SUCCEEDED, None)
+                    if done
+                    else (JobState.FAILED, "Ray lost the job (was its cluster restarted?)")
+                )
+            else:
+                state, message = seen
+            if state is JobState.RUNNING:
+                continue
+            self.store.update(job.id, state=state, finished=time.time(),
+                              error=message if state is JobState.FAILED else None)  # fmt: skip
+            log.info("job %s %s", job.id, state.value)
+
+    def cancel(self, job: JobRecord) -> JobRecord:
+        with self._lock:
+            current = self.store.get(job.id) or job
+            if current.state is JobState.RUNNING and current.submission_id is not None:
+                self.ray.stop(current.submission_id)
+            if not current.state.finished:
+                self.store.update(job.id, state=JobState.CANCELLED, finished=time.time())
+            self._dispatch()
+        updated = self.store.get(job.id)
+        assert updated is not None
+        return updated
+
+    def progress(self, job_id: str) -> dict[str, Any]:
+        path = self.folder(job_id) / "progress.json"
+        return dict(json.loads(path.read_text())) if path.is_file() else {"stages": {}}
+
+    def result(self, job_id: str) -> dict[str, Any] | None:
+        path = self.folder(job_id) / "result.json"
+        return dict(json.loads(path.read_text())) if path.is_file() else None

@@ -1,0 +1,52 @@
+"""The FastAPI app: built here, nothing else (routes in ``service/api/routes/``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from service.api.routes import health, jobs
+from service.jobs import JobManager
+from service.runner import RayJobs, local_head
+from service.settings import Settings
+from service.store import JobStore
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, poll_seconds: float = 1.0) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with contextlib.ExitStack() as stack:
+            address = settings.ray_address or stack.enter_context(
+                local_head(settings.dashboard_port, settings.state_path)
+            )
+            store = JobStore(settings.state_path / "jobs.sqlite")
+            manager = JobManager(settings, store, RayJobs(address, settings.ray_auth_token_file))
+            manager.refresh()  # reconcile what was running when the service last stopped
+            app.state.settings, app.state.manager = settings, manager
+            poller = asyncio.create_task(_follow(manager, poll_seconds))
+            try:
+                yield
+            finally:
+                poller.cancel()
+
+    app = FastAPI(title="stagetune", lifespan=lifespan)
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+    return app
+
+
+async def _follow(manager: JobManager, seconds: float) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await asyncio.to_thread(manager.refresh)
+        except Exception:  # one failed poll (Ray busy) is no reason to stop following
+            log.exception("following the jobs failed; trying again")

@@ -1,0 +1,188 @@
+"""The service as people run it: ``stagetune serve`` on loopback, its own local Ray head, real
+jobs, a real SQLite file; requests over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from model import load_train_config
+
+TOKEN = "s3cret-token"
+QUICK = {"preset": "quick", "stages": ["prototyping"], "tune": False, "fit_trials": 1}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, state: Path, data_root: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "STAGETUNE_STATE_DIR": str(state),
+            "STAGETUNE_PORT": str(self.port),
+            "STAGETUNE_API_TOKEN": TOKEN,
+            "STAGETUNE_DASHBOARD_PORT": "0",
+            "STAGETUNE_DATA_ROOTS": json.dumps([str(data_root)]),
+        }
+        self.log = state / "server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("a") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "service.cli", "serve"], env=self.env,
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            try:
+                if self.call("GET", "/healthz", token=None)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        pytest.fail(f"the service did not start: {self.log.read_text()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        self.process.wait(timeout=120)
+
+    def call(
+        self, method: str, path: str, body: Any = None, token: str | None = TOKEN,
+        headers: dict[str, str] | None = None, raw: bytes | None = None,
+    ) -> tuple[int, Any]:  # fmt: skip
+        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
+        for key, value in (headers or {}).items():
+            request.add_header(key, value)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                status, text = answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            status, text = error.code, error.read().decode()
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
+
+    def wait(self, job_id: str, states: set[str], timeout: float = 300) -> dict[str, Any]:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            status, job = self.call("GET", f"/jobs/{job_id}")
+            assert status == 200, job
+            if job["state"] in states:
+                return dict(job)
+            time.sleep(0.5)
+        pytest.fail(f"job {job_id} never reached {states}: {job}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, pdbbind_mini):
+    s = Server(tmp_path_factory.mktemp("service"), pdbbind_mini.parent)
+    s.start()
+    yield s
+    s.stop()
+
+
+def test_every_route_but_healthz_needs_the_token(server):
+    assert server.call("GET", "/healthz", token=None) == (200, {"status": "ok"})
+    assert server.call("GET", "/jobs", token=None)[0] == 401
+    assert server.call("GET", "/jobs", token="wrong")[0] == 401
+    assert server.call("POST", "/optimize", QUICK, token=None)[0] == 401
+    assert server.call("GET", "/jobs")[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"stages": ["staging"]}, "stages.0"),
+        ({"fit_trials": 0}, "fit_trials"),
+        ({"tune_trials": -1}, "tune_trials"),
+        ({"optimizer": "sgd"}, "optimizer: unknown option"),
+        ({"space": {"production": {"num_layers": {"min": 8, "max": 4}}}}, "min=8 is above max=4"),
+        ({"space": {"production": {"hidden_channels": []}}}, "hidden_channels has no choices"),
+        ({"data": "/etc"}, "data: /etc is outside the data roots"),
+        ({"storage": "/tmp/elsewhere"}, "storage: set by the service"),
+        ({"overrides": ["optimizer=nosuch"]}, "nosuch"),
+    ],
+)
+def test_bad_requests_are_refused_naming_the_field(server, body, named):
+    status, answer = server.call("POST", "/optimize", body)
+    assert status == 422, answer
+    assert named in answer["detail"]
+
+
+def test_malformed_json_is_a_422_not_a_500(server):
+    status, answer = server.call("POST", "/optimize", raw=b"{not json")
+    assert status == 422 and answer["detail"][0]["type"] == "json_invalid"
+
+
+def test_a_job_runs_to_its_result_profile_and_trials(server, tmp_path):
+    status, job = server.call("POST", "/optimize", QUICK, headers={"Idempotency-Key": "once"})
+    assert status == 202 and job["state"] in ("queued", "running")
+    again = server.call("POST", "/optimize", QUICK, headers={"Idempotency-Key": "once"})
+    assert again[0] == 200 and again[1]["job_id"] == job["job_id"]
+    job_id = job["job_id"]
+    assert job["links"]["result"].endswith(f"/jobs/{job_id}/result")
+
+    done = server.wait(job_id, {"succeeded", "failed"})
+    assert done["state"] == "succeeded", done
+    assert done["progress"]["prototyping"]["fit"]["done"] == 1
+    status, result = server.call("GET", f"/jobs/{job_id}/result")
+    assert status == 200 and result["stages"]["prototyping"]["feasible"]
+    status, profile = server.call("GET", f"/jobs/{job_id}/profiles/prototyping")
+    assert status == 200
+    (tmp_path / "p.yaml").write_text(profile)
+    config = load_train_config(profile=tmp_path / "p.yaml")
+    assert config.train.batch_size == result["stages"]["prototyping"]["batch_size"]
+    status, trials = server.call("GET", f"/jobs/{job_id}/trials")
+    assert status == 200 and {t["status"] for t in trials} == {"probed"}
+    listed = server.call("GET", "/jobs?state=succeeded")[1]
+    assert job_id in [j["job_id"] for j in listed["jobs"]]
+
+
+def test_a_cancelled_job_stops_and_never_succeeds(server):
+    body = {**QUICK, "tune": True, "tune_trials": 4, "max_epochs": 30}
+    status, job = server.call("POST", "/optimize", body)
+    server.wait(job["job_id"], {"running"})
+    status, cancelled = server.call("DELETE", f"/jobs/{job['job_id']}")
+    assert status == 200 and cancelled["state"] == "cancelled"
+    assert server.call("GET", f"/jobs/{job['job_id']}/result")[0] == 409
+    time.sleep(3)
+    assert server.call("GET", f"/jobs/{job['job_id']}")[1]["state"] == "cancelled"
+
+
+def test_a_job_survives_a_sigkill_of_the_service(server):
+    body = {**QUICK, "tune": True, "tune_trials": 2, "max_epochs": 3}
+    status, job = server.call("POST", "/optimize", body)
+    assert status == 202
+    server.wait(job["job_id"], {"running"})
+    server.stop(signal.SIGKILL)
+    server.start()  # adopts the Ray head the killed service left running
+    done = server.wait(job["job_id"], {"succeeded", "failed", "cancelled"})
+    assert done["state"] == "succeeded", done
+    listed = server.call("GET", "/jobs")[1]
+    assert [j["job_id"] for j in listed["jobs"]].count(job["job_id"]) == 1
