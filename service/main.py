@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from service.api.routes import health, jobs
+from service.api.routes import health, jobs, metrics
+from service.api.routes.metrics import Metrics
 from service.jobs import JobManager
 from service.runner import RayJobs, local_head
 from service.settings import Settings
@@ -37,9 +38,16 @@ def create_app(settings: Settings | None = None, poll_seconds: float = 1.0) -> F
             finally:
                 poller.cancel()
 
-    app = FastAPI(title="stagetune", lifespan=lifespan)
+    app = FastAPI(
+        title="stagetune",
+        description="The best ViSNet configuration per development stage, measured on Ray.",
+        lifespan=lifespan,
+    )
+    app.state.metrics = Metrics()
+    app.middleware("http")(app.state.metrics.middleware)
     app.include_router(health.router)
     app.include_router(jobs.router)
+    app.include_router(metrics.router)
     return app
 
 

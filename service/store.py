@@ -125,6 +125,11 @@ class JobStore:
             ).fetchall()
         return [_record(r) for r in rows], int(total)
 
+    def count(self, state: JobState) -> int:
+        with self._connect() as db:
+            return int(db.execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (state.value,))
+                       .fetchone()[0])  # fmt: skip
+
     def in_state(self, *states: JobState) -> list[JobRecord]:
         """Jobs in any of ``states``, oldest first (the queue's order)."""
         marks = ",".join("?" * len(states))

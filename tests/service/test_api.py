@@ -186,3 +186,37 @@ def test_a_job_survives_a_sigkill_of_the_service(server):
     assert done["state"] == "succeeded", done
     listed = server.call("GET", "/jobs")[1]
     assert [j["job_id"] for j in listed["jobs"]].count(job["job_id"]) == 1
+
+
+def test_jobs_beyond_the_running_limit_wait_in_the_queue(server):
+    # STAGETUNE_MAX_RUNNING_JOBS is 1 (the default): the second job waits for the first
+    body = {**QUICK, "tune": True, "tune_trials": 2, "max_epochs": 2}
+    first = server.call("POST", "/optimize", body)[1]
+    second = server.call("POST", "/optimize", body)[1]
+    assert second["state"] == "queued"
+    assert server.wait(first["job_id"], {"succeeded"})["state"] == "succeeded"
+    assert server.wait(second["job_id"], {"succeeded"})["state"] == "succeeded"
+    second = server.call("GET", f"/jobs/{second['job_id']}")[1]
+    first = server.call("GET", f"/jobs/{first['job_id']}")[1]
+    assert second["started"] >= first["finished"] - 1.5  # one poll of the service at most
+
+
+def test_a_hundred_concurrent_status_requests_while_a_job_runs_are_all_answered(server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    job = server.call("POST", "/optimize", {**QUICK, "tune": True, "tune_trials": 2})[1]
+    server.wait(job["job_id"], {"running"})
+    with ThreadPoolExecutor(max_workers=100) as pool:
+        answers = list(pool.map(lambda _: server.call("GET", f"/jobs/{job['job_id']}"), range(100)))
+    assert [status for status, _ in answers] == [200] * 100
+    assert {a["job_id"] for _, a in answers} == {job["job_id"]}
+    server.wait(job["job_id"], {"succeeded", "failed"})
+
+
+def test_metrics_count_jobs_by_state_and_requests_by_route(server):
+    assert server.call("POST", "/optimize", {"fit_trials": 0})[0] == 422
+    status, text = server.call("GET", "/metrics")
+    assert status == 200
+    assert 'stagetune_jobs{state="succeeded"}' in text
+    assert 'stagetune_http_requests_total{method="POST",route="/optimize",status="422"}' in text
+    assert server.call("GET", "/metrics", token=None)[0] == 401
