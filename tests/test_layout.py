@@ -72,3 +72,14 @@ sys.exit(main(sys.argv[1:]))
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["fits"] is True
+
+
+def test_the_service_starts_without_torch_or_ray():
+    """The REST service's modules import neither: a job's validation loads them when needed."""
+    import subprocess
+    import sys
+
+    code = "import sys, service.main; print(sorted({'torch', 'ray'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -220,3 +220,15 @@ def test_metrics_count_jobs_by_state_and_requests_by_route(server):
     assert 'stagetune_jobs{state="succeeded"}' in text
     assert 'stagetune_http_requests_total{method="POST",route="/optimize",status="422"}' in text
     assert server.call("GET", "/metrics", token=None)[0] == 401
+
+
+def test_the_curl_example_of_docs_service_md_works(server, tmp_path):
+    text = (Path(__file__).resolve().parents[2] / "docs" / "service.md").read_text()
+    block = text.split("## Try it", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, capture_output=True, text=True,
+        env={**os.environ, "STAGETUNE": server.url, "TOKEN": TOKEN}, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "result.json").read_text())["stages"]["prototyping"]["feasible"]
+    assert "val_rmse" in done.stdout + done.stderr  # the profile trained
