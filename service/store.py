@@ -90,11 +90,21 @@ class JobStore:
                 ).fetchone()
                 if row is not None:
                     return _record(row), False
-            db.execute(
-                "INSERT INTO jobs (id, state, options, idempotency_key, created) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (job_id, JobState.QUEUED.value, json.dumps(options), idempotency_key, time.time()),
-            )
+            try:
+                db.execute(
+                    "INSERT INTO jobs (id, state, options, idempotency_key, created) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (job_id, JobState.QUEUED.value, json.dumps(options), idempotency_key,
+                     time.time()),
+                )  # fmt: skip
+            except sqlite3.IntegrityError:
+                if idempotency_key is None:
+                    raise
+                # the same key, created by a concurrent request since the lookup above
+                row = db.execute(
+                    "SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)
+                ).fetchone()
+                return _record(row), False
         record = self.get(job_id)
         assert record is not None
         return record, True

@@ -42,3 +42,14 @@ def test_only_known_columns_can_be_updated(tmp_path):
     store.create("a", {})
     with pytest.raises(ValueError, match="options"):
         store.update("a", options="{}")
+
+
+def test_concurrent_creations_with_one_key_make_one_job(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = JobStore(tmp_path / "jobs.sqlite")
+    with ThreadPoolExecutor(8) as pool:
+        made = list(pool.map(lambda i: store.create(f"j{i}", {}, idempotency_key="k"), range(16)))
+    assert len({record.id for record, _ in made}) == 1
+    assert sum(new for _, new in made) == 1
+    assert store.page()[1] == 1
