@@ -19,17 +19,24 @@ from service.store import JobStore
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, poll_seconds: float = 1.0) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    poll_seconds: float = 1.0,
+    ray_jobs: RayJobs | None = None,
+) -> FastAPI:
+    """The app; ``ray_jobs`` replaces the connection to Ray's job API (the one seam to Ray)."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with contextlib.ExitStack() as stack:
-            address = settings.ray_address or stack.enter_context(
-                local_head(settings.dashboard_port, settings.state_path)
-            )
+            if ray_jobs is None:
+                address = settings.ray_address or stack.enter_context(
+                    local_head(settings.dashboard_port, settings.state_path)
+                )
+                jobs_api = RayJobs(address, settings.ray_auth_token_file)
             store = JobStore(settings.state_path / "jobs.sqlite")
-            manager = JobManager(settings, store, RayJobs(address, settings.ray_auth_token_file))
+            manager = JobManager(settings, store, ray_jobs or jobs_api)
             manager.refresh()  # reconcile what was running when the service last stopped
             app.state.settings, app.state.manager = settings, manager
             poller = asyncio.create_task(_follow(manager, poll_seconds))

@@ -37,7 +37,7 @@ def optimize(
     try:
         record, new = jobs.create(options, idempotency_key)
     except InvalidJob as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+        raise HTTPException(422, str(exc)) from None
     body = job_public(record, jobs, request).model_dump(mode="json")
     return JSONResponse(body, status_code=202 if new else 200)
 

@@ -1,0 +1,84 @@
+"""The OpenAPI document fuzzed with schemathesis against a real server on loopback: no request
+the schema allows gets a 5xx.
+
+Fuzzed bodies that are valid jobs are queued like any other, so this server's one seam to Ray
+records submissions instead of running them (tests/service/test_api.py runs real jobs).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+import schemathesis
+import uvicorn
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+
+from service.main import create_app
+from service.settings import Settings
+from service.store import JobState
+
+TOKEN = "fuzz-token"
+
+
+class RecordingRay:
+    """Ray's job API as the service uses it, in memory: jobs submitted run until stopped."""
+
+    address = "http://127.0.0.1:0"
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, JobState] = {}
+
+    def submit(self, submission_id: str, entrypoint: str) -> str:
+        assert entrypoint.startswith("stagetune optimize --spec ")
+        self.jobs[submission_id] = JobState.RUNNING
+        return submission_id
+
+    def state(self, submission_id: str) -> tuple[JobState, str | None] | None:
+        state = self.jobs.get(submission_id)
+        return None if state is None else (state, None)
+
+    def stop(self, submission_id: str) -> None:
+        self.jobs[submission_id] = JobState.CANCELLED
+
+
+@pytest.fixture(scope="module")
+def fuzzed_server(tmp_path_factory):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(
+        Settings(state_dir=tmp_path_factory.mktemp("fuzz"), api_token=TOKEN, port=port),
+        ray_jobs=RecordingRay(),  # type: ignore[arg-type]
+    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not server.started:
+        assert time.time() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def api_schema(fuzzed_server):
+    return schemathesis.openapi.from_url(f"{fuzzed_server}/openapi.json")
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_request_the_schema_allows_gets_a_server_error(case, fuzzed_server):
+    case.call_and_validate(
+        base_url=fuzzed_server,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        checks=[not_a_server_error],
+    )
