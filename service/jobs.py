@@ -73,6 +73,7 @@ class JobManager:
                 raise InvalidJob(f"data: {data} is outside the data roots; accepted: {allowed}")
         try:
             spec = build_job_spec({**options, "storage": str(self.settings.jobs_dir)})
+            spec.trial_bundle(self.ray.node_resources())  # against the cluster, not pending
         except ConfigError as exc:
             raise InvalidJob(str(exc)) from None
         return spec.model_dump(mode="json")

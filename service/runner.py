@@ -41,7 +41,22 @@ class RayJobs:
             token = token_file.expanduser().read_text().strip()
             headers["Authorization"] = f"Bearer {token}"
         self.address = address
+        self.headers = headers
         self.client = JobSubmissionClient(address, headers=headers)
+
+    def node_resources(self) -> list[dict[str, float]]:
+        """The resources of every alive node, in Ray's names (CPU, GPU, accelerator_type:T),
+        from the state API of the dashboard."""
+        request = urllib.request.Request(f"{self.address}/api/v0/nodes?limit=10000")
+        for key, value in self.headers.items():
+            request.add_header(key, value)
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            nodes = json.loads(answer.read())["data"]["result"]["result"]
+        return [
+            {str(k): float(v) for k, v in n["resources_total"].items()}
+            for n in nodes
+            if n.get("state") == "ALIVE"
+        ]
 
     def submit(self, submission_id: str, entrypoint: str) -> str:
         return str(self.client.submit_job(entrypoint=entrypoint, submission_id=submission_id))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,37 @@ class JobSpec(BaseModel):
     @property
     def job_dir(self) -> Path:
         return Path(self.storage).expanduser().resolve() / self.job_id
+
+    def trial_bundle(self, nodes: Sequence[Mapping[str, float]]) -> dict[str, float]:
+        """One trial's Ray resources, checked against the nodes' resources (Ray's names: CPU,
+        GPU, accelerator_type:T): a request no single node can meet is an error now, not a
+        trial pending forever. Without a GPU anywhere, trials take a CPU share."""
+        bundle: dict[str, float] = {"CPU": self.cpus_per_trial}
+        if self.gpus_per_trial > 0 and any(n.get("GPU", 0.0) > 0 for n in nodes):
+            bundle["GPU"] = self.gpus_per_trial
+        if self.accelerator_type is not None:
+            key = f"accelerator_type:{self.accelerator_type}"
+            if not any(key in n for n in nodes):
+                known = sorted({k.split(":", 1)[1] for n in nodes for k in n
+                                if k.startswith("accelerator_type:")})  # fmt: skip
+                raise ConfigError(
+                    f"accelerator_type={self.accelerator_type!r}: no node has it; the cluster "
+                    f"has {', '.join(known) or 'no typed accelerator'}"
+                )
+            bundle[key] = 0.001
+        if not any(all(n.get(k, 0.0) >= v for k, v in bundle.items()) for n in nodes):
+            names = {"CPU": "cpus_per_trial", "GPU": "gpus_per_trial"}
+            short = [
+                f"{names[k]}={v:g}, but the most {k}s on one node is "
+                f"{max((n.get(k, 0.0) for n in nodes), default=0.0):g}"
+                for k, v in bundle.items()
+                if k in names and all(n.get(k, 0.0) < v for n in nodes)
+            ]
+            raise ConfigError(
+                "no node can run a trial: "
+                + ("; ".join(short) or f"no node has all of {bundle} at once")
+            )
+        return bundle
 
     def train_config(self, config_dir: Path | None = None) -> TrainConfig:
         """The job's training configuration: configs/ with its overrides, data and crop."""

@@ -399,38 +399,10 @@ def _ray(address: str | None) -> Iterator[None]:
 
 
 def _trial_resources(spec: JobSpec) -> dict[str, float]:
-    """One trial's bundle, checked against the nodes: a request that no single node can meet is
-    an error now, not a trial pending forever. Without a GPU anywhere, trials take a CPU share."""
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    bundle: dict[str, float] = {"CPU": spec.cpus_per_trial}
-    if spec.gpus_per_trial > 0:
-        if any(n.get("GPU", 0.0) > 0 for n in nodes):
-            bundle["GPU"] = spec.gpus_per_trial
-        else:
-            log.warning("no node of the cluster has a GPU: trials probe and train on CPUs")
-    if spec.accelerator_type is not None:
-        key = f"accelerator_type:{spec.accelerator_type}"
-        if not any(key in n for n in nodes):
-            known = sorted({k.split(":", 1)[1] for n in nodes for k in n
-                            if k.startswith("accelerator_type:")})  # fmt: skip
-            raise ConfigError(
-                f"accelerator_type={spec.accelerator_type!r}: no node has it; the cluster has "
-                f"{', '.join(known) or 'no typed accelerator'}"
-            )
-        bundle[key] = 0.001
-    if not any(all(n.get(k, 0.0) >= v for k, v in bundle.items()) for n in nodes):
-        names = {"CPU": "cpus_per_trial", "GPU": "gpus_per_trial"}
-        short = [
-            f"{names[k]}={v:g}, but the most {k}s on one node is "
-            f"{max(n.get(k, 0.0) for n in nodes):g}"
-            for k, v in bundle.items()
-            if k in names and all(n.get(k, 0.0) < v for n in nodes)
-        ]
-        raise ConfigError(
-            "no node can run a trial: "
-            + ("; ".join(short) or f"no node has all of {bundle} at once")
-        )
-    return bundle
+    if spec.gpus_per_trial > 0 and not any(n.get("GPU", 0.0) > 0 for n in nodes):
+        log.warning("no node of the cluster has a GPU: trials probe and train on CPUs")
+    return spec.trial_bundle(nodes)
 
 
 def _cluster_hardware(answers: dict[Stage, StageResult]) -> dict[str, Any]:

@@ -127,6 +127,8 @@ def test_every_route_but_healthz_needs_the_token(server):
         ({"data": "/etc"}, "data: /etc is outside the data roots"),
         ({"storage": "/tmp/elsewhere"}, "storage: set by the service"),
         ({"overrides": ["optimizer=nosuch"]}, "nosuch"),
+        ({"cpus_per_trial": 64}, "cpus_per_trial=64, but the most CPUs on one node is"),
+        ({"accelerator_type": "H100"}, "accelerator_type='H100': no node has it"),
     ],
 )
 def test_bad_requests_are_refused_naming_the_field(server, body, named):

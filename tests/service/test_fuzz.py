@@ -44,6 +44,9 @@ class RecordingRay:
     def stop(self, submission_id: str) -> None:
         self.jobs[submission_id] = JobState.CANCELLED
 
+    def node_resources(self) -> list[dict[str, float]]:
+        return [{"CPU": 2.0, "GPU": 1.0, "accelerator_type:T4": 1.0}]
+
 
 @pytest.fixture(scope="module")
 def fuzzed_server(tmp_path_factory):
