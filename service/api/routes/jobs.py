@@ -43,7 +43,7 @@ def optimize(
 
 
 @router.get("/jobs", response_model=JobList)
-def list_jobs(
+async def list_jobs(
     request: Request,
     jobs: Manager,
     state: JobState | None = None,
@@ -55,7 +55,8 @@ def list_jobs(
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic)
-def get_job(request: Request, jobs: Manager, job: Job) -> JobPublic:
+async def get_job(request: Request, jobs: Manager, job: Job) -> JobPublic:
+    """A job's state and progress (on the event loop: a SQLite row and one small file)."""
     return job_public(job, jobs, request)
 
 
