@@ -45,7 +45,7 @@ class JobManager:
     ) -> tuple[JobRecord, bool]:
         """Validate ``options`` (the options of ``stagetune optimize``) and queue the job."""
         if idempotency_key is not None:
-            known = self.store.create_lookup(idempotency_key)
+            known = self.store.by_idempotency_key(idempotency_key)
             if known is not None:
                 return known, False
         job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]

@@ -109,7 +109,7 @@ class JobStore:
         assert record is not None
         return record, True
 
-    def create_lookup(self, idempotency_key: str) -> JobRecord | None:
+    def by_idempotency_key(self, idempotency_key: str) -> JobRecord | None:
         """The job created with ``idempotency_key``, if any."""
         with self._connect() as db:
             row = db.execute(

@@ -78,7 +78,7 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_no_request_the_schema_allows_gets_a_server_error(case, fuzzed_server):
     case.call_and_validate(
         base_url=fuzzed_server,

@@ -48,7 +48,7 @@ async def list_jobs(
     jobs: Manager,
     state: JobState | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,  # SQLite integers are 64-bit
 ) -> JobList:
     records, total = jobs.store.page(state, limit, offset)
     return JobList(jobs=[job_public(r, jobs, request) for r in records], total=total)
