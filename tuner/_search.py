@@ -432,8 +432,8 @@ def _fit_experiment(
     progress: SearchProgress,
     tune_config: tune.TuneConfig,
 ) -> list[Any]:
-    """Run (or resume) one Tune experiment; its trials as ``Result`` objects plus the trial's
-    retry count and node, in trial order."""
+    """Run (or resume) one Tune experiment; its trials as ``Result`` objects, in the order of
+    their folders."""
     trainable = tune.with_resources(trainable, tune.PlacementGroupFactory([execution.resources]))
     path = execution.storage / name
     if tune.Tuner.can_restore(str(path)):

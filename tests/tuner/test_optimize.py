@@ -22,7 +22,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from model import ConfigError, load_train_config
-from tuner import Stage, build_job_spec, dominates, optimize, read_trials_csv
+from tuner import JobSpec, Stage, build_job_spec, dominates, optimize, read_trials_csv
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,7 +41,7 @@ def cluster():
     c.shutdown()
 
 
-def quick(tmp_path: Path, **options) -> object:
+def quick(tmp_path: Path, **options) -> JobSpec:
     return build_job_spec({"preset": "quick", "storage": str(tmp_path), **options})
 
 
