@@ -4,8 +4,8 @@ Composition, later sources winning:
 
 1. ``configs/train.yaml`` (its ``defaults`` pick one file per group, e.g. ``optimizer: adamw``);
 2. the chosen ``configs/<group>/<name>.yaml`` files;
-3. a profile (``--profile FILE``: YAML or JSON with any of the sections), e.g. a run's exported
-   ``config.json``, which replays that run;
+3. a profile (``--profile FILE``: YAML or JSON with any of the sections, or the same as a
+   mapping), e.g. a run's exported ``config.json``, which replays that run;
 4. group switches from the command line, ``optimizer=sgd`` (the whole section is replaced);
 5. dotted overrides, ``optimizer.lr=0.01 model.hidden_channels=64``; values are YAML.
 
@@ -15,14 +15,17 @@ The result is validated into a frozen ``TrainConfig``. A wrong key, value or gro
 
 from __future__ import annotations
 
-import copy
 import difflib
 import hashlib
 import inspect
 import json
+import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any, Literal
 
 import torch
@@ -38,7 +41,10 @@ _PROFILE_META_KEY = "meta"
 
 def default_config_dir() -> Path:
     """``configs/`` at the root of the source tree (the project is installed from it)."""
-    return Path(__file__).resolve().parent.parent / "configs"
+    return _CONFIG_DIR
+
+
+_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 class _Spec(BaseModel):
@@ -273,8 +279,9 @@ def _type_problem(value: Any, default: Any) -> str | None:
 # --- YAML and composition ---------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``)."""
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """SafeLoader (libyaml's when PyYAML has it) that also reads ``1e-3`` as a float (YAML 1.1
+    wants ``1.0e-3``)."""
 
 
 _Loader.add_implicit_resolver(
@@ -291,17 +298,75 @@ def parse_yaml(text: str, where: str) -> Any:
         raise ConfigError(f"{where}: not valid YAML: {exc}") from None
 
 
+FileVersion = tuple[str, int, int]
+"""A file's absolute path, modification time (ns) and size."""
+
+_parsed: dict[FileVersion, dict[str, Any]] = {}
+_reads: ContextVar[list[FileVersion] | None] = ContextVar("config_reads", default=None)
+
+
+@contextmanager
+def recording_reads() -> Iterator[list[FileVersion]]:
+    """The versions of the YAML files ``read_yaml_mapping`` reads inside the block."""
+    reads: list[FileVersion] = []
+    token = _reads.set(reads)
+    try:
+        yield reads
+    finally:
+        _reads.reset(token)
+
+
+def unchanged(versions: Iterable[FileVersion]) -> bool:
+    """Whether every file is still at its recorded version."""
+    for path, mtime, size in versions:
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return False
+        if (stat.st_mtime_ns, stat.st_size) != (mtime, size):
+            return False
+    return True
+
+
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
-    if not path.is_file():
+    """The mapping in a YAML file; a copy the caller may change. Parsed once per version of the
+    file (a job composes a dozen files, and the service composes a job per request)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        stat = None
+    if stat is None or not S_ISREG(stat.st_mode):
         raise ConfigError(f"{path}: file not found")
-    data = parse_yaml(path.read_text(), str(path))
+    key = (os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
+    reads = _reads.get()
+    if reads is not None:
+        reads.append(key)
+    data = _parsed.get(key)
     if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path}: must hold a mapping of keys to values, not {type(data).__name__}"
-        )
-    return data
+        data = parse_yaml(path.read_text(), str(path))
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"{path}: must hold a mapping of keys to values, not {type(data).__name__}"
+            )
+        if len(_parsed) >= 256:
+            _parsed.clear()
+        _parsed[key] = data
+    return _copy_tree(data)  # type: ignore[no-any-return]
+
+
+def _copy_tree(value: Any) -> Any:
+    """A copy of a tree of parsed YAML: new dicts and lists, the same (immutable) scalars."""
+    if isinstance(value, dict):
+        return {k: _copy_tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_copy_tree(v) for v in value]
+    if isinstance(value, str | int | float) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {k: _copy_tree(v) for k, v in value.items()}
+    return value
 
 
 def group_choices(config_dir: Path, group: str) -> list[str]:
@@ -332,7 +397,7 @@ class _Composer:
             if isinstance(value, Mapping) and isinstance(node.get(key), dict):
                 self.merge(value, origin, path)
             else:
-                node[key] = copy.deepcopy(dict(value) if isinstance(value, Mapping) else value)
+                node[key] = _copy_tree(value)
                 self._mark(path, value, origin)
 
     def replace(self, section: str, data: Mapping[str, Any], origin: str) -> None:
@@ -382,7 +447,7 @@ class _Composer:
 
 def load_train_config(
     overrides: Sequence[str] = (),
-    profile: str | Path | None = None,
+    profile: str | Path | Mapping[str, Any] | None = None,
     config_dir: str | Path | None = None,
     settings: Mapping[str, Any] | None = None,
 ) -> TrainConfig:
@@ -405,17 +470,20 @@ def load_train_config(
         if group in chosen:
             _use_group(composer, root, group, chosen[group], f"defaults of {base_file}")
     if profile is not None:
-        data = read_yaml_mapping(Path(profile))
+        if isinstance(profile, Mapping):
+            data, origin = _copy_tree(profile), "the given configuration"
+        else:
+            data, origin = read_yaml_mapping(Path(profile)), f"profile {profile}"
         data.pop(_PROFILE_META_KEY, None)
         for group in GROUPS:
             # A profile's section builds on the file of its own name (a run with rmsprop keeps
             # nothing of adamw); a name with no file replaces the section whole.
             name = data.get(group, {}).get("name") if isinstance(data.get(group), dict) else None
             if name in group_choices(root, group):
-                _use_group(composer, root, group, name, f"profile {profile}")
+                _use_group(composer, root, group, name, origin)
             elif name is not None:
-                composer.replace(group, {}, f"profile {profile}")
-        composer.merge(data, f"profile {profile}")
+                composer.replace(group, {}, origin)
+        composer.merge(data, origin)
     for text, key, value in parsed:
         if key in GROUPS:
             _use_group(composer, root, key, value, f"command line {text!r}")
@@ -427,21 +495,27 @@ def load_train_config(
     try:
         return TrainConfig.model_validate(composer.tree)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, composer)) from None
+        raise _explain(exc, composer) from None
 
 
 def _use_group(composer: _Composer, root: Path, group: str, name: Any, origin: str) -> None:
-    choices = group_choices(root, group)
-    if not isinstance(name, str) or name not in choices:
+    path = root / group / f"{name}.yaml"
+    try:
+        if not (isinstance(name, str) and re.fullmatch(r"[\w.-]+", name)):
+            raise ConfigError(str(path))
+        data = read_yaml_mapping(path)
+    except ConfigError:
+        if isinstance(name, str) and name in group_choices(root, group):
+            raise  # the file is there but broken: say so
+        choices = group_choices(root, group)
         raise ConfigError(
             f"{group}={name}: unknown {group} ({origin}); choose one of: {', '.join(choices)}"
-        )
-    path = root / group / f"{name}.yaml"
-    composer.replace(group, read_yaml_mapping(path), str(path))
+        ) from None
+    composer.replace(group, data, str(path))
 
 
-def _explain(exc: ValidationError, composer: _Composer) -> str:
-    lines = []
+def _explain(exc: ValidationError, composer: _Composer) -> ConfigError:
+    problems = []
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
         if "key" in error.get("ctx", {}):
@@ -452,15 +526,16 @@ def _explain(exc: ValidationError, composer: _Composer) -> str:
         if error["type"] == "extra_forbidden":
             allowed = _fields_at(loc[:-1])
             hint = _did_you_mean(loc[-1], allowed)
-            lines.append(f"{key}: unknown key{hint}{where}; accepted keys: {', '.join(allowed)}")
+            problems.append((key, f"unknown key{hint}{where}; accepted keys: {', '.join(allowed)}"))
         elif error["type"] == "missing":
-            lines.append(f"{key}: missing{where}")
+            problems.append((key, f"missing{where}"))
         else:
             message = error["msg"].removeprefix("Value error, ")
             plain = error["type"] in ("value_error", "optimizer_key")
             shown = "" if plain else f" (got {error.get('input')!r})"
-            lines.append(f"{key}: {message}{shown}{where}")
-    return "invalid configuration:\n  " + "\n  ".join(lines)
+            problems.append((key, f"{message}{shown}{where}"))
+    lines = [f"{key}: {message}" for key, message in problems]
+    return ConfigError("invalid configuration:\n  " + "\n  ".join(lines), problems)
 
 
 def _did_you_mean(key: str, choices: Sequence[str]) -> str:

@@ -312,7 +312,10 @@ def _serve(args: argparse.Namespace) -> int:
     settings = Settings()
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_level="info",
+        access_log=settings.access_log,
+    )  # fmt: skip
     return 0
 
 

@@ -4,16 +4,24 @@ job's Ray status, cancel, and reconcile after a restart of the service.
 A job runs as the Ray job ``stagetune optimize --spec <job folder>/spec.json``: the same entry
 point as ``ray job submit``. Its folder under ``jobs/`` holds the spec and everything the job
 writes (result.json, profiles/, trials.csv, progress.json).
+
+Requests never wait for Ray: a new job is queued and the follower thread (``following``) is woken
+to submit it. A request is checked against the follower's last reading of the cluster's nodes,
+read again before a request is refused.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import gc
 import json
 import logging
 import shlex
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +41,14 @@ class JobManager:
         self.settings = settings
         self.store = store
         self.ray = ray_jobs
-        # request handlers and the poller change job states: one at a time, so a queued job
+        # request handlers and the follower change job states: one at a time, so a queued job
         # is submitted once
         self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._full = False  # every slot taken at the last dispatch: a new job need not wake it
+        self._warm = threading.Event()  # set once the validation code is loaded
+        self._nodes: list[dict[str, float]] | None = None
+        self._nodes_read = 0.0
 
     def folder(self, job_id: str) -> Path:
         return self.settings.jobs_dir / job_id
@@ -54,8 +67,20 @@ class JobManager:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "spec.json").write_text(json.dumps(spec, indent=2) + "\n")
         record, new = self.store.create(job_id, options, idempotency_key)
-        self.dispatch()
-        return self.store.get(record.id) or record, new
+        if not self._full:
+            self._wake.set()  # the follower submits it
+        return record, new
+
+    async def create_soon(
+        self, options: dict[str, Any], idempotency_key: str | None
+    ) -> tuple[JobRecord, bool]:
+        """``create`` for a request handler. It runs on the event loop (about a millisecond of
+        CPU that holds the GIL wherever it runs; a thread per request only adds switches), once
+        the validation code is loaded: until then, in a thread, so the loop never waits for
+        torch to import."""
+        if not self._warm.is_set():
+            return await asyncio.to_thread(self.create, options, idempotency_key)
+        return self.create(options, idempotency_key)
 
     def _validate(self, options: dict[str, Any]) -> dict[str, Any]:
         from model import ConfigError
@@ -73,10 +98,72 @@ class JobManager:
                 raise InvalidJob(f"data: {data} is outside the data roots; accepted: {allowed}")
         try:
             spec = build_job_spec({**options, "storage": str(self.settings.jobs_dir)})
-            spec.trial_bundle(self.ray.node_resources())  # against the cluster, not pending
+            try:  # against the cluster, not left pending
+                spec.trial_bundle(self.nodes())
+            except ConfigError:  # refuse only what the cluster as it is now cannot run
+                spec.trial_bundle(self.nodes(fresh=True))
         except ConfigError as exc:
             raise InvalidJob(str(exc)) from None
         return spec.model_dump(mode="json")
+
+    def nodes(self, fresh: bool = False, max_age: float = 10.0) -> list[dict[str, float]]:
+        """The resources of the cluster's alive nodes, read from Ray at most every ``max_age``
+        seconds unless ``fresh``."""
+        if fresh or self._nodes is None or time.monotonic() - self._nodes_read > max_age:
+            self._nodes = self.ray.node_resources()
+            self._nodes_read = time.monotonic()
+        return self._nodes
+
+    def warm_up(self) -> None:
+        """Load what validating a request needs (torch, the tuner, the config files) so that the
+        first request does not wait for it; then move every object that exists now out of the
+        garbage collector's sight: torch's millions of long-lived objects would otherwise make
+        each full collection pause the server for a tenth of a second."""
+        from tuner import build_job_spec
+
+        build_job_spec({"storage": str(self.settings.jobs_dir)})
+        gc.collect()
+        gc.freeze()
+
+    @contextlib.contextmanager
+    def following(self, poll_seconds: float) -> Iterator[None]:
+        """A thread that follows Ray: every ``poll_seconds`` it reconciles running jobs with
+        Ray, submits queued ones and rereads the nodes; woken by a queued job or a freed slot,
+        it submits at once."""
+        stop = threading.Event()
+
+        def follow() -> None:
+            next_poll = 0.0
+            while not stop.is_set():
+                try:
+                    if time.monotonic() >= next_poll:
+                        next_poll = time.monotonic() + poll_seconds
+                        self.refresh()
+                        self.nodes()
+                    else:
+                        self.dispatch()
+                except Exception:  # one failed poll (Ray busy) is no reason to stop following
+                    log.exception("following the jobs failed; trying again")
+                self._wake.wait(max(0.0, next_poll - time.monotonic()))
+                self._wake.clear()  # before the work it asks for: a later wake is not lost
+
+        def warm_up() -> None:
+            try:
+                self.warm_up()
+            except Exception:  # the first request meets it again, and says what is wrong
+                log.exception("loading the job validation failed")
+            finally:
+                self._warm.set()
+
+        threading.Thread(target=warm_up, name="stagetune-warm-up", daemon=True).start()
+        thread = threading.Thread(target=follow, name="stagetune-follower", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            self._wake.set()
+            thread.join(timeout=60)
 
     def dispatch(self) -> None:
         """Submit queued jobs, oldest first, while fewer than ``max_running_jobs`` run."""
@@ -84,10 +171,11 @@ class JobManager:
             self._dispatch()
 
     def _dispatch(self) -> None:
-        running = len(self.store.in_state(JobState.RUNNING))
-        for job in self.store.in_state(JobState.QUEUED):
-            if running >= self.settings.max_running_jobs:
-                return
+        free = self.settings.max_running_jobs - self.store.count(JobState.RUNNING)
+        self._full = free <= 0  # until a job ends (seen by refresh) or is cancelled
+        if free <= 0:
+            return
+        for job in self.store.in_state(JobState.QUEUED, limit=free):
             spec = self.folder(job.id) / "spec.json"
             entrypoint = f"stagetune optimize --spec {shlex.quote(str(spec))} --json"
             submission = f"stagetune-{job.id}"
@@ -97,10 +185,10 @@ class JobManager:
                 log.exception("job %s: submission to Ray failed", job.id)
                 self.store.update(job.id, state=JobState.FAILED, error=f"submission: {exc}",
                                   finished=time.time())  # fmt: skip
+                self._wake.set()  # its slot is free for the next queued job
                 continue
             self.store.update(job.id, state=JobState.RUNNING, submission_id=submission,
                               started=time.time())  # fmt: skip
-            running += 1
             log.info("job %s submitted to Ray as %s", job.id, submission)
 
     def refresh(self) -> None:
@@ -139,7 +227,7 @@ class JobManager:
                 self.ray.stop(current.submission_id)
             if not current.state.finished:
                 self.store.update(job.id, state=JobState.CANCELLED, finished=time.time())
-            self._dispatch()
+        self._wake.set()  # its slot is free: the follower submits the next queued job
         updated = self.store.get(job.id)
         assert updated is not None
         return updated

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from service.api.routes import health, jobs, metrics
-from service.api.routes.metrics import Metrics
+from service.api.routes import health, jobs, metrics, profiles, ui
+from service.api.routes.metrics import Metrics, MetricsMiddleware
 from service.jobs import JobManager
 from service.runner import RayJobs, local_head
 from service.settings import Settings
-from service.store import JobStore
-
-log = logging.getLogger(__name__)
+from service.store import JobStore, ProfileStore
 
 
 def create_app(
@@ -39,11 +35,9 @@ def create_app(
             manager = JobManager(settings, store, ray_jobs or jobs_api)
             manager.refresh()  # reconcile what was running when the service last stopped
             app.state.settings, app.state.manager = settings, manager
-            poller = asyncio.create_task(_follow(manager, poll_seconds))
-            try:
-                yield
-            finally:
-                poller.cancel()
+            app.state.profiles = ProfileStore(store.path)
+            stack.enter_context(manager.following(poll_seconds))
+            yield
 
     app = FastAPI(
         title="stagetune",
@@ -51,17 +45,10 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.metrics = Metrics()
-    app.middleware("http")(app.state.metrics.middleware)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(metrics.router)
+    app.include_router(profiles.router)
+    app.include_router(ui.router)
     return app
-
-
-async def _follow(manager: JobManager, seconds: float) -> None:
-    while True:
-        await asyncio.sleep(seconds)
-        try:
-            await asyncio.to_thread(manager.refresh)
-        except Exception:  # one failed poll (Ray busy) is no reason to stop following
-            log.exception("following the jobs failed; trying again")

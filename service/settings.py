@@ -3,6 +3,7 @@ else in the service reads the environment)."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -30,14 +31,15 @@ class Settings(BaseSettings):
     data_roots: list[Path] = Field(
         default_factory=list, description="folders a job's data path must lie in"
     )
+    access_log: bool = Field(default=True, description="a log line per request, on stdout")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, lt=65536)
     dashboard_port: int = Field(default=8265, ge=0, lt=65536, description="of a local head")
 
-    @property
+    @cached_property
     def state_path(self) -> Path:
         return self.state_dir.expanduser().resolve()
 
-    @property
+    @cached_property
     def jobs_dir(self) -> Path:
         return self.state_path / "jobs"

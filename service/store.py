@@ -1,15 +1,17 @@
-"""Jobs in a SQLite file: what the service knows survives a crash of the service.
+"""Jobs and saved profiles in a SQLite file: what the service knows survives a crash of the service.
 
 One row per job: its id, state, the options it was asked with (JSON), the Ray submission id once
 submitted, the ``Idempotency-Key`` it was created with, timestamps and the error of a failed job.
-Each call opens its own connection (SQLite serialises writers), so the store is safe to share
-between request handlers and the scheduler.
+Each thread keeps its own connection (SQLite serialises writers), so the store is safe to share
+between request handlers and the scheduler. The file is in WAL mode: readers never wait for a
+writer, and a commit survives a crash of the service (even SIGKILL) without an fsync per commit.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +33,17 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created);
+CREATE TABLE IF NOT EXISTS profiles (
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    created REAL NOT NULL,
+    stage TEXT,
+    job_id TEXT,
+    description TEXT,
+    config TEXT NOT NULL,
+    config_hash TEXT NOT NULL,
+    PRIMARY KEY (name, version)
+);
 """
 
 
@@ -62,23 +75,30 @@ class JobRecord:
     error: str | None
 
 
-class JobStore:
+class _Database:
+    """The SQLite file: created with every table on first use, one connection per thread."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
-        db.row_factory = sqlite3.Row
-        try:
-            with db:  # one transaction: committed, or rolled back on an exception
-                yield db
-        finally:
-            db.close()
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across a crash of the process
+            self._local.db = db
+        with db:  # one transaction: committed, or rolled back on an exception
+            yield db
 
+
+class JobStore(_Database):
     def create(
         self, job_id: str, options: dict[str, Any], idempotency_key: str | None = None
     ) -> tuple[JobRecord, bool]:
@@ -90,12 +110,17 @@ class JobStore:
                 ).fetchone()
                 if row is not None:
                     return _record(row), False
+            record = JobRecord(
+                id=job_id, state=JobState.QUEUED, options=options, submission_id=None,
+                idempotency_key=idempotency_key, created=time.time(), started=None,
+                finished=None, error=None,
+            )  # fmt: skip
             try:
                 db.execute(
                     "INSERT INTO jobs (id, state, options, idempotency_key, created) "
                     "VALUES (?, ?, ?, ?, ?)",
                     (job_id, JobState.QUEUED.value, json.dumps(options), idempotency_key,
-                     time.time()),
+                     record.created),
                 )  # fmt: skip
             except sqlite3.IntegrityError:
                 if idempotency_key is None:
@@ -105,8 +130,6 @@ class JobStore:
                     "SELECT * FROM jobs WHERE idempotency_key = ?", (idempotency_key,)
                 ).fetchone()
                 return _record(row), False
-        record = self.get(job_id)
-        assert record is not None
         return record, True
 
     def by_idempotency_key(self, idempotency_key: str) -> JobRecord | None:
@@ -140,13 +163,14 @@ class JobStore:
             return int(db.execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (state.value,))
                        .fetchone()[0])  # fmt: skip
 
-    def in_state(self, *states: JobState) -> list[JobRecord]:
-        """Jobs in any of ``states``, oldest first (the queue's order)."""
+    def in_state(self, *states: JobState, limit: int = -1) -> list[JobRecord]:
+        """Jobs in any of ``states``, oldest first (the queue's order); the first ``limit``
+        (all when negative)."""
         marks = ",".join("?" * len(states))
         with self._connect() as db:
             rows = db.execute(
-                f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY created, id",
-                [s.value for s in states],
+                f"SELECT * FROM jobs WHERE state IN ({marks}) ORDER BY created, id LIMIT ?",
+                [*(s.value for s in states), limit],
             ).fetchall()
         return [_record(r) for r in rows]
 
@@ -174,4 +198,90 @@ def _record(row: sqlite3.Row) -> JobRecord:
         started=row["started"],
         finished=row["finished"],
         error=row["error"],
+    )
+
+
+@dataclass(frozen=True)
+class ProfileRecord:
+    name: str
+    version: int
+    created: float
+    stage: str | None
+    job_id: str | None
+    description: str | None
+    config: dict[str, Any]
+    config_hash: str
+
+
+class ProfileStore(_Database):
+    """Named training configurations, versioned: saving a name again adds a version, unless the
+    configuration is the same as its latest."""
+
+    def save(
+        self,
+        name: str,
+        config: dict[str, Any],
+        config_hash: str,
+        stage: str | None = None,
+        job_id: str | None = None,
+        description: str | None = None,
+    ) -> tuple[ProfileRecord, bool]:
+        """The saved version, and whether it is new."""
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")  # two saves of one name: one after the other
+            latest = db.execute(
+                "SELECT * FROM profiles WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)
+            ).fetchone()
+            if latest is not None and latest["config_hash"] == config_hash:
+                return _profile(latest), False
+            version = 1 if latest is None else int(latest["version"]) + 1
+            db.execute(
+                "INSERT INTO profiles (name, version, created, stage, job_id, description, "
+                "config, config_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, version, time.time(), stage, job_id, description, json.dumps(config),
+                 config_hash),
+            )  # fmt: skip
+        record = self.get(name, version)
+        assert record is not None
+        return record, True
+
+    def get(self, name: str, version: int | None = None) -> ProfileRecord | None:
+        """A version of the profile; the latest when ``version`` is None."""
+        with self._connect() as db:
+            if version is None:
+                row = db.execute(
+                    "SELECT * FROM profiles WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)
+                ).fetchone()
+            else:
+                row = db.execute(
+                    "SELECT * FROM profiles WHERE name = ? AND version = ?", (name, version)
+                ).fetchone()
+        return None if row is None else _profile(row)
+
+    def versions(self, name: str) -> int:
+        with self._connect() as db:
+            return int(db.execute("SELECT COUNT(*) FROM profiles WHERE name = ?", (name,))
+                       .fetchone()[0])  # fmt: skip
+
+    def latest(self) -> list[tuple[ProfileRecord, int]]:
+        """The latest version of every profile, by name, with how many versions it has."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT p.*, n.versions FROM profiles p JOIN (SELECT name, MAX(version) AS top, "
+                "COUNT(*) AS versions FROM profiles GROUP BY name) n "
+                "ON p.name = n.name AND p.version = n.top ORDER BY p.name"
+            ).fetchall()
+        return [(_profile(r), int(r["versions"])) for r in rows]
+
+
+def _profile(row: sqlite3.Row) -> ProfileRecord:
+    return ProfileRecord(
+        name=row["name"],
+        version=int(row["version"]),
+        created=row["created"],
+        stage=row["stage"],
+        job_id=row["job_id"],
+        description=row["description"],
+        config=json.loads(row["config"]),
+        config_hash=row["config_hash"],
     )

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from model import ConfigError, TrainConfig, default_config_dir, load_train_config
-from model._config import read_yaml_mapping
+from model._config import FileVersion, read_yaml_mapping, recording_reads, unchanged
 from tuner._hardware import parse_size
 from tuner._stages import Knob, Stage, StagesConfig, load_stages
 
@@ -152,10 +152,29 @@ def build_job_spec(given: Mapping[str, Any], config_dir: Path | None = None) -> 
         spec = JobSpec.model_validate(job)
     except ValidationError as exc:
         raise ConfigError("invalid job:\n  " + "\n  ".join(_explain(exc))) from None
-    # a bad space or override is an error now, not in the middle of the job
-    spec.stages_config(config_dir)
-    spec.train_config(config_dir)
+    _check_configs(spec, config_dir)
     return spec
+
+
+_checked: dict[str, tuple[FileVersion, ...]] = {}
+
+
+def _check_configs(spec: JobSpec, config_dir: Path | None) -> None:
+    """A bad space or override is an error now, not in the middle of the job. A check that
+    passed is not composed again while the files it read are unchanged: the service checks a job
+    per request, and most requests differ in budgets, not in configs."""
+    key = f"{config_dir}|" + spec.model_dump_json(
+        include={"preset", "space", "overrides", "data", "max_atoms"}
+    )
+    versions = _checked.get(key)
+    if versions is not None and unchanged(versions):
+        return
+    with recording_reads() as reads:
+        spec.stages_config(config_dir)
+        spec.train_config(config_dir)
+    if len(_checked) >= 256:
+        _checked.clear()
+    _checked[key] = tuple(reads)
 
 
 def _read_preset(root: Path, name: str) -> dict[str, Any]:

@@ -125,8 +125,13 @@ def write_json(path: Path, data: Any) -> None:
 
 def write_profile(path: Path, config: dict[str, Any], meta: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(profile_yaml(config, meta, path.name))
+
+
+def profile_yaml(config: dict[str, Any], meta: dict[str, Any], filename: str) -> str:
+    """A profile as ``stagetune train --profile`` reads it: ``meta``, then the configuration."""
     text = yaml.safe_dump({"meta": meta, **config}, sort_keys=False)
-    path.write_text(f"# stagetune train --profile {path.name}\n{text}")
+    return f"# stagetune train --profile {filename}\n{text}"
 
 
 def write_trials_csv(path: Path, records: list[TrialRecord]) -> None:

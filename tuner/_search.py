@@ -385,6 +385,7 @@ def run_tune(
             "asha.grace_period": grace_period,
             "asha.reduction_factor": reduction_factor,
             **{f"result.{k}": metrics.get(k) for k in _VALIDATION},
+            "result.val_loss_by_epoch": _history(trial, "val_loss"),
         }
         records.append(_record(ctx.stage, "tune", trial, status, variables, retries))
         if not trial.error and _finite(metrics.get("val_loss")):
@@ -404,6 +405,14 @@ def run_tune(
 
 
 _VALIDATION = ("val_loss", "val_rmse", "val_pearson", "train_loss", "config_hash")
+
+
+def _history(result: Any, metric: str) -> list[float | None]:
+    """A trial's ``metric`` at each report (epoch), in order; None where it was not finite."""
+    frame = getattr(result, "metrics_dataframe", None)
+    if frame is None or metric not in frame:
+        return []
+    return [float(v) if _finite(v) else None for v in frame[metric].tolist()]
 
 
 def _finite(value: Any) -> bool:

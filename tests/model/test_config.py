@@ -118,3 +118,23 @@ def test_a_missing_profile_or_config_dir_is_named(tmp_path):
         load_train_config(profile=tmp_path / "nothere.yaml")
     with pytest.raises(ConfigError, match=r"no train\.yaml here"):
         load_train_config(config_dir=tmp_path)
+
+
+def test_an_edited_config_file_is_read_again_and_a_broken_one_is_named(tmp_path):
+    configs = tmp_path / "configs"
+    shutil.copytree(default_config_dir(), configs)
+    adamw = configs / "optimizer" / "adamw.yaml"
+    first = load_train_config(config_dir=configs)
+    assert load_train_config(config_dir=configs) == first  # composing again changes nothing
+    lr = first.optimizer.hyperparameters["lr"]
+    adamw.write_text(adamw.read_text() + f"lr: {lr * 2}\n")
+    assert load_train_config(config_dir=configs).optimizer.hyperparameters["lr"] == lr * 2
+
+    edited = adamw.read_text()
+    adamw.write_text("lr: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"adamw\.yaml: not valid YAML"):
+        load_train_config(config_dir=configs)
+    adamw.write_text(edited)
+    (configs / "optimizer" / "broken.yaml").write_text("- a list\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml: must hold a mapping"):
+        load_train_config(["optimizer=broken"], config_dir=configs)

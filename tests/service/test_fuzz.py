@@ -19,33 +19,9 @@ from schemathesis.checks import not_a_server_error
 
 from service.main import create_app
 from service.settings import Settings
-from service.store import JobState
+from tests.service.recording_ray import RecordingRay
 
 TOKEN = "fuzz-token"
-
-
-class RecordingRay:
-    """Ray's job API as the service uses it, in memory: jobs submitted run until stopped."""
-
-    address = "http://127.0.0.1:0"
-
-    def __init__(self) -> None:
-        self.jobs: dict[str, JobState] = {}
-
-    def submit(self, submission_id: str, entrypoint: str) -> str:
-        assert entrypoint.startswith("stagetune optimize --spec ")
-        self.jobs[submission_id] = JobState.RUNNING
-        return submission_id
-
-    def state(self, submission_id: str) -> tuple[JobState, str | None] | None:
-        state = self.jobs.get(submission_id)
-        return None if state is None else (state, None)
-
-    def stop(self, submission_id: str) -> None:
-        self.jobs[submission_id] = JobState.CANCELLED
-
-    def node_resources(self) -> list[dict[str, float]]:
-        return [{"CPU": 2.0, "GPU": 1.0, "accelerator_type:T4": 1.0}]
 
 
 @pytest.fixture(scope="module")

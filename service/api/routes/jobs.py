@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+import yaml
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, status
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from service.api.deps import Job, Manager, authorized
 from service.jobs import InvalidJob
@@ -26,20 +28,20 @@ router = APIRouter(tags=["jobs"], dependencies=[Depends(authorized)])
 
 
 @router.post("/optimize", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)
-def optimize(
+async def optimize(
     request: Request,
     jobs: Manager,
     options: Annotated[dict[str, Any], Body(description="the options of `stagetune optimize`")],
     idempotency_key: Annotated[str | None, Header()] = None,
-) -> JSONResponse:
+) -> Response:
     """Queue a job; 202 with its id and links. A repeated ``Idempotency-Key`` returns the job
     created with it."""
     try:
-        record, new = jobs.create(options, idempotency_key)
+        record, new = await jobs.create_soon(options, idempotency_key)
     except InvalidJob as exc:
         raise HTTPException(422, str(exc)) from None
-    body = job_public(record, jobs, request).model_dump(mode="json")
-    return JSONResponse(body, status_code=202 if new else 200)
+    body = job_public(record, jobs, request).model_dump_json()
+    return Response(body, status_code=202 if new else 200, media_type="application/json")
 
 
 @router.get("/jobs", response_model=JobList)
@@ -77,22 +79,43 @@ def cancel_job(request: Request, jobs: Manager, job: Job) -> JobPublic:
 
 @router.get("/jobs/{job_id}/trials")
 def get_trials(jobs: Manager, job: Job) -> list[dict[str, Any]]:
-    """trials.csv as typed rows: every variable of every trial; 409 while there is none."""
+    """trials.csv as typed rows: every variable of every trial; 409 while there is none. JSON
+    has no NaN or infinity: such a value (a diverged loss) is null."""
     from tuner import read_trials_csv
 
     path = jobs.folder(job.id) / "trials.csv"
     if not path.is_file():
         raise HTTPException(status.HTTP_409_CONFLICT, f"job {job.id} is {job.state.value}")
-    return read_trials_csv(path)
+    rows = read_trials_csv(path)
+    for row in rows:
+        row["value"] = _finite_or_none(row["value"])
+    return rows
 
 
-@router.get("/jobs/{job_id}/profiles/{stage}", response_class=PlainTextResponse)
-def get_profile(jobs: Manager, job: Job, stage: Stage) -> PlainTextResponse:
-    """``profiles/<stage>.yaml``, what ``stagetune train --profile`` accepts."""
+def _finite_or_none(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
+@router.get(
+    "/jobs/{job_id}/profiles/{stage}",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"application/yaml": {}, "application/json": {}}}},
+)
+def get_profile(
+    jobs: Manager, job: Job, stage: Stage, format: Literal["yaml", "json"] = "yaml"
+) -> Response:
+    """``profiles/<stage>.yaml``, what ``stagetune train --profile`` accepts; ``format=json``:
+    the same as JSON."""
     path = jobs.folder(job.id) / "profiles" / f"{stage.value}.yaml"
     if not path.is_file():
         raise HTTPException(
             status.HTTP_409_CONFLICT if not job.state.finished else status.HTTP_404_NOT_FOUND,
             f"job {job.id} ({job.state.value}) has no {stage.value} profile",
         )
+    if format == "json":
+        return JSONResponse(yaml.safe_load(path.read_text()))
     return PlainTextResponse(path.read_text(), media_type="application/yaml")

@@ -4,7 +4,6 @@ reports them all) and request counts and latencies per route."""
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import (
@@ -15,6 +14,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.deps import Manager, authorized
 from service.store import JobState
@@ -38,16 +38,35 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )  # fmt: skip
 
-    async def middleware(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request by method, route template and status. Plain ASGI:
+    it sees the response's first message and passes everything through untouched."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        self.latency.labels(request.method, name).observe(time.perf_counter() - started)
-        self.requests.labels(request.method, name, str(response.status_code)).inc()
-        return response
+        status = 500  # what the server answers when the app raises before responding
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            self.metrics.latency.labels(method, route).observe(time.perf_counter() - started)
+            self.metrics.requests.labels(method, route, str(status)).inc()
 
 
 @router.get("/metrics")

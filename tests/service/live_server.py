@@ -1,0 +1,97 @@
+"""``stagetune serve`` as people run it, for tests: a subprocess on a free loopback port with its
+own state folder and local Ray head, called over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TOKEN = "s3cret-token"
+QUICK = {"preset": "quick", "stages": ["prototyping"], "tune": False, "fit_trials": 1}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, state: Path, data_root: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "STAGETUNE_STATE_DIR": str(state),
+            "STAGETUNE_PORT": str(self.port),
+            "STAGETUNE_API_TOKEN": TOKEN,
+            "STAGETUNE_DASHBOARD_PORT": "0",
+            "STAGETUNE_DATA_ROOTS": json.dumps([str(data_root)]),
+        }
+        self.log = state / "server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("a") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "service.cli", "serve"], env=self.env,
+                stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            try:
+                if self.call("GET", "/healthz", token=None)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        pytest.fail(f"the service did not start: {self.log.read_text()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        self.process.wait(timeout=120)
+
+    def call(
+        self, method: str, path: str, body: Any = None, token: str | None = TOKEN,
+        headers: dict[str, str] | None = None, raw: bytes | None = None,
+    ) -> tuple[int, Any]:  # fmt: skip
+        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
+        for key, value in (headers or {}).items():
+            request.add_header(key, value)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                status, text = answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            status, text = error.code, error.read().decode()
+        try:
+            return status, json.loads(text)
+        except ValueError:
+            return status, text
+
+    def wait(self, job_id: str, states: set[str], timeout: float = 300) -> dict[str, Any]:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            status, job = self.call("GET", f"/jobs/{job_id}")
+            assert status == 200, job
+            if job["state"] in states:
+                return dict(job)
+            time.sleep(0.5)
+        pytest.fail(f"job {job_id} never reached {states}: {job}")

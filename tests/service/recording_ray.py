@@ -1,0 +1,33 @@
+"""Ray's job API as the service uses it, in memory: the one seam to Ray, for tests that must not
+run real jobs (the fuzz) or that change what the cluster looks like."""
+
+from __future__ import annotations
+
+from service.store import JobState
+
+
+class RecordingRay:
+    """Ray's job API as the service uses it, in memory: jobs submitted run until stopped."""
+
+    address = "http://127.0.0.1:0"
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, JobState] = {}
+        self.nodes = [{"CPU": 2.0, "GPU": 1.0, "accelerator_type:T4": 1.0}]
+        self.node_reads = 0
+
+    def submit(self, submission_id: str, entrypoint: str) -> str:
+        assert entrypoint.startswith("stagetune optimize --spec ")
+        self.jobs[submission_id] = JobState.RUNNING
+        return submission_id
+
+    def state(self, submission_id: str) -> tuple[JobState, str | None] | None:
+        state = self.jobs.get(submission_id)
+        return None if state is None else (state, None)
+
+    def stop(self, submission_id: str) -> None:
+        self.jobs[submission_id] = JobState.CANCELLED
+
+    def node_resources(self) -> list[dict[str, float]]:
+        self.node_reads += 1
+        return [dict(n) for n in self.nodes]

@@ -1,0 +1,77 @@
+"""The job manager between the routes and Ray: requests never wait for Ray, and a request is
+refused only for what the cluster as it is now cannot run. Ray's job API is the in-memory
+double here (tests/service/test_api.py runs the same paths against a real Ray head)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from service.jobs import InvalidJob, JobManager
+from service.settings import Settings
+from service.store import JobState, JobStore
+from tests.service.recording_ray import RecordingRay
+
+SMALL = {"preset": "quick", "stages": ["prototyping"], "tune": False, "fit_trials": 1}
+
+
+class SlowRay(RecordingRay):
+    """Submissions wait until ``release`` is set, as they do on a busy Ray head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def submit(self, submission_id: str, entrypoint: str) -> str:
+        assert self.release.wait(30)
+        return super().submit(submission_id, entrypoint)
+
+
+@pytest.fixture
+def manager(tmp_path):
+    settings = Settings(state_dir=tmp_path)
+    return JobManager(settings, JobStore(tmp_path / "jobs.sqlite"), RecordingRay())  # type: ignore[arg-type]
+
+
+def until(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_refusal_reads_the_nodes_again_and_an_accepted_request_need_not(manager):
+    ray = manager.ray
+    manager.create(dict(SMALL), None)
+    reads = ray.node_reads
+    manager.create(dict(SMALL), None)
+    assert ray.node_reads == reads  # the last reading is recent enough
+
+    ray.nodes.append({"CPU": 8.0, "GPU": 2.0})  # a bigger node joined since
+    record, new = manager.create({**SMALL, "cpus_per_trial": 8}, None)
+    assert new and record.state is JobState.QUEUED
+    assert ray.node_reads == reads + 1
+
+    with pytest.raises(InvalidJob, match=r"cpus_per_trial=64, but the most CPUs on one node is 8"):
+        manager.create({**SMALL, "cpus_per_trial": 64}, None)
+
+
+def test_a_queued_job_goes_to_ray_without_the_request_waiting_for_it(tmp_path):
+    ray = SlowRay()
+    manager = JobManager(Settings(state_dir=tmp_path), JobStore(tmp_path / "jobs.sqlite"), ray)  # type: ignore[arg-type]
+    with manager.following(poll_seconds=60):  # no poll comes: the request wakes the follower
+        started = time.monotonic()
+        first, _ = manager.create(dict(SMALL), None)
+        second, _ = manager.create(dict(SMALL), None)
+        assert time.monotonic() - started < 5 and first.state is JobState.QUEUED
+        ray.release.set()
+        assert until(lambda: manager.store.get(first.id).state is JobState.RUNNING)
+        assert manager.store.get(second.id).state is JobState.QUEUED  # one job runs at a time
+
+        manager.cancel(manager.store.get(first.id))
+        assert ray.jobs[f"stagetune-{first.id}"] is JobState.CANCELLED
+        assert until(lambda: manager.store.get(second.id).state is JobState.RUNNING)

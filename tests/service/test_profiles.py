@@ -1,0 +1,136 @@
+"""Saved profiles and configuration checks over HTTP, against the app under uvicorn on loopback
+with a real SQLite file (Ray's job API is the in-memory double: no job runs here)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+import uvicorn
+import yaml
+
+from model import load_train_config
+from service.main import create_app
+from service.settings import Settings
+from tests.service.recording_ray import RecordingRay
+
+TOKEN = "profiles-token"
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(
+        Settings(state_dir=tmp_path_factory.mktemp("profiles"), api_token=TOKEN, port=port),
+        ray_jobs=RecordingRay(),  # type: ignore[arg-type]
+    )
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive()
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def call(base: str, method: str, path: str, body: Any = None, token: str | None = TOKEN):
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            status, text, kind = answer.status, answer.read().decode(), answer.headers
+    except urllib.error.HTTPError as error:
+        status, text, kind = error.code, error.read().decode(), error.headers
+    return status, json.loads(text) if "json" in kind.get("content-type", "") else text, kind
+
+
+def test_a_profile_is_checked_saved_versioned_and_downloadable(base, tmp_path):
+    edited = {"model": {"hidden_channels": 24}, "optimizer": {"lr": 0.002}, "train": {"epochs": 1}}
+    status, checked, _ = call(base, "POST", "/configs/check", {"config": edited})
+    assert status == 200 and checked["valid"]
+    assert checked["config"]["optimizer"]["lr"] == 0.002  # the whole configuration, composed
+    assert checked["config"]["scheduler"]["name"]
+
+    given = {"config": edited, "stage": "validation"}
+    status, first, _ = call(base, "PUT", "/profiles/mine", given)
+    assert status == 201 and first["version"] == 1 and first["versions"] == 1
+    assert first["config_hash"] == checked["config_hash"]
+    again = call(base, "PUT", "/profiles/mine", {"config": edited})
+    assert again[0] == 200 and again[1]["version"] == 1  # the same configuration: no new version
+    status, second, _ = call(base, "PUT", "/profiles/mine",
+                             {"config": {**edited, "optimizer": {"lr": 0.001}}})  # fmt: skip
+    assert status == 201 and second["version"] == 2
+
+    assert call(base, "GET", "/profiles/mine")[1]["version"] == 2
+    status, text, headers = call(base, "GET", "/profiles/mine?version=1&format=yaml")
+    assert status == 200 and headers["content-type"].startswith("application/yaml")
+    assert 'filename="mine-v1.yaml"' in headers["content-disposition"]
+    saved = tmp_path / "mine-v1.yaml"
+    saved.write_text(text)
+    assert yaml.safe_load(text)["meta"] == {
+        "description": "stagetune profile mine", "profile": "mine", "version": 1,
+        "stage": "validation", "job_id": None, "config_hash": first["config_hash"],
+    }  # fmt: skip
+    config = load_train_config(profile=saved)  # what `stagetune train --profile` does
+    assert config.optimizer.hyperparameters["lr"] == 0.002
+    assert config.digest() == first["config_hash"]
+
+    listed = call(base, "GET", "/profiles")[1]["profiles"]
+    assert [(p["name"], p["version"], p["versions"]) for p in listed] == [("mine", 2, 2)]
+    assert "stagetune train --profile mine-v2.yaml" in listed[0]["command"]
+
+
+@pytest.mark.parametrize(
+    ("config", "key", "message"),
+    [
+        ({"optimizer": {"lr": "fast"}}, "optimizer.lr", "must be a number"),
+        ({"optimizer": {"lrr": 0.1}}, "optimizer.lrr", "did you mean 'lr'"),
+        ({"model": {"hidden_channels": -4}}, "model.hidden_channels", "greater than 0"),
+        ({"train": "fast"}, "train", "valid dictionary"),
+        ({"colour": 1}, "colour", "unknown key"),
+    ],
+)
+def test_an_invalid_configuration_is_refused_key_by_key_and_never_saved(base, config, key,
+                                                                        message):  # fmt: skip
+    for method, path in (("POST", "/configs/check"), ("PUT", "/profiles/refused")):
+        status, answer, _ = call(base, method, path, {"config": config})
+        assert status == 422, answer
+        problem = answer["problems"][0]
+        assert problem["key"] == key and message in problem["message"], answer
+    assert call(base, "GET", "/profiles/refused")[0] == 404
+
+
+def test_names_versions_and_the_token_are_checked(base):
+    assert call(base, "PUT", "/profiles/-bad", {"config": {}})[0] == 422
+    assert call(base, "PUT", "/profiles/" + "x" * 65, {"config": {}})[0] == 422
+    assert call(base, "GET", "/profiles/nothere")[0] == 404
+    assert call(base, "GET", "/profiles/nothere?format=xml")[0] == 422
+    call(base, "PUT", "/profiles/one", {"config": {}})
+    assert call(base, "GET", "/profiles/one?version=9")[0] == 404
+    assert call(base, "GET", "/profiles", token=None)[0] == 401
+    assert call(base, "PUT", "/profiles/x", {"config": {}}, token="wrong")[0] == 401
+    status, page, _ = call(base, "GET", "/ui/", token=None)  # the page itself holds no data
+    assert status == 200 and "<title>stagetune</title>" in page
+    assert call(base, "GET", "/ui/../main.py", token=None)[0] == 404
+
+
+def test_choices_name_what_a_new_job_may_use(base):
+    status, choices, _ = call(base, "GET", "/choices")
+    assert status == 200
+    assert {"quick", "default"} <= set(choices["presets"])
+    assert choices["presets"]["quick"]["fit_trials"] > 0
+    assert choices["stages"] == ["prototyping", "validation", "production"]
+    assert "adamw" in choices["optimizers"] and "cosine" in choices["schedulers"]
