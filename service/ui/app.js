@@ -88,8 +88,10 @@ function bytes(n) {
 
 function number(x, digits = 3) {
   if (x === null || x === undefined) return "";
-  return Number(x).toPrecision(digits).replace(/\.?0+e/, "e").replace(/(\.\d*?)0+$/, "$1")
-    .replace(/\.$/, "");
+  if (Math.abs(x) >= 1000) {
+    return new Intl.NumberFormat("en", { notation: "compact", maximumSignificantDigits: digits }).format(x);
+  }
+  return String(Number(Number(x).toPrecision(digits)));
 }
 
 function when(epochSeconds) {
@@ -495,7 +497,7 @@ function digitsFor(lo, hi) {
 
 function frame(width, height, xs, ys, xLabel, yLabel) {
   const plot = svg("svg", { class: "plot", viewBox: `0 0 ${width} ${height}`, role: "img" });
-  const m = { l: 62, r: 12, t: 14, b: 38 };
+  const m = { l: 72, r: 22, t: 14, b: 38 };
   const x = scale(xs[0], xs[1], m.l, width - m.r, xs[2]);
   const y = scale(ys[0], ys[1], height - m.b, m.t, ys[2]);
   for (const t of x.ticks()) {
@@ -576,7 +578,7 @@ function tunePlot(trials) {
   }
   const stopped = finished.filter((t) => t.status === "stopped_early").length;
   return el("figure", {}, plot, el("figcaption", { class: "note" },
-    `solid: ran every epoch; dashed: stopped early by ASHA (${stopped} of ${finished.length}); thick: the chosen trial.`));
+    `solid, ending in ●: ran every epoch; dashed, ending in ○: stopped early by ASHA (${stopped} of ${finished.length}); thick: the chosen trial.`));
 }
 
 // --- profiles ------------------------------------------------------------------------------

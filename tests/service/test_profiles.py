@@ -1,5 +1,6 @@
-"""Saved profiles and configuration checks over HTTP, against the app under uvicorn on loopback
-with a real SQLite file (Ray's job API is the in-memory double: no job runs here)."""
+"""Saved profiles, configuration checks and what the results page reads, over HTTP, against the
+app under uvicorn on loopback with a real SQLite file (Ray's job API is the in-memory double: no
+job runs here)."""
 
 from __future__ import annotations
 
@@ -24,14 +25,17 @@ TOKEN = "profiles-token"
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
+def settings(tmp_path_factory):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_app(
-        Settings(state_dir=tmp_path_factory.mktemp("profiles"), api_token=TOKEN, port=port),
-        ray_jobs=RecordingRay(),  # type: ignore[arg-type]
-    )
+    return Settings(state_dir=tmp_path_factory.mktemp("profiles"), api_token=TOKEN, port=port)
+
+
+@pytest.fixture(scope="module")
+def base(settings):
+    port = settings.port
+    app = create_app(settings, ray_jobs=RecordingRay())  # type: ignore[arg-type]
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -134,3 +138,19 @@ def test_choices_name_what_a_new_job_may_use(base):
     assert choices["presets"]["quick"]["fit_trials"] > 0
     assert choices["stages"] == ["prototyping", "validation", "production"]
     assert "adamw" in choices["optimizers"] and "cosine" in choices["schedulers"]
+
+
+def test_a_diverged_loss_in_trials_csv_is_null_in_json(base, settings):
+    from tuner._results import TrialRecord, write_trials_csv
+
+    status, job, _ = call(base, "POST", "/optimize", {"preset": "quick", "tune": False})
+    assert status == 202
+    records = [TrialRecord("prototyping", "tune", "t1", "stopped_early",
+                           {"result.val_loss": float("nan"),
+                            "result.val_loss_by_epoch": [0.9, float("inf")]})]  # fmt: skip
+    # what a job whose loss diverged writes in its folder
+    write_trials_csv(settings.jobs_dir / job["job_id"] / "trials.csv", records)
+    status, rows, _ = call(base, "GET", f"/jobs/{job['job_id']}/trials")
+    assert status == 200
+    values = {r["variable"]: r["value"] for r in rows}
+    assert values == {"result.val_loss": None, "result.val_loss_by_epoch": [0.9, None]}
