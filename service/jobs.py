@@ -32,8 +32,15 @@ from service.store import JobRecord, JobState, JobStore
 log = logging.getLogger(__name__)
 
 
+NODES_MAX_AGE = 10.0  # seconds a reading of the cluster's nodes serves requests
+
+
 class InvalidJob(ValueError):
     """The request names something that cannot run; the message names the field."""
+
+
+class _AskRay(Exception):
+    """The last reading of the nodes would refuse the request: ask Ray before refusing it."""
 
 
 class JobManager:
@@ -54,15 +61,18 @@ class JobManager:
         return self.settings.jobs_dir / job_id
 
     def create(
-        self, options: dict[str, Any], idempotency_key: str | None
+        self, options: dict[str, Any], idempotency_key: str | None, may_ask_ray: bool = True
     ) -> tuple[JobRecord, bool]:
-        """Validate ``options`` (the options of ``stagetune optimize``) and queue the job."""
+        """Validate ``options`` (the options of ``stagetune optimize``) and queue the job.
+
+        Without ``may_ask_ray``, the nodes are the last reading only, and a request they would
+        refuse raises ``_AskRay`` instead (nothing is written before)."""
         if idempotency_key is not None:
             known = self.store.by_idempotency_key(idempotency_key)
             if known is not None:
                 return known, False
         job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-        spec = self._validate({**options, "job_id": job_id})
+        spec = self._validate({**options, "job_id": job_id}, may_ask_ray)
         folder = self.folder(job_id)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "spec.json").write_text(json.dumps(spec, indent=2) + "\n")
@@ -75,14 +85,19 @@ class JobManager:
         self, options: dict[str, Any], idempotency_key: str | None
     ) -> tuple[JobRecord, bool]:
         """``create`` for a request handler. It runs on the event loop (about a millisecond of
-        CPU that holds the GIL wherever it runs; a thread per request only adds switches), once
-        the validation code is loaded: until then, in a thread, so the loop never waits for
-        torch to import."""
-        if not self._warm.is_set():
-            return await asyncio.to_thread(self.create, options, idempotency_key)
-        return self.create(options, idempotency_key)
+        CPU that holds the GIL wherever it runs; a thread per request only adds switches) when
+        it needs no more than that: the validation code loaded and a recent reading of the
+        nodes that accepts the request. Otherwise (the first requests, while torch imports; a
+        request to refuse, or a stale reading, which Ray must be asked about) in a thread, so
+        the loop never waits for an import or for Ray."""
+        if self._warm.is_set() and self._nodes_recent():
+            try:
+                return self.create(options, idempotency_key, may_ask_ray=False)
+            except _AskRay:
+                pass
+        return await asyncio.to_thread(self.create, options, idempotency_key)
 
-    def _validate(self, options: dict[str, Any]) -> dict[str, Any]:
+    def _validate(self, options: dict[str, Any], may_ask_ray: bool = True) -> dict[str, Any]:
         from model import ConfigError
         from tuner import build_job_spec
 
@@ -99,20 +114,26 @@ class JobManager:
         try:
             spec = build_job_spec({**options, "storage": str(self.settings.jobs_dir)})
             try:  # against the cluster, not left pending
-                spec.trial_bundle(self.nodes())
+                spec.trial_bundle(self.nodes() if may_ask_ray else self._nodes or [])
             except ConfigError:  # refuse only what the cluster as it is now cannot run
+                if not may_ask_ray:
+                    raise _AskRay from None
                 spec.trial_bundle(self.nodes(fresh=True))
         except ConfigError as exc:
             raise InvalidJob(str(exc)) from None
         return spec.model_dump(mode="json")
 
-    def nodes(self, fresh: bool = False, max_age: float = 10.0) -> list[dict[str, float]]:
-        """The resources of the cluster's alive nodes, read from Ray at most every ``max_age``
-        seconds unless ``fresh``."""
-        if fresh or self._nodes is None or time.monotonic() - self._nodes_read > max_age:
+    def nodes(self, fresh: bool = False) -> list[dict[str, float]]:
+        """The resources of the cluster's alive nodes, read from Ray at most every
+        ``NODES_MAX_AGE`` seconds unless ``fresh``."""
+        if fresh or not self._nodes_recent():
             self._nodes = self.ray.node_resources()
             self._nodes_read = time.monotonic()
+        assert self._nodes is not None
         return self._nodes
+
+    def _nodes_recent(self) -> bool:
+        return self._nodes is not None and time.monotonic() - self._nodes_read <= NODES_MAX_AGE
 
     def warm_up(self) -> None:
         """Load what validating a request needs (torch, the tuner, the config files) so that the
@@ -124,6 +145,7 @@ class JobManager:
         build_job_spec({"storage": str(self.settings.jobs_dir)})
         gc.collect()
         gc.freeze()
+        self._warm.set()
 
     @contextlib.contextmanager
     def following(self, poll_seconds: float) -> Iterator[None]:

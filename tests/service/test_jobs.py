@@ -4,6 +4,7 @@ double here (tests/service/test_api.py runs the same paths against a real Ray he
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -44,20 +45,24 @@ def until(predicate, timeout: float = 10.0) -> bool:
     return False
 
 
-def test_a_refusal_reads_the_nodes_again_and_an_accepted_request_need_not(manager):
+def test_a_request_waits_for_ray_only_to_be_refused(manager):
+    manager.warm_up()
     ray = manager.ray
-    manager.create(dict(SMALL), None)
+    manager.nodes()  # the follower's reading
     reads = ray.node_reads
-    manager.create(dict(SMALL), None)
-    assert ray.node_reads == reads  # the last reading is recent enough
+    for _ in range(2):
+        record, new = asyncio.run(manager.create_soon(dict(SMALL), None))
+        assert new and record.state is JobState.QUEUED
+    assert ray.node_reads == reads  # answered from the last reading
 
     ray.nodes.append({"CPU": 8.0, "GPU": 2.0})  # a bigger node joined since
-    record, new = manager.create({**SMALL, "cpus_per_trial": 8}, None)
+    record, new = asyncio.run(manager.create_soon({**SMALL, "cpus_per_trial": 8}, None))
     assert new and record.state is JobState.QUEUED
-    assert ray.node_reads == reads + 1
+    assert ray.node_reads == reads + 1  # the last reading would refuse it: Ray was asked
 
     with pytest.raises(InvalidJob, match=r"cpus_per_trial=64, but the most CPUs on one node is 8"):
-        manager.create({**SMALL, "cpus_per_trial": 64}, None)
+        asyncio.run(manager.create_soon({**SMALL, "cpus_per_trial": 64}, None))
+    assert len(manager.store.page()[0]) == 3  # a refused request leaves nothing
 
 
 def test_a_queued_job_goes_to_ray_without_the_request_waiting_for_it(tmp_path):
