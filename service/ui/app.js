@@ -282,6 +282,7 @@ async function showResult(job) {
   ]);
   const byTrial = groupTrials(trials);
   for (const [stage, answer] of Object.entries(result.stages)) {
+    if (location.hash !== `#/jobs/${job.job_id}`) return; // the person went elsewhere
     const card = el("section", { class: "card stage", "data-stage": stage }, el("h1", {}, stage));
     view.append(card);
     card.append(el("p", { class: answer.feasible ? "note" : "problem" }, answer.reason));

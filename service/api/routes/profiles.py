@@ -148,9 +148,9 @@ async def save_profile(
     except InvalidConfig as exc:
         return exc.response()
     store = _store(request)
-    record, new = store.save(
-        name, config, digest, given.stage.value if given.stage else None, given.job_id,
-        given.description,
+    record, new = await asyncio.to_thread(
+        store.save, name, config, digest, given.stage.value if given.stage else None,
+        given.job_id, given.description,
     )  # fmt: skip
     versions = store.versions(name)
     body = _public(record, versions, request).model_dump(mode="json")
