@@ -98,8 +98,7 @@ class JobManager:
         return await asyncio.to_thread(self.create, options, idempotency_key)
 
     def _validate(self, options: dict[str, Any], may_ask_ray: bool = True) -> dict[str, Any]:
-        from model import ConfigError
-        from tuner import build_job_spec
+        from tuner import ConfigError, build_job_spec
 
         for key in ("storage", "address"):
             if key in options:

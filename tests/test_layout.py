@@ -36,6 +36,14 @@ def test_dependencies_point_one_way(package):
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
 
 
+def test_the_app_reaches_the_model_through_the_tuner():
+    """The REST service (everything in service/ but the command line) imports tuner, not model."""
+    for path, tree in modules("service"):
+        if path.name == "cli.py":  # `stagetune train` and `data inspect` are the model's commands
+            continue
+        assert "model" not in imported(tree), f"{path.relative_to(ROOT)} imports model"
+
+
 @pytest.mark.parametrize("package", ["model", "tuner"])
 def test_library_code_logs_instead_of_printing(package):
     for path, tree in modules(package):

@@ -7,8 +7,9 @@ machine without Ray.
 
 from typing import TYPE_CHECKING
 
+from model import ConfigError
 from tuner._hardware import Device, Hardware, device_for, discover, format_size, parse_size
-from tuner._job import JobSpec, build_job_spec, presets
+from tuner._job import JobSpec, build_job_spec, check_profile, job_choices, presets
 from tuner._local import choose, probe_space
 from tuner._probe import Measurement, Probe, ProbeResult, ProbeSample, TimeModel
 from tuner._pruning import DominancePruner, dominates
@@ -38,6 +39,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "ConfigError",
     "JobResult",
     "JobSpec",
     "ProbeSearcher",
@@ -57,11 +59,13 @@ __all__ = [
     "StagesConfig",
     "TimeModel",
     "build_job_spec",
+    "check_profile",
     "choose",
     "device_for",
     "discover",
     "dominates",
     "format_size",
+    "job_choices",
     "load_stages",
     "optimize",
     "parse_size",

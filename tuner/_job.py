@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from model import ConfigError, TrainConfig, default_config_dir, load_train_config
+from model import ConfigError, TrainConfig, default_config_dir, group_choices, load_train_config
 from model._config import FileVersion, read_yaml_mapping, recording_reads, unchanged
 from tuner._hardware import parse_size
 from tuner._stages import Knob, Stage, StagesConfig, load_stages
@@ -138,6 +138,25 @@ def new_job_id() -> str:
 def presets(config_dir: Path | None = None) -> list[str]:
     root = (config_dir or default_config_dir()) / "presets"
     return sorted(p.stem for p in root.glob("*.yaml"))
+
+
+def job_choices(config_dir: Path | None = None) -> dict[str, Any]:
+    """What a job may name: each preset's job options, and the optimizer and scheduler files."""
+    root = config_dir or default_config_dir()
+    return {
+        "presets": {
+            name: dict(_read_preset(root, name).get("job") or {}) for name in presets(root)
+        },
+        "optimizers": group_choices(root, "optimizer"),
+        "schedulers": group_choices(root, "scheduler"),
+    }
+
+
+def check_profile(config: Mapping[str, Any], config_dir: Path | None = None) -> TrainConfig:
+    """The whole training configuration that ``config`` (a profile's sections, as a mapping)
+    composes to, as ``stagetune train --profile`` composes it; ``ConfigError`` names each key
+    that is not accepted (``problems``)."""
+    return load_train_config(profile=config, config_dir=config_dir)
 
 
 def build_job_spec(given: Mapping[str, Any], config_dir: Path | None = None) -> JobSpec:

@@ -86,10 +86,10 @@ def _store(request: Request) -> ProfileStore:
 def check(config: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """The whole configuration ``config`` composes to, and its hash; ``InvalidConfig`` names
     each key that is not accepted."""
-    from model import ConfigError, load_train_config
+    from tuner import ConfigError, check_profile
 
     try:
-        validated = load_train_config(profile=config)
+        validated = check_profile(config)
     except ConfigError as exc:
         raise InvalidConfig(str(exc), exc.problems) from None
     return validated.to_dict(), validated.digest()
@@ -190,20 +190,15 @@ def get_profile(
 def choices(request: Request, jobs: Manager) -> Choices:
     """What a new job may name: presets (with their options), stages, data roots, optimizers
     and schedulers."""
-    from model import default_config_dir, group_choices
-    from model._config import read_yaml_mapping
+    from tuner import job_choices
 
-    root = default_config_dir()
-    presets = {
-        p.stem: dict(read_yaml_mapping(p).get("job") or {})
-        for p in sorted((root / "presets").glob("*.yaml"))
-    }
+    known = job_choices()
     return Choices(
-        presets=presets,
+        presets=known["presets"],
         stages=list(Stage),
         data_roots=[str(r) for r in jobs.settings.data_roots],
-        optimizers=group_choices(root, "optimizer"),
-        schedulers=group_choices(root, "scheduler"),
+        optimizers=known["optimizers"],
+        schedulers=known["schedulers"],
     )
 
 
