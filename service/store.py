@@ -1,7 +1,8 @@
 """Jobs and saved profiles in a SQLite file: what the service knows survives a crash of the service.
 
 One row per job: its id, state, the options it was asked with (JSON), the Ray submission id once
-submitted, the ``Idempotency-Key`` it was created with, timestamps and the error of a failed job.
+submitted, the ``Idempotency-Key`` it was created with, timestamps and the error of a failed job;
+and one row per version of each saved profile (its configuration as JSON, and its hash).
 Each thread keeps its own connection (SQLite serialises writers), so the store is safe to share
 between request handlers and the scheduler. The file is in WAL mode: readers never wait for a
 writer, and a commit survives a crash of the service (even SIGKILL) without an fsync per commit.
