@@ -330,7 +330,8 @@ def unchanged(versions: Iterable[FileVersion]) -> bool:
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:
     """The mapping in a YAML file; a copy the caller may change. Parsed once per version of the
-    file (a job composes a dozen files, and the service composes a job per request)."""
+    file, known by its modification time and size (a job composes a dozen files, and the
+    service composes a job per request); an edit that keeps both is not seen."""
     try:
         stat = path.stat()
     except OSError:
