@@ -3,7 +3,9 @@ job's Ray status, cancel, and reconcile after a restart of the service.
 
 A job runs as the Ray job ``stagetune optimize --spec <job folder>/spec.json``: the same entry
 point as ``ray job submit``. Its folder under ``jobs/`` holds the spec and everything the job
-writes (result.json, profiles/, trials.csv, progress.json).
+writes (result.json, profiles/, trials.csv, progress.json). A training run of a saved profile is
+a job of kind ``train``: ``stagetune train --profile <job folder>/profile.yaml``, its report in
+report.json and its run under runs/.
 
 Requests never wait for Ray: a new job is queued and the follower thread (``following``) is woken
 to submit it. A request is checked against the follower's last reading of the cluster's nodes,
@@ -24,6 +26,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from service.runner import RayJobs
 from service.settings import Settings
@@ -97,19 +101,40 @@ class JobManager:
                 pass
         return await asyncio.to_thread(self.create, options, idempotency_key)
 
+    def create_training(self, name: str, version: int, profile: str) -> JobRecord:
+        """Queue a training run of version ``version`` of saved profile ``name`` (``profile``:
+        its YAML) as a Ray job: ``stagetune train --profile``, the run in the job's folder."""
+        config = yaml.safe_load(profile)
+        data = config.get("data") or {}
+        self._check_data(str(data.get("source")), "data.source")
+        if data.get("labels") is not None:
+            self._check_data(str(data["labels"]), "data.labels")
+        job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        folder = self.folder(job_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "profile.yaml").write_text(profile)
+        record, _ = self.store.create(job_id, {"profile": name, "version": version}, kind="train")
+        if not self._full:
+            self._wake.set()
+        return record
+
+    def _check_data(self, data: str, key: str) -> None:
+        """A job reads data from the data roots only (or synthetic complexes)."""
+        if data in ("None", "synthetic"):
+            return
+        path = Path(data).expanduser().resolve()
+        roots = [r.expanduser().resolve() for r in self.settings.data_roots]
+        if not any(path.is_relative_to(r) for r in roots):
+            allowed = ", ".join(map(str, roots)) or "none (set STAGETUNE_DATA_ROOTS)"
+            raise InvalidJob(f"{key}: {data} is outside the data roots; accepted: {allowed}")
+
     def _validate(self, options: dict[str, Any], may_ask_ray: bool = True) -> dict[str, Any]:
         from tuner import ConfigError, build_job_spec
 
         for key in ("storage", "address"):
             if key in options:
                 raise InvalidJob(f"{key}: set by the service, not by a request")
-        data = options.get("data")
-        if data not in (None, "synthetic"):
-            path = Path(str(data)).expanduser().resolve()
-            roots = [r.expanduser().resolve() for r in self.settings.data_roots]
-            if not any(path.is_relative_to(r) for r in roots):
-                allowed = ", ".join(map(str, roots)) or "none (set STAGETUNE_DATA_ROOTS)"
-                raise InvalidJob(f"data: {data} is outside the data roots; accepted: {allowed}")
+        self._check_data(str(options.get("data")), "data")
         try:
             spec = build_job_spec({**options, "storage": str(self.settings.jobs_dir)})
             try:  # against the cluster, not left pending
@@ -197,8 +222,7 @@ class JobManager:
         if free <= 0:
             return
         for job in self.store.in_state(JobState.QUEUED, limit=free):
-            spec = self.folder(job.id) / "spec.json"
-            entrypoint = f"stagetune optimize --spec {shlex.quote(str(spec))} --json"
+            entrypoint = self._entrypoint(job)
             submission = f"stagetune-{job.id}"
             try:
                 self.ray.submit(submission, entrypoint)
@@ -212,11 +236,27 @@ class JobManager:
                               started=time.time())  # fmt: skip
             log.info("job %s submitted to Ray as %s", job.id, submission)
 
+    def _entrypoint(self, job: JobRecord) -> str:
+        folder = self.folder(job.id)
+        if job.kind == "train":  # the report lands whole, or not at all
+            report = shlex.quote(str(self.result_path(job)))
+            return (
+                f"stagetune train --profile {shlex.quote(str(folder / 'profile.yaml'))} "
+                f"--output {shlex.quote(str(folder / 'runs'))} data.cache_dir=null --json "
+                f"> {report}.tmp && mv {report}.tmp {report}"
+            )
+        return f"stagetune optimize --spec {shlex.quote(str(folder / 'spec.json'))} --json"
+
+    def result_path(self, job: JobRecord) -> Path:
+        """What a finished job leaves: result.json of a search, report.json of a training run."""
+        return self.folder(job.id) / ("report.json" if job.kind == "train" else "result.json")
+
     def refresh(self) -> None:
         """Follow every running job's Ray status; then fill freed slots from the queue.
 
         A job Ray no longer knows (its head was restarted) is judged by its folder: a
-        result.json means it finished; otherwise it failed, and says why.
+        result.json (report.json of a training run) means it finished; otherwise it failed, and
+        says why.
         """
         with self._lock:
             self._refresh()
@@ -227,7 +267,7 @@ class JobManager:
             assert job.submission_id is not None
             seen = self.ray.state(job.submission_id)
             if seen is None:
-                done = (self.folder(job.id) / "result.json").is_file()
+                done = self.result_path(job).is_file()
                 state, message = (
                     (JobState.SUCCEEDED, None)
                     if done
@@ -257,6 +297,6 @@ class JobManager:
         path = self.folder(job_id) / "progress.json"
         return dict(json.loads(path.read_text())) if path.is_file() else {"stages": {}}
 
-    def result(self, job_id: str) -> dict[str, Any] | None:
-        path = self.folder(job_id) / "result.json"
+    def result(self, job: JobRecord) -> dict[str, Any] | None:
+        path = self.result_path(job)
         return dict(json.loads(path.read_text())) if path.is_file() else None

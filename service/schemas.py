@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from fastapi import Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from service.jobs import JobManager
 from service.store import JobRecord, JobState
@@ -14,6 +14,7 @@ from service.store import JobRecord, JobState
 
 class JobPublic(BaseModel):
     job_id: str
+    kind: str = Field(description="optimize, or train: a training run of a saved profile")
     state: JobState
     options: dict[str, Any]
     created: float
@@ -35,6 +36,7 @@ def job_public(record: JobRecord, jobs: JobManager, request: Request) -> JobPubl
     base = str(request.base_url).rstrip("/")
     return JobPublic(
         job_id=record.id,
+        kind=record.kind,
         state=record.state,
         options=record.options,
         created=record.created,

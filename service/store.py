@@ -31,7 +31,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     created REAL NOT NULL,
     started REAL,
     finished REAL,
-    error TEXT
+    error TEXT,
+    kind TEXT NOT NULL DEFAULT 'optimize'
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, created);
 CREATE TABLE IF NOT EXISTS profiles (
@@ -74,6 +75,7 @@ class JobRecord:
     started: float | None
     finished: float | None
     error: str | None
+    kind: str = "optimize"  # or "train": a training run of a saved profile
 
 
 class _Database:
@@ -86,6 +88,9 @@ class _Database:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
+            columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
+            if "kind" not in columns:  # a file from before training runs
+                db.execute("ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'optimize'")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -101,7 +106,11 @@ class _Database:
 
 class JobStore(_Database):
     def create(
-        self, job_id: str, options: dict[str, Any], idempotency_key: str | None = None
+        self,
+        job_id: str,
+        options: dict[str, Any],
+        idempotency_key: str | None = None,
+        kind: str = "optimize",
     ) -> tuple[JobRecord, bool]:
         """The new queued job, or the one created before with the same key; and whether new."""
         with self._connect() as db:
@@ -114,14 +123,14 @@ class JobStore(_Database):
             record = JobRecord(
                 id=job_id, state=JobState.QUEUED, options=options, submission_id=None,
                 idempotency_key=idempotency_key, created=time.time(), started=None,
-                finished=None, error=None,
+                finished=None, error=None, kind=kind,
             )  # fmt: skip
             try:
                 db.execute(
-                    "INSERT INTO jobs (id, state, options, idempotency_key, created) "
-                    "VALUES (?, ?, ?, ?, ?)",
+                    "INSERT INTO jobs (id, state, options, idempotency_key, created, kind) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
                     (job_id, JobState.QUEUED.value, json.dumps(options), idempotency_key,
-                     record.created),
+                     record.created, kind),
                 )  # fmt: skip
             except sqlite3.IntegrityError:
                 if idempotency_key is None:
@@ -199,6 +208,7 @@ def _record(row: sqlite3.Row) -> JobRecord:
         started=row["started"],
         finished=row["finished"],
         error=row["error"],
+        kind=row["kind"],
     )
 
 

@@ -218,7 +218,7 @@ async function refreshJobs() {
   body.replaceChildren(...listed.jobs.map((job) => el("tr", { "data-job": job.job_id },
     el("td", {}, el("a", { href: `#/jobs/${job.job_id}` }, job.job_id)),
     el("td", {}, stateBadge(job.state)),
-    el("td", { class: "note" }, progressText(job.progress)),
+    el("td", { class: "note" }, job.kind === "train" ? `training run of profile ${job.options.profile} v${job.options.version}` : progressText(job.progress)),
     el("td", { class: "num" }, seconds(job.elapsed_seconds)),
     el("td", {}, when(job.created)),
   )));
@@ -243,15 +243,18 @@ async function showJob(id) {
       return;
     }
     document.getElementById("job-state").replaceChildren(stateBadge(job.state));
+    const what = job.kind === "train"
+      ? `training run of profile ${job.options.profile} version ${job.options.version}`
+      : `preset ${job.options.preset ?? "default"}`;
     document.getElementById("job-summary").textContent =
-      `preset ${job.options.preset ?? "default"}; elapsed ${seconds(job.elapsed_seconds)}; created ${when(job.created)}`;
+      `${what}; elapsed ${seconds(job.elapsed_seconds)}; created ${when(job.created)}`;
     document.getElementById("job-problem").textContent = job.error || "";
     renderProgress(job.progress);
     if (["succeeded", "failed", "cancelled"].includes(job.state)) {
       clearInterval(timer);
       if (job.state === "succeeded" && shown !== id) {
         shown = id;
-        await showResult(job);
+        await (job.kind === "train" ? showReport(job) : showResult(job));
       }
     }
   };
@@ -270,6 +273,7 @@ function renderProgress(progress) {
     }
   }
   const table = document.getElementById("job-progress");
+  if (!rows.length) return table.replaceChildren(); // a training run has no searches
   table.replaceChildren(
     el("thead", {}, el("tr", {}, ...["Stage", "Search", "Done", "Running", "Pruned", "Stopped early", "Best so far"].map((h) => el("th", {}, h)))),
     el("tbody", {}, ...rows));
@@ -298,6 +302,24 @@ async function showResult(job) {
       tunePlot(byTrial.filter((t) => t.stage === stage && t.search === "tune")));
     card.append(el("div", { class: "stage-grid" }, editor, plots));
   }
+}
+
+async function showReport(job) {
+  const report = (await api("GET", `/jobs/${job.job_id}/result`)).data;
+  if (location.hash !== `#/jobs/${job.job_id}`) return;
+  const last = report.epochs.at(-1) || {};
+  const columns = ["epoch", "train_loss", "val_loss", "val_rmse", "val_pearson", "lr", "seconds"];
+  view.append(el("section", { class: "card report" },
+    el("h1", {}, "Training run"),
+    el("dl", { class: "figures" }, ...[
+      ["Parameters", report.parameters?.toLocaleString()], ["Device", `${report.device} (${report.precision})`],
+      ["Complexes", `${report.train_complexes} training, ${report.val_complexes} validation`],
+      ["Time", seconds(report.seconds)], ["Validation RMSE", number(last.val_rmse, 4)],
+      ["Run folder", report.run_dir ?? ""],
+    ].map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, v ?? "")))),
+    el("table", { class: "epochs" },
+      el("thead", {}, el("tr", {}, ...columns.map((c) => el("th", {}, c)))),
+      el("tbody", {}, ...report.epochs.map((e) => el("tr", {}, ...columns.map((c) => el("td", { class: "num" }, c === "epoch" ? e[c] : number(e[c], 4)))))))));
 }
 
 function figures(answer) {
@@ -442,11 +464,22 @@ function savedProfile(profile, verb) {
     el("p", {}, `${verb} profile `, el("strong", {}, profile.name), ` version ${profile.version}.`),
     el("button", { type: "button", class: "plain download", onclick: () => downloadProfile(profile.name, profile.version, filename) }, `Download ${filename}`),
     " ",
+    el("button", { type: "button", class: "plain train", onclick: (event) => trainProfile(profile.name, profile.version, event.target.parentNode) }, "Train with it on the cluster"),
+    " ",
     el("button", { type: "button", class: "plain copy", onclick: async (event) => {
       await navigator.clipboard?.writeText(profile.command).catch(() => {});
       event.target.textContent = "Command copied";
     } }, "Copy the command to train with it"),
     command);
+}
+
+async function trainProfile(name, version, where) {
+  try {
+    const { data } = await api("POST", `/profiles/${encodeURIComponent(name)}/train?version=${version}`);
+    location.hash = `#/jobs/${data.job_id}`;
+  } catch (error) {
+    where.append(el("p", { class: "problem" }, `Not started: ${error.message}`));
+  }
 }
 
 async function downloadProfile(name, version, filename) {

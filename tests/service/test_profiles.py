@@ -154,3 +154,20 @@ def test_a_diverged_loss_in_trials_csv_is_null_in_json(base, settings):
     assert status == 200
     values = {r["variable"]: r["value"] for r in rows}
     assert values == {"result.val_loss": None, "result.val_loss_by_epoch": [0.9, None]}
+
+
+def test_a_saved_profile_trains_as_a_job_on_ray(base, settings):
+    call(base, "PUT", "/profiles/to-train", {"config": {"train": {"epochs": 1}}})
+    status, job, _ = call(base, "POST", "/profiles/to-train/train")
+    assert status == 202 and job["kind"] == "train", job
+    assert job["options"] == {"profile": "to-train", "version": 1}
+    profile = settings.jobs_dir / job["job_id"] / "profile.yaml"
+    assert load_train_config(profile=profile).train.epochs == 1  # what the Ray job trains
+    listed = call(base, "GET", f"/jobs/{job['job_id']}")[1]
+    assert listed["kind"] == "train" and listed["state"] in ("queued", "running")
+    assert call(base, "GET", f"/jobs/{job['job_id']}/result")[0] == 409  # no report yet
+
+    assert call(base, "POST", "/profiles/to-train/train?version=7")[0] == 404
+    call(base, "PUT", "/profiles/elsewhere", {"config": {"data": {"source": "/etc"}}})
+    status, refused, _ = call(base, "POST", "/profiles/elsewhere/train")
+    assert status == 422 and "data.source: /etc is outside the data roots" in refused["detail"]

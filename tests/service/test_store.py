@@ -53,3 +53,20 @@ def test_concurrent_creations_with_one_key_make_one_job(tmp_path):
     assert len({record.id for record, _ in made}) == 1
     assert sum(new for _, new in made) == 1
     assert store.page()[1] == 1
+
+
+def test_a_file_from_before_training_runs_is_read_and_extended(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "jobs.sqlite"
+    with sqlite3.connect(path) as db:  # the jobs table as it was before it had a kind
+        db.execute("CREATE TABLE jobs (id TEXT PRIMARY KEY, state TEXT NOT NULL, options TEXT "
+                   "NOT NULL, submission_id TEXT, idempotency_key TEXT UNIQUE, created REAL NOT "
+                   "NULL, started REAL, finished REAL, error TEXT)")  # fmt: skip
+        db.execute("INSERT INTO jobs (id, state, options, created) VALUES "
+                   "('old', 'succeeded', '{}', 1.0)")  # fmt: skip
+    store = JobStore(path)
+    old = store.get("old")
+    assert old is not None and old.kind == "optimize" and old.state is JobState.SUCCEEDED
+    store.create("new", {"profile": "p", "version": 1}, kind="train")
+    assert JobStore(path).get("new").kind == "train"  # type: ignore[union-attr]

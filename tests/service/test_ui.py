@@ -1,6 +1,7 @@
 """The results page in a real headless Chromium (Debian's package, driven by Playwright) against
 ``stagetune serve`` on loopback with a real finished job: open it, edit a cell, see an invalid
-value refused, save a profile, download it, and train with it.
+value refused, save a profile, download it, and train with it (from the command line, and as a
+Ray job started from the page).
 
 ``STAGETUNE_SCREENSHOTS=<folder>`` keeps a screenshot of each page there (docs/ holds them).
 """
@@ -168,6 +169,20 @@ def test_edit_refuse_save_download_and_train(page, server, finished_job, tmp_pat
     )
     save.click()
     page.wait_for_selector('.saved-profile[data-version="2"]')
+
+    # "Train with it": a training run of version 2 on Ray, followed on its job page
+    stage.locator(".saved-profile button.train").click()
+    page.wait_for_url(lambda url: "#/jobs/" in url and finished_job not in url)
+    run_id = page.url.rsplit("/", 1)[1]
+    page.wait_for_selector("#job-state [data-state=succeeded]", timeout=300_000)
+    report = page.locator("section.report")
+    report.wait_for()
+    assert report.locator("table.epochs tbody tr").count() == 1  # train.epochs=1 of the edit
+    run = server.call("GET", f"/jobs/{run_id}")[1]
+    assert run["kind"] == "train" and run["options"] == {"profile": "proto-edited", "version": 2}
+    rmse = server.call("GET", f"/jobs/{run_id}/result")[1]["epochs"][-1]["val_rmse"]
+    assert f"{rmse:.4g}"[:4] in report.inner_text()
+    screenshot(page, "training-run")
 
     page.goto(f"{server.url}/ui/#/profiles")
     row = page.locator('#profiles tr[data-profile="proto-edited"]')

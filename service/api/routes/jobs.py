@@ -64,8 +64,9 @@ async def get_job(request: Request, jobs: Manager, job: Job) -> JobPublic:
 
 @router.get("/jobs/{job_id}/result")
 def get_result(jobs: Manager, job: Job) -> dict[str, Any]:
-    """The job's result.json; 409 with the job's state while there is none."""
-    result = jobs.result(job.id) if job.state is JobState.SUCCEEDED else None
+    """The job's result.json (a training run's report); 409 with the job's state while there
+    is none."""
+    result = jobs.result(job) if job.state is JobState.SUCCEEDED else None
     if result is None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"job {job.id} is {job.state.value}")
     return result

@@ -1,7 +1,7 @@
 """Saved profiles (``/profiles``): named, versioned training configurations kept by the service,
-downloadable as the YAML that ``stagetune train --profile`` accepts; ``POST /configs/check``, the
-rules a configuration must meet, answered key by key; and ``GET /choices``, what a new job may
-name."""
+downloadable as the YAML that ``stagetune train --profile`` accepts, and trained on Ray as jobs
+(``POST /profiles/{name}/train``); ``POST /configs/check``, the rules a configuration must meet,
+answered key by key; and ``GET /choices``, what a new job may name."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ from pydantic import BaseModel, Field
 
 from service.api.deps import Manager, authorized
 from service.api.routes.jobs import Stage
+from service.jobs import InvalidJob
+from service.schemas import JobPublic, job_public
 from service.store import ProfileRecord, ProfileStore
 
 router = APIRouter(tags=["profiles"], dependencies=[Depends(authorized)])
@@ -184,6 +186,29 @@ def get_profile(
         )
     public = _public(record, store.versions(name), request)
     return JSONResponse(public.model_dump(mode="json"))
+
+
+@router.post(
+    "/profiles/{name}/train", response_model=JobPublic, status_code=status.HTTP_202_ACCEPTED
+)
+def train_profile(
+    request: Request,
+    jobs: Manager,
+    name: Annotated[str, PathParam(pattern=NAME)],
+    version: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+) -> JobPublic:
+    """Start a training run of a version of the profile (the latest by default): a job of kind
+    ``train`` on Ray, ``stagetune train --profile`` of that version, followed like any job; its
+    report is its result. Its data must lie in the data roots (422)."""
+    record = _store(request).get(name, version)
+    if record is None:
+        which = f"version {version} of " if version else ""
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {which}profile {name!r}")
+    try:
+        job = jobs.create_training(record.name, record.version, _yaml(record, _filename(record)))
+    except InvalidJob as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    return job_public(job, jobs, request)
 
 
 @router.get("/choices", response_model=Choices)
