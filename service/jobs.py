@@ -224,8 +224,10 @@ class JobManager:
         for job in self.store.in_state(JobState.QUEUED, limit=free):
             entrypoint = self._entrypoint(job)
             submission = f"stagetune-{job.id}"
+            # a search's driver only schedules trials; a training run trains where it runs
+            gpus = 1.0 if job.kind == "train" and any(n.get("GPU") for n in self.nodes()) else 0
             try:
-                self.ray.submit(submission, entrypoint)
+                self.ray.submit(submission, entrypoint, gpus=gpus)
             except Exception as exc:  # Ray refused it: the job fails, the service goes on
                 log.exception("job %s: submission to Ray failed", job.id)
                 self.store.update(job.id, state=JobState.FAILED, error=f"submission: {exc}",

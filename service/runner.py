@@ -58,8 +58,13 @@ class RayJobs:
             if n.get("state") == "ALIVE"
         ]
 
-    def submit(self, submission_id: str, entrypoint: str) -> str:
-        return str(self.client.submit_job(entrypoint=entrypoint, submission_id=submission_id))
+    def submit(self, submission_id: str, entrypoint: str, gpus: float = 0) -> str:
+        """Submit ``entrypoint``; with ``gpus``, its process is placed on a node with them (a
+        training run trains in the entry point itself)."""
+        return str(self.client.submit_job(
+            entrypoint=entrypoint, submission_id=submission_id,
+            entrypoint_num_gpus=gpus or None,
+        ))  # fmt: skip
 
     def state(self, submission_id: str) -> tuple[JobState, str | None] | None:
         """The job's state and Ray's message, or None when Ray does not know the job."""

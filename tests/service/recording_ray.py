@@ -13,13 +13,13 @@ class RecordingRay:
 
     def __init__(self) -> None:
         self.jobs: dict[str, JobState] = {}
-        self.entrypoints: list[str] = []
+        self.entrypoints: list[tuple[str, float]] = []
         self.nodes = [{"CPU": 2.0, "GPU": 1.0, "accelerator_type:T4": 1.0}]
         self.node_reads = 0
 
-    def submit(self, submission_id: str, entrypoint: str) -> str:
+    def submit(self, submission_id: str, entrypoint: str, gpus: float = 0) -> str:
         assert entrypoint.startswith(("stagetune optimize --spec ", "stagetune train --profile "))
-        self.entrypoints.append(entrypoint)
+        self.entrypoints.append((entrypoint, gpus))
         self.jobs[submission_id] = JobState.RUNNING
         return submission_id
 

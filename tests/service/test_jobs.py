@@ -25,9 +25,9 @@ class SlowRay(RecordingRay):
         super().__init__()
         self.release = threading.Event()
 
-    def submit(self, submission_id: str, entrypoint: str) -> str:
+    def submit(self, submission_id: str, entrypoint: str, gpus: float = 0) -> str:
         assert self.release.wait(30)
-        return super().submit(submission_id, entrypoint)
+        return super().submit(submission_id, entrypoint, gpus)
 
 
 @pytest.fixture

@@ -33,9 +33,14 @@ def settings(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def base(settings):
+def ray():
+    return RecordingRay()
+
+
+@pytest.fixture(scope="module")
+def base(settings, ray):
     port = settings.port
-    app = create_app(settings, ray_jobs=RecordingRay())  # type: ignore[arg-type]
+    app = create_app(settings, ray_jobs=ray)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -156,7 +161,7 @@ def test_a_diverged_loss_in_trials_csv_is_null_in_json(base, settings):
     assert values == {"result.val_loss": None, "result.val_loss_by_epoch": [0.9, None]}
 
 
-def test_a_saved_profile_trains_as_a_job_on_ray(base, settings):
+def test_a_saved_profile_trains_as_a_job_on_ray(base, settings, ray):
     call(base, "PUT", "/profiles/to-train", {"config": {"train": {"epochs": 1}}})
     status, job, _ = call(base, "POST", "/profiles/to-train/train")
     assert status == 202 and job["kind"] == "train", job
@@ -166,6 +171,15 @@ def test_a_saved_profile_trains_as_a_job_on_ray(base, settings):
     listed = call(base, "GET", f"/jobs/{job['job_id']}")[1]
     assert listed["kind"] == "train" and listed["state"] in ("queued", "running")
     assert call(base, "GET", f"/jobs/{job['job_id']}/result")[0] == 409  # no report yet
+    for other in call(base, "GET", "/jobs?state=running")[1]["jobs"]:  # free the one slot
+        call(base, "DELETE", f"/jobs/{other['job_id']}")
+    deadline = time.monotonic() + 10
+    while not any(e.startswith("stagetune train") for e, _ in ray.entrypoints):
+        assert time.monotonic() < deadline, ray.entrypoints
+        time.sleep(0.05)
+    entrypoint, gpus = next((e, g) for e, g in ray.entrypoints if e.startswith("stagetune train"))
+    assert f"--profile {profile}" in entrypoint and "--json >" in entrypoint
+    assert gpus == 1.0  # the cluster has GPUs: the run trains on a node with one
 
     assert call(base, "POST", "/profiles/to-train/train?version=7")[0] == 404
     call(base, "PUT", "/profiles/elsewhere", {"config": {"data": {"source": "/etc"}}})
