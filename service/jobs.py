@@ -106,9 +106,8 @@ class JobManager:
         its YAML) as a Ray job: ``stagetune train --profile``, the run in the job's folder."""
         config = yaml.safe_load(profile)
         data = config.get("data") or {}
-        self._check_data(str(data.get("source")), "data.source")
-        if data.get("labels") is not None:
-            self._check_data(str(data["labels"]), "data.labels")
+        self._check_data(data.get("source"), "data.source")
+        self._check_data(data.get("labels"), "data.labels")
         job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         folder = self.folder(job_id)
         folder.mkdir(parents=True, exist_ok=True)
@@ -118,11 +117,11 @@ class JobManager:
             self._wake.set()
         return record
 
-    def _check_data(self, data: str, key: str) -> None:
+    def _check_data(self, data: Any, key: str) -> None:
         """A job reads data from the data roots only (or synthetic complexes)."""
-        if data in ("None", "synthetic"):
+        if data is None or data == "synthetic":
             return
-        path = Path(data).expanduser().resolve()
+        path = Path(str(data)).expanduser().resolve()
         roots = [r.expanduser().resolve() for r in self.settings.data_roots]
         if not any(path.is_relative_to(r) for r in roots):
             allowed = ", ".join(map(str, roots)) or "none (set STAGETUNE_DATA_ROOTS)"
@@ -134,7 +133,7 @@ class JobManager:
         for key in ("storage", "address"):
             if key in options:
                 raise InvalidJob(f"{key}: set by the service, not by a request")
-        self._check_data(str(options.get("data")), "data")
+        self._check_data(options.get("data"), "data")
         try:
             spec = build_job_spec({**options, "storage": str(self.settings.jobs_dir)})
             try:  # against the cluster, not left pending

@@ -185,3 +185,6 @@ def test_a_saved_profile_trains_as_a_job_on_ray(base, settings, ray):
     call(base, "PUT", "/profiles/elsewhere", {"config": {"data": {"source": "/etc"}}})
     status, refused, _ = call(base, "POST", "/profiles/elsewhere/train")
     assert status == 422 and "data.source: /etc is outside the data roots" in refused["detail"]
+    call(base, "PUT", "/profiles/labels", {"config": {"data": {"labels": "/etc/passwd"}}})
+    status, refused, _ = call(base, "POST", "/profiles/labels/train")
+    assert status == 422 and "data.labels: /etc/passwd is outside" in refused["detail"]
