@@ -359,12 +359,10 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
 
 def _copy_tree(value: Any) -> Any:
     """A copy of a tree of parsed YAML: new dicts and lists, the same (immutable) scalars."""
-    if isinstance(value, dict):
-        return {k: _copy_tree(v) for k, v in value.items()}
+    if value is None or isinstance(value, str | int | float):  # most of a tree; no ABC check
+        return value
     if isinstance(value, list | tuple):
         return [_copy_tree(v) for v in value]
-    if isinstance(value, str | int | float) or value is None:
-        return value
     if isinstance(value, Mapping):
         return {k: _copy_tree(v) for k, v in value.items()}
     return value

@@ -43,6 +43,11 @@ class InvalidJob(ValueError):
     """The request names something that cannot run; the message names the field."""
 
 
+def _new_job_id() -> str:
+    """When it was asked for, and six random hex digits (as ``stagetune optimize`` names jobs)."""
+    return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
 class _AskRay(Exception):
     """The last reading of the nodes would refuse the request: ask Ray before refusing it."""
 
@@ -75,7 +80,7 @@ class JobManager:
             known = self.store.by_idempotency_key(idempotency_key)
             if known is not None:
                 return known, False
-        job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        job_id = _new_job_id()
         spec = self._validate({**options, "job_id": job_id}, may_ask_ray)
         folder = self.folder(job_id)
         folder.mkdir(parents=True, exist_ok=True)
@@ -108,7 +113,7 @@ class JobManager:
         data = config.get("data") or {}
         self._check_data(data.get("source"), "data.source")
         self._check_data(data.get("labels"), "data.labels")
-        job_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        job_id = _new_job_id()
         folder = self.folder(job_id)
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "profile.yaml").write_text(profile)

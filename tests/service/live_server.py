@@ -1,5 +1,7 @@
-"""``stagetune serve`` as people run it, for tests: a subprocess on a free loopback port with its
-own state folder and local Ray head, called over HTTP."""
+"""The service on loopback, for tests: ``Server``, ``stagetune serve`` as people run it (a
+subprocess on a free port with its own state folder and local Ray head, called over HTTP); and
+``app_in_thread``, the app under uvicorn in a thread of the test's process with Ray's job API
+replaced (for tests that must not run real jobs)."""
 
 from __future__ import annotations
 
@@ -9,13 +11,20 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
+
+from service.main import create_app
+from service.settings import Settings
 
 TOKEN = "s3cret-token"
 QUICK = {"preset": "quick", "stages": ["prototyping"], "tune": False, "fit_trials": 1}
@@ -27,7 +36,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@contextmanager
+def app_in_thread(settings: Settings, ray_jobs: Any) -> Iterator[str]:
+    """The app of ``settings`` (its port set) under uvicorn in a thread, ``ray_jobs`` its Ray
+    job API; yields its URL and stops it on exit."""
+    app = create_app(settings, ray_jobs=ray_jobs)
+    config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="error")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not server.started:
+        assert time.time() < deadline and thread.is_alive(), "the server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{settings.port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
 class Server:
+    """``with Server(state, data_root) as server:`` starts it, and stops it on exit."""
+
     def __init__(self, state: Path, data_root: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -59,6 +88,13 @@ class Server:
                 pass
             time.sleep(0.5)
         pytest.fail(f"the service did not start: {self.log.read_text()[-3000:]}")
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         assert self.process is not None

@@ -20,10 +20,8 @@ from tests.service.live_server import QUICK, TOKEN, Server
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, pdbbind_mini):
-    s = Server(tmp_path_factory.mktemp("service"), pdbbind_mini.parent)
-    s.start()
-    yield s
-    s.stop()
+    with Server(tmp_path_factory.mktemp("service"), pdbbind_mini.parent) as server:
+        yield server
 
 
 def test_every_route_but_healthz_needs_the_token(server):

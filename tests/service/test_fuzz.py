@@ -7,18 +7,13 @@ records submissions instead of running them (tests/service/test_api.py runs real
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from service.main import create_app
 from service.settings import Settings
+from tests.service.live_server import app_in_thread, free_port
 from tests.service.recording_ray import RecordingRay
 
 TOKEN = "fuzz-token"
@@ -26,23 +21,10 @@ TOKEN = "fuzz-token"
 
 @pytest.fixture(scope="module")
 def fuzzed_server(tmp_path_factory):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app(
-        Settings(state_dir=tmp_path_factory.mktemp("fuzz"), api_token=TOKEN, port=port),
-        ray_jobs=RecordingRay(),  # type: ignore[arg-type]
-    )
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not server.started:
-        assert time.time() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    service = Settings(state_dir=tmp_path_factory.mktemp("fuzz"), api_token=TOKEN,
+                       port=free_port())  # fmt: skip
+    with app_in_thread(service, RecordingRay()) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

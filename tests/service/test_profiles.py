@@ -5,20 +5,17 @@ job runs here)."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 import urllib.error
 import urllib.request
 from typing import Any
 
 import pytest
-import uvicorn
 import yaml
 
 from model import load_train_config
-from service.main import create_app
 from service.settings import Settings
+from tests.service.live_server import app_in_thread, free_port
 from tests.service.recording_ray import RecordingRay
 
 TOKEN = "profiles-token"
@@ -26,10 +23,8 @@ TOKEN = "profiles-token"
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return Settings(state_dir=tmp_path_factory.mktemp("profiles"), api_token=TOKEN, port=port)
+    return Settings(state_dir=tmp_path_factory.mktemp("profiles"), api_token=TOKEN,
+                    port=free_port())  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -39,17 +34,8 @@ def ray():
 
 @pytest.fixture(scope="module")
 def base(settings, ray):
-    port = settings.port
-    app = create_app(settings, ray_jobs=ray)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        assert thread.is_alive()
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    with app_in_thread(settings, ray) as url:
+        yield url
 
 
 def call(base: str, method: str, path: str, body: Any = None, token: str | None = TOKEN):

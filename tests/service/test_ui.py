@@ -29,10 +29,8 @@ JOB = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, pdbbind_mini):
-    s = Server(tmp_path_factory.mktemp("ui"), pdbbind_mini.parent)
-    s.start()
-    yield s
-    s.stop()
+    with Server(tmp_path_factory.mktemp("ui"), pdbbind_mini.parent) as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
