@@ -192,7 +192,7 @@ def test_the_image_installs_the_project_with_its_console_script():
     text = dockerfile()
     assert re.search(r"^WORKDIR /app$", text, re.M)
     assert re.search(r"^COPY \. (/app|\.)/?$", text, re.M), "the project is not copied in"
-    assert re.search(r"pip install (-e )?\.(\s|$)", text), "the project is not pip-installed"
+    assert re.search(r"pip install (-c \S+ )?(-e )?\.(\s|$)", text), "the project is not installed"
     assert f"{script()} --help" in text, "the build does not run the console script"
     # The Ray cluster launcher runs `bash` in the container and KubeRay runs `ray start`.
     assert not re.search(r"^ENTRYPOINT", text, re.M)
@@ -227,6 +227,21 @@ def test_pinned_versions_meet_the_project_requirements(package, arg):
     requirements = [Requirement(r) for r in PYPROJECT["project"]["dependencies"]]
     (requirement,) = [r for r in requirements if r.name == package]
     assert requirement.specifier.contains(pinned), f"{arg}={pinned} but pyproject: {requirement}"
+
+
+def test_every_pip_install_of_the_image_keeps_to_the_lock():
+    installs = re.findall(r"pip install (?!--upgrade pip)(.*)", dockerfile())
+    assert installs, "deploy/Dockerfile installs nothing"
+    for args in installs:
+        assert args.startswith("-c requirements/lock.txt "), f"pip install {args}: not locked"
+
+
+@pytest.mark.parametrize(("package", "arg"), [("ray", "RAY_VERSION"), ("torch", "TORCH_VERSION")])
+def test_the_image_pins_the_locked_versions(package, arg):
+    lock = (ROOT / "requirements" / "lock.txt").read_text()
+    assert re.search(rf"^{package}=={re.escape(build_arg(arg))}$", lock, re.M), (
+        f"{arg}={build_arg(arg)}, but requirements/lock.txt pins another {package}"
+    )
 
 
 def test_kuberay_names_the_ray_of_the_image():
