@@ -29,19 +29,31 @@ import math
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import gemmi
 import numpy as np
 import torch
-from rdkit import Chem, rdBase
 from torch_geometric.data import Data
 
 from model._atoms import atom_token
 from model._errors import ComplexError, DataError
 
+if TYPE_CHECKING:
+    from rdkit import Chem
+
 log = logging.getLogger(__name__)
-rdBase.LogToPythonStderr()
+
+
+@cache
+def _chem() -> Any:
+    """RDKit's ``Chem``, imported when a ligand is first read: the probe and training on
+    synthetic complexes run where RDKit is not installed (a bare GPU machine, say)."""
+    from rdkit import Chem, rdBase
+
+    rdBase.LogToPythonStderr()
+    return Chem
 
 _CACHE_VERSION = 1
 
@@ -195,6 +207,8 @@ def read_structure(folder: Path, policy: AtomPolicy) -> Structure:
 def _read_protein(
     path: Path, cid: str, policy: AtomPolicy
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    import gemmi  # here, like RDKit: see _chem
+
     try:
         st = gemmi.read_structure(str(path))
     except Exception as exc:  # gemmi raises RuntimeError and ValueError on broken files
@@ -237,13 +251,14 @@ def _read_protein(
 
 def _read_ligand(folder: Path, cid: str, policy: AtomPolicy) -> tuple[list[str], np.ndarray, str]:
     sdf, mol2 = folder / f"{cid}_ligand.sdf", folder / f"{cid}_ligand.mol2"
+    chem = _chem()
     attempts: list[tuple[Path, Callable[[str], Chem.Mol | None]]] = [
-        (sdf, lambda p: Chem.MolFromMolFile(p, removeHs=False)),
-        (mol2, lambda p: Chem.MolFromMol2File(p, removeHs=False)),
+        (sdf, lambda p: chem.MolFromMolFile(p, removeHs=False)),
+        (mol2, lambda p: chem.MolFromMol2File(p, removeHs=False)),
         # Coordinates and elements are all the model needs: a ligand RDKit cannot sanitize
         # (an unusual valence, say) is still usable.
-        (sdf, lambda p: Chem.MolFromMolFile(p, removeHs=False, sanitize=False)),
-        (mol2, lambda p: Chem.MolFromMol2File(p, removeHs=False, sanitize=False)),
+        (sdf, lambda p: chem.MolFromMolFile(p, removeHs=False, sanitize=False)),
+        (mol2, lambda p: chem.MolFromMol2File(p, removeHs=False, sanitize=False)),
     ]
     present = [(path, read) for path, read in attempts if path.is_file()]
     if not present:

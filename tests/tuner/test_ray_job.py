@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -25,7 +26,17 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def head(tmp_path):
+def auth(tmp_path) -> dict[str, str]:
+    """Token authentication as docs/cluster.md sets it up, with the token in a file of the test's
+    own: whether a head turns it on must not depend on a ``~/.ray/auth_token`` the machine may or
+    may not have."""
+    token = tmp_path / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
+
+
+@pytest.fixture
+def head(tmp_path, auth):
     """A Ray head in the foreground (``--block``), so stopping it stops only what it started."""
     ray = shutil.which("ray")
     assert ray, "the ray command is not installed"
@@ -35,7 +46,7 @@ def head(tmp_path):
         [ray, "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
          "--include-dashboard=true", "--dashboard-host=127.0.0.1",
          f"--dashboard-port={dashboard}", "--disable-usage-stats"],
-        stdout=log, stderr=subprocess.STDOUT,
+        stdout=log, stderr=subprocess.STDOUT, env=auth,
     )  # fmt: skip
     url = f"http://127.0.0.1:{dashboard}"
     deadline = time.time() + 180
@@ -56,14 +67,20 @@ def head(tmp_path):
     log.close()
 
 
-def test_ray_job_submit_of_stagetune_optimize_succeeds(head, tmp_path):
+def test_the_head_refuses_a_client_without_the_token(head):
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{head}/api/jobs/", timeout=10)
+    assert refused.value.code == 401
+
+
+def test_ray_job_submit_of_stagetune_optimize_succeeds(head, auth, tmp_path):
     storage = tmp_path / "jobs"
     submitted = subprocess.run(
         ["ray", "job", "submit", "--address", head, "--working-dir", str(REPO), "--",
          "stagetune", "optimize", "--preset", "quick", "--stages", "prototyping", "--no-tune",
          "--fit-trials", "2", "--storage", str(storage), "--job-id", "submitted"],
         capture_output=True, text=True, timeout=420,
-        env={**os.environ, "RAY_AUTH_MODE": "token"},  # send the token `ray start` wrote
+        env=auth,  # send the head's token
     )  # fmt: skip
     output = submitted.stdout + submitted.stderr
     assert submitted.returncode == 0, output[-4000:]

@@ -1,0 +1,153 @@
+"""``gpu_check.md``: the tables of ``gpu_check.json``, ready for BENCHMARKS.md."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _mib(n: float | None) -> str:
+    return "-" if n is None else f"{n / 2**20:,.1f}"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.1%}"
+
+
+def _num(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}g}"
+
+
+def _state(part: dict[str, Any]) -> str | None:
+    for key in ("skipped", "timed_out", "error"):
+        if key in part:
+            return f"{key.replace('_', ' ')}: {part[key]}"
+    return None
+
+
+def _probe(part: dict[str, Any], limit: int) -> list[str]:
+    lines = [
+        f"Limit {_mib(limit)} MiB. Predicted: the probe's peak at its batch; measured: an "
+        "independent steady-state step at that batch (allocated, reserved).",
+        "",
+        "| stage | model | batch | probe steps | probe s | predicted MiB | measured MiB | "
+        "reserved MiB | error | within limit | 5 % more fits |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for r in part.get("models", []):
+        m = r.get("measured", {})
+        above = r.get("above", {})
+        lines.append(
+            f"| {r['stage']} | {r['model']} | {r.get('batch_size', '-')} | "
+            f"{r.get('probe_steps', '-')} | {r.get('probe_seconds', '-')} | "
+            f"{_mib(r.get('predicted_peak_bytes'))} | {_mib(m.get('allocated_bytes'))} | "
+            f"{_mib(m.get('reserved_bytes'))} | {_pct(r.get('peak_error'))} | "
+            f"{r.get('within_limit', '-')} | "
+            f"{above.get('fits', '-')} (batch {above.get('batch_size', '-')}) |"
+        )
+    return lines
+
+
+def _lightning(part: dict[str, Any]) -> list[str]:
+    lines = [
+        f'Lightning {part.get("version")}, `Tuner.scale_batch_size(mode="binsearch")`, '
+        'its defaults; "survives": a worst-case step at its batch under the same limit.',
+        "",
+        "| stage | model | probe: batch | probe: steps | Lightning: batch | Lightning: steps | "
+        "Lightning: s | survives |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in part.get("models", []):
+        lt = r.get("lightning", {})
+        lines.append(
+            f"| {r['stage']} | {r['model']} | {r['probe']['batch_size']} | "
+            f"{r['probe']['steps']} | {lt.get('batch_size', '-')} | {lt.get('steps', '-')} | "
+            f"{lt.get('seconds', '-')} | {lt.get('survives', '-')} |"
+        )
+    return lines
+
+
+def _cycle(p: dict[str, Any]) -> list[str]:
+    return [
+        "| model | batch | steps | predicted s | measured s | error | out of memory | "
+        "peak MiB | predicted peak MiB | predicted cycle min | measured cycle min |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {p.get('model')} | {p.get('batch_size')} | {p.get('steps_done')} of "
+        f"{p.get('cycle_batches')} | {_num(p.get('predicted_seconds'))} | "
+        f"{_num(p.get('measured_seconds'))} | {_pct(p.get('time_error'))} | "
+        f"{p.get('oom_errors')} | "
+        f"{_mib(p.get('peak_bytes'))} | {_mib(p.get('predicted_peak_bytes'))} | "
+        f"{_num(p.get('predicted_cycle_minutes'))} | {_num(p.get('measured_cycle_minutes'))} |",
+    ]
+
+
+def _oom(p: dict[str, Any]) -> list[str]:
+    after = p.get("fitting_step_after", {})
+    return [
+        f"Cause: {p.get('cause')}.",
+        "",
+        "| attempts | out-of-memory errors | baseline MiB | after MiB | leaked bytes | "
+        "fitting step after |",
+        "|---:|---:|---:|---:|---:|---|",
+        f"| {p.get('attempts')} | {p.get('oom_errors')} | {_mib(p.get('baseline_bytes'))} | "
+        f"{_mib(p.get('after_bytes'))} | {p.get('leaked_bytes')} | {after.get('fits')} |",
+    ]
+
+
+def _precision(p: dict[str, Any]) -> list[str]:
+    lines = [
+        f"{p.get('model')}.",
+        "",
+        "| precision | batch | samples/s | step s | peak MiB |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in ("fp32", "bf16"):
+        r = p.get(name, {})
+        lines.append(
+            f"| {name} | {r.get('batch_size', '-')} | {_num(r.get('throughput'), 4)} | "
+            f"{_num(r.get('step_seconds'))} | {_mib(r.get('peak_bytes'))} |"
+        )
+    if "bf16_speedup" in p:
+        lines += ["", f"bf16 against fp32: {p['bf16_speedup']:.2f}x the throughput, "
+                      f"{p['bf16_batch_ratio']:.2f}x the batch."]  # fmt: skip
+    return lines
+
+
+RENDER = {
+    "probe": "Probe fidelity", "lightning": "Lightning's BatchSizeFinder, side by side",
+    "cycle": "A real cycle", "oom": "Out of memory", "precision": "Precision",
+    "atoms": "Atom budgets",
+}  # fmt: skip
+
+
+def markdown(report: dict[str, Any]) -> str:
+    meta = report["meta"]
+    v = meta["versions"]
+    out = [
+        f"# GPU check, {meta['date']}",
+        "",
+        f"`{meta['command']}`: {meta['device']} ({meta['device_model']}), budget "
+        f"{_mib(meta['budget_bytes'])} MiB, limit {_mib(meta['limit_bytes'])} MiB; "
+        f"{meta['sample']}; torch {v['torch']}, torch_geometric {v['torch_geometric']}, "
+        f"Lightning {v.get('lightning') or v.get('pytorch_lightning')}; "
+        f"{meta.get('seconds')} s in all.",
+    ]
+    for name, title in RENDER.items():
+        part = report.get(name, {})
+        out += ["", f"## {title} ({part.get('seconds', '-')} s)", ""]
+        state = _state(part)
+        if state and not part.get("models") and name != "cycle":
+            out.append(state)
+            continue
+        if state:
+            out += [state, ""]
+        if name == "probe":
+            out += _probe(part, meta["limit_bytes"])
+        elif name == "lightning":
+            out += _lightning(part)
+        elif name == "cycle" and "steps" in part:
+            out += _cycle(part)
+        elif name == "oom":
+            out += _oom(part)
+        elif name == "precision":
+            out += _precision(part)
+    return "\n".join(out) + "\n"

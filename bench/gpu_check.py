@@ -1,0 +1,457 @@
+"""The probe's promises measured on a real accelerator, side by side with Lightning's finder.
+
+    python bench/gpu_check.py --out DIR [--device cuda:0|cpu] [--memory-budget SIZE] [--quick]
+
+Ray-free (it imports neither Ray, HyperOpt, gemmi nor RDKit), so it runs on a bare GPU machine
+with torch, torch_geometric, PyYAML, numpy and pydantic. Writes ``DIR/gpu_check.json`` (keys
+``meta`` and one per part, each with its figures, or ``skipped``, ``timed_out`` or ``error``
+and why) and ``DIR/gpu_check.md``; the JSON is rewritten after every part, so a run stopped from
+outside keeps what it had measured. Each part has its own time limit (``LIMITS``), so one slow
+part cannot eat the others. The parts:
+
+- ``probe``: a prototyping, validation and production size on worst-case complexes: the probe's
+  batch, steps and wall time; an independent full step at that batch (``max_memory_allocated``
+  and ``max_memory_reserved`` on a GPU) against the predicted peak; one step at 5 % more must
+  not fit;
+- ``lightning``: Lightning's ``BatchSizeFinder`` (binsearch, its defaults) on the same models,
+  batches and limit (``bench/_lightning_peer.py``), and whether its batch survives a worst-case
+  step under the limit;
+- ``cycle``: ``cycle_batches`` training steps of the prototyping size at the probe's batch
+  (fewer when they would outlast the part's limit; it says so): predicted against measured time,
+  peak, out-of-memory errors;
+- ``oom``: 20 out-of-memory errors in a row, then memory against its baseline and a fitting step;
+- ``precision``: fp32 against bf16 on the prototyping size: batch and throughput;
+- ``atoms``: an epoch at the probe's atom budget, once the probe has one.
+
+The limit is the probe's: ``memory_fraction`` (0.9) of the budget. On a GPU the budget defaults
+to 24 GiB, which keeps batches, and so the whole check, to a few minutes on a large card; the
+caching allocator is capped at the limit (``torch.cuda.set_per_process_memory_fraction``), so
+every tool meets real CUDA out-of-memory errors there. On a CPU the budget is declared and the
+out-of-memory errors of the ``oom`` part are real allocator errors, but forced (an allocation no
+allocator grants), since a CPU raises none under a declared budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import gc
+import json
+import math
+import platform
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # a bare checkout on the GPU machine: nothing is installed there
+sys.path.insert(0, str(ROOT / "bench"))
+
+import torch  # noqa: E402
+
+from model import TrainConfig, Trainer, live_bytes, load_train_config  # noqa: E402
+from model._train import resolve_precision  # noqa: E402
+from tuner import (  # noqa: E402
+    Device,
+    Probe,
+    ProbeResult,
+    ProbeSample,
+    device_for,
+    discover,
+    format_size,
+    load_stages,
+    parse_size,
+)
+from tuner._probe import is_out_of_memory  # noqa: E402
+
+# (stage, hidden_channels, num_layers, num_rbf): one size inside each stage's space of
+# configs/stages.yaml; --quick uses tiny stand-ins that a 2-core CPU probes in seconds.
+SIZES = [("prototyping", 64, 3, 16), ("validation", 128, 6, 32), ("production", 256, 8, 32)]
+QUICK_SIZES = [("prototyping", 16, 2, 8), ("validation", 32, 2, 8), ("production", 32, 3, 8)]
+LIMITS = {"probe": 120, "lightning": 120, "cycle": 90, "oom": 40, "precision": 60, "atoms": 10}
+MAX_BATCH = 4096  # the search is not capped by a stage's max_batch_size here
+OOM_ERRORS = 20
+
+
+class PartTimeout(Exception):
+    """A part ran past its time limit."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise ``PartTimeout`` in the main thread after ``seconds`` (between Python bytecodes: a
+    CUDA kernel in flight finishes first)."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise PartTimeout(f"stopped at its time limit of {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@dataclasses.dataclass
+class Setup:
+    device: Device  # memory_bytes is the budget
+    limit_bytes: int
+    memory_fraction: float
+    atoms: int
+    sizes: list[tuple[str, int, int, int]]
+    cycle_batches: int
+    sample: ProbeSample
+    results: dict[str, ProbeResult] = dataclasses.field(default_factory=dict)
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device(self.device.name)
+
+    def config(self, stage: str, *extra: str) -> TrainConfig:
+        _, hidden, layers, rbf = next(s for s in self.sizes if s[0] == stage)
+        return load_train_config([
+            f"model.hidden_channels={hidden}", f"model.num_layers={layers}",
+            f"model.num_rbf={rbf}", f"model.num_heads={8 if hidden >= 64 else 2}",
+            f"train.device={self.device.name}", "optimizer.log_config=false", *extra,
+        ])  # fmt: skip
+
+    def model_name(self, stage: str) -> str:
+        _, hidden, layers, rbf = next(s for s in self.sizes if s[0] == stage)
+        return f"{hidden} ch x {layers} layers, {rbf} rbf"
+
+    def probe(self, config: TrainConfig) -> Probe:
+        return Probe(config, self.device, self.sample, self.memory_fraction, self.cycle_batches)
+
+    def result(self, stage: str) -> ProbeResult:
+        """The probe part's answer for ``stage``, probed again if that part did not get to it."""
+        if stage not in self.results:
+            with self.probe(self.config(stage)) as probe:
+                self.results[stage] = probe.find_max_batch(MAX_BATCH)
+        return self.results[stage]
+
+
+def release(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def step_memory(setup: Setup, config: TrainConfig, batch_size: int) -> dict[str, Any]:
+    """An independent measurement of one steady-state step at ``batch_size``: on a GPU a fresh
+    trainer, one warm-up step, then the allocator's peaks over a second step; on a CPU, which
+    keeps no such statistics, a fresh probe's measurement of the step."""
+    dev = setup.torch_device
+    if dev.type != "cuda":
+        with setup.probe(config) as probe:
+            m = probe.measure(batch_size, timed_steps=0)
+        return {"allocated_bytes": m.peak_bytes, "reserved_bytes": None, "oom": m.oom}
+    trainer = Trainer(config, dev, setup.cycle_batches)
+    batch = setup.sample.batch(batch_size).to(dev)
+    oom = False
+    try:
+        for warm in (True, False):
+            if not warm:
+                torch.cuda.synchronize(dev)
+                torch.cuda.reset_peak_memory_stats(dev)
+            trainer.train_step(batch)
+            trainer.flush()
+        torch.cuda.synchronize(dev)
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        oom = True
+    figures = {
+        "allocated_bytes": None if oom else int(torch.cuda.max_memory_allocated(dev)),
+        "reserved_bytes": None if oom else int(torch.cuda.max_memory_reserved(dev)),
+        "oom": oom,
+    }
+    del trainer, batch
+    release(dev)
+    return figures
+
+
+def part_probe(setup: Setup, out: dict[str, Any]) -> None:
+    out["models"] = rows = []
+    for stage, *_ in setup.sizes:
+        row: dict[str, Any] = {"stage": stage, "model": setup.model_name(stage)}
+        rows.append(row)
+        config = setup.config(stage)
+        t0 = time.perf_counter()
+        with setup.probe(config) as probe:
+            result = probe.find_max_batch(MAX_BATCH)
+        setup.results[stage] = result
+        row.update(
+            fits=result.fits, batch_size=result.max_batch_size, probe_steps=result.probe_steps,
+            probe_seconds=round(time.perf_counter() - t0, 2), capacity=result.capacity,
+            predicted_peak_bytes=result.peak_bytes, step_seconds=result.step_seconds,
+            cycle_minutes=result.cycle_minutes, throughput=result.throughput,
+        )  # fmt: skip
+        if not result.fits:
+            continue
+        measured = step_memory(setup, config, result.max_batch_size)
+        row["measured"] = measured
+        if measured["allocated_bytes"] is not None and result.peak_bytes:
+            row["peak_error"] = measured["allocated_bytes"] / result.peak_bytes - 1
+            row["within_limit"] = measured["allocated_bytes"] <= setup.limit_bytes
+        above = max(result.max_batch_size + 1, math.ceil(result.max_batch_size * 1.05))
+        with setup.probe(config) as probe:
+            m = probe.measure(above, timed_steps=0)
+        row["above"] = {
+            "batch_size": above,
+            "fits": m.fits,
+            "oom": m.oom,
+            "peak_bytes": m.peak_bytes,
+        }
+
+
+def part_lightning(setup: Setup, out: dict[str, Any]) -> None:
+    try:
+        import _lightning_peer as peer
+
+        pl = peer.lightning()
+    except ImportError as exc:
+        out["skipped"] = f"Lightning is not installed here ({exc})"
+        return
+    out["version"] = pl.__version__
+    out["models"] = rows = []
+    dev = setup.torch_device
+    for stage, *_ in setup.sizes:
+        config = setup.config(stage)
+        ours = setup.result(stage)
+        row: dict[str, Any] = {
+            "stage": stage, "model": setup.model_name(stage),
+            "probe": {"batch_size": ours.max_batch_size, "steps": ours.probe_steps},
+        }  # fmt: skip
+        rows.append(row)
+        precision = peer.precision_of(resolve_precision(config, dev))
+        found = peer.find_batch(config, setup.sample.data, dev, setup.limit_bytes, precision)
+        release(dev)
+        row["lightning"] = found
+        with setup.probe(config) as probe:
+            m = probe.measure(found["batch_size"], timed_steps=0)
+        row["lightning"]["survives"] = m.fits
+        row["lightning"]["worst_case"] = {"fits": m.fits, "oom": m.oom, "peak_bytes": m.peak_bytes}
+
+
+def part_cycle(setup: Setup, out: dict[str, Any], limit_seconds: float) -> None:
+    result = setup.result("prototyping")
+    if not result.fits or result.step_seconds is None:
+        out["skipped"] = "the prototyping size does not fit at batch 1"
+        return
+    steps = setup.cycle_batches
+    budget = 0.6 * limit_seconds  # room for the trainer, the warm-up and what the probe missed
+    if result.step_seconds * steps > budget:
+        steps = max(5, math.floor(budget / result.step_seconds))
+    out.update(
+        model=setup.model_name("prototyping"), batch_size=result.max_batch_size,
+        cycle_batches=setup.cycle_batches, steps=steps,
+        predicted_step_seconds=result.step_seconds,
+        predicted_seconds=result.step_seconds * steps,
+    )  # fmt: skip
+    dev = setup.torch_device
+    trainer = Trainer(setup.config("prototyping"), dev, steps)
+    batch = setup.sample.batch(result.max_batch_size).to(dev)
+    trainer.train_step(batch)  # warm-up: the optimizer state, as the probe's primed steps have
+    trainer.flush()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+    ooms, done = 0, 0
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        try:
+            trainer.train_step(batch)
+            trainer.flush()
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            ooms += 1
+            break
+        done += 1
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    seconds = time.perf_counter() - t0
+    out.update(
+        steps_done=done, oom_errors=ooms, measured_seconds=round(seconds, 3),
+        measured_step_seconds=seconds / max(done, 1),
+        time_error=(result.step_seconds * done) / seconds - 1 if done else None,
+        predicted_cycle_minutes=result.cycle_minutes,
+        measured_cycle_minutes=setup.cycle_batches * seconds / max(done, 1) / 60,
+        peak_bytes=int(torch.cuda.max_memory_allocated(dev)) if dev.type == "cuda" else None,
+        predicted_peak_bytes=result.peak_bytes, limit_bytes=setup.limit_bytes,
+    )  # fmt: skip
+    del trainer, batch
+    release(dev)
+
+
+def part_oom(setup: Setup, out: dict[str, Any]) -> None:
+    result = setup.result("prototyping")
+    fitting = max(1, result.max_batch_size)
+    dev = setup.torch_device
+    with setup.probe(setup.config("prototyping")) as probe:
+        first = probe.measure(fitting, timed_steps=0)
+        baseline = live_bytes(dev)
+        if dev.type == "cuda":
+            failing = 4 * fitting + 8  # far past the allocator's cap at the limit
+            out["cause"] = f"a worst-case batch of {failing} over the allocator's cap"
+            hook = None
+        else:
+            failing = fitting
+            out["cause"] = "forced: an allocation the CPU allocator refuses, in the forward pass"
+
+            def refuse(module: torch.nn.Module, args: object) -> None:
+                torch.empty(1 << 62, dtype=torch.uint8)
+
+            hook = probe.trainer.model.register_forward_pre_hook(refuse)
+        errors = [probe.measure(failing, timed_steps=0) for _ in range(OOM_ERRORS)]
+        if hook is not None:
+            hook.remove()
+        after = live_bytes(dev)
+        final = probe.measure(fitting, timed_steps=1)
+    out.update(
+        fitting_batch=fitting, first_step_fits=first.fits, failing_batch=failing,
+        attempts=OOM_ERRORS, oom_errors=sum(m.oom for m in errors),
+        baseline_bytes=baseline, after_bytes=after,
+        leaked_bytes=None if baseline is None or after is None else after - baseline,
+        fitting_step_after={"fits": final.fits, "step_seconds": final.median_seconds},
+    )  # fmt: skip
+
+
+def part_precision(setup: Setup, out: dict[str, Any]) -> None:
+    out["model"] = setup.model_name("prototyping")
+    for precision in ("fp32", "bf16"):
+        with setup.probe(setup.config("prototyping", f"train.precision={precision}")) as probe:
+            r = probe.find_max_batch(MAX_BATCH)
+        out[precision] = {
+            "batch_size": r.max_batch_size, "throughput": r.throughput,
+            "step_seconds": r.step_seconds, "peak_bytes": r.peak_bytes,
+        }  # fmt: skip
+    fp32, bf16 = out["fp32"], out["bf16"]
+    if fp32["throughput"] and bf16["throughput"]:
+        out["bf16_speedup"] = bf16["throughput"] / fp32["throughput"]
+        out["bf16_batch_ratio"] = bf16["batch_size"] / fp32["batch_size"]
+
+
+def part_atoms(setup: Setup, out: dict[str, Any]) -> None:
+    if not hasattr(ProbeResult, "max_atoms_per_batch"):
+        out["skipped"] = "the probe has no atom budget yet (batches are counted in complexes)"
+        return
+    out["skipped"] = "atom budgets exist, but this check does not measure them yet"
+
+
+PARTS: list[tuple[str, Callable[..., None]]] = [
+    ("probe", part_probe),
+    ("lightning", part_lightning),
+    ("cycle", part_cycle),
+    ("oom", part_oom),
+    ("precision", part_precision),
+    ("atoms", part_atoms),
+]
+
+
+def run_part(name: str, part: Callable[..., None], setup: Setup) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    limit = LIMITS[name]
+    t0 = time.perf_counter()
+    try:
+        with time_limit(limit):
+            if name == "cycle":
+                part(setup, out, limit)
+            else:
+                part(setup, out)
+    except PartTimeout as exc:
+        out["timed_out"] = str(exc)
+    except Exception as exc:
+        out["error"] = f"{type(exc).__name__}: {exc}"
+        out["traceback"] = traceback.format_exc(limit=-6)
+    finally:
+        release(setup.torch_device)
+    out["seconds"] = round(time.perf_counter() - t0, 2)
+    return out
+
+
+def build_setup(args: argparse.Namespace) -> Setup:
+    name = args.device
+    if name == "auto":
+        name = "cuda:0" if torch.cuda.is_available() else "cpu"
+    cuda = name.startswith("cuda")
+    budget_text = args.memory_budget or ("24GiB" if cuda else "512MiB")
+    stages = load_stages()
+    device = device_for(discover(None if cuda else budget_text), name)
+    budget = parse_size(budget_text)
+    if cuda:
+        total = device.memory_bytes
+        if budget > total:
+            raise SystemExit(
+                f"gpu_check: --memory-budget {budget_text} is more than {device.name}'s "
+                f"{format_size(total)}"
+            )
+        device = dataclasses.replace(device, memory_bytes=budget)
+    limit = int(budget * stages.memory_fraction)
+    if cuda:
+        torch.cuda.set_per_process_memory_fraction(limit / total, torch.device(name))
+    atoms = 80 if args.quick else 600
+    sample = ProbeSample.synthetic(atoms)
+    return Setup(
+        device=device, limit_bytes=limit, memory_fraction=stages.memory_fraction, atoms=atoms,
+        sizes=QUICK_SIZES if args.quick else SIZES,
+        cycle_batches=20 if args.quick else stages.cycle_batches, sample=sample,
+    )  # fmt: skip
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {"python": platform.python_version(), "torch": torch.__version__}
+    for module in ("torch_geometric", "lightning", "pytorch_lightning"):
+        try:
+            found[module] = __import__(module).__version__
+        except ImportError:
+            found[module] = None
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, type=Path, help="folder for the two reports")
+    parser.add_argument("--device", default="auto", help="cuda:N or cpu (default: cuda:0 if any)")
+    parser.add_argument("--memory-budget", help="the budget (default: 24GiB on a GPU, 512MiB CPU)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and a 20-step cycle")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    setup = build_setup(args)
+    report: dict[str, Any] = {
+        "meta": {
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(["python bench/gpu_check.py", *(argv or sys.argv[1:])]),
+            "device": setup.device.name, "device_model": setup.device.model,
+            "budget_bytes": setup.device.memory_bytes, "limit_bytes": setup.limit_bytes,
+            "sample": setup.sample.source, "quick": args.quick, "versions": versions(),
+            "limits_seconds": LIMITS,
+        }
+    }  # fmt: skip
+    for name, part in PARTS:
+        print(f"gpu_check: {name} ...", flush=True)
+        report[name] = run_part(name, part, setup)
+        report["meta"]["seconds"] = round(time.perf_counter() - t0, 1)
+        (args.out / "gpu_check.json").write_text(json.dumps(report, indent=2, default=str))
+        state = next((k for k in ("skipped", "timed_out", "error") if k in report[name]), "done")
+        print(f"gpu_check: {name}: {state} in {report[name]['seconds']} s", flush=True)
+    from _gpu_report import markdown
+
+    (args.out / "gpu_check.md").write_text(markdown(report))
+    print((args.out / "gpu_check.md").read_text())
+    return 1 if any("error" in report[name] for name, _ in PARTS) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

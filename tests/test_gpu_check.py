@@ -1,0 +1,112 @@
+"""bench/gpu_check.py, the check a session lent a GPU runs in one call, run here on the CPU so it
+cannot rot between GPU sessions: as on the GPU machine, with Ray, HyperOpt, gemmi and RDKit
+unimportable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tuner import Stage, load_stages
+
+ROOT = Path(__file__).resolve().parents[1]
+MISSING_ON_THE_GPU_MACHINE = ("ray", "hyperopt", "gemmi", "rdkit", "fastapi", "uvicorn")
+
+RUN_WITHOUT = """
+import runpy, sys
+class Missing:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {missing!r}:
+            raise ImportError(name + " is not installed on the GPU machine")
+sys.meta_path.insert(0, Missing())
+sys.argv = ["bench/gpu_check.py", *sys.argv[1:]]
+runpy.run_path("bench/gpu_check.py", run_name="__main__")
+"""
+
+
+@pytest.fixture(scope="module")
+def check(tmp_path_factory) -> tuple[dict, str]:
+    out = tmp_path_factory.mktemp("gpu_check")
+    script = RUN_WITHOUT.format(missing=MISSING_ON_THE_GPU_MACHINE)
+    done = subprocess.run(
+        [sys.executable, "-c", script, "--out", str(out), "--device", "cpu",
+         "--memory-budget", "512MiB", "--quick"],
+        capture_output=True, text=True, timeout=900, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads((out / "gpu_check.json").read_text()), (out / "gpu_check.md").read_text()
+
+
+def test_every_part_reports_its_figures_or_why_not(check):
+    report, markdown = check
+    assert set(report) == {"meta", "probe", "lightning", "cycle", "oom", "precision", "atoms"}
+    for part in ("probe", "lightning", "cycle", "oom", "precision"):
+        assert not {"error", "timed_out", "skipped"} & set(report[part]), report[part]
+    assert "skipped" in report["atoms"]
+    assert report["meta"]["limit_bytes"] == int(512 * 2**20 * load_stages().memory_fraction)
+    for title in ("Probe fidelity", "Lightning's BatchSizeFinder", "A real cycle", "Out of memory"):
+        assert f"## {title}" in markdown
+
+
+def test_the_probe_batch_fits_as_predicted_and_5_percent_more_does_not(check):
+    report, _ = check
+    limit = report["meta"]["limit_bytes"]
+    models = report["probe"]["models"]
+    assert [m["stage"] for m in models] == ["prototyping", "validation", "production"]
+    for m in models:
+        assert m["fits"] and m["batch_size"] >= 1
+        assert m["probe_steps"] <= 8
+        assert m["measured"]["allocated_bytes"] <= limit
+        assert abs(m["peak_error"]) < 0.01
+        assert m["above"]["fits"] is False
+
+
+def test_lightning_searches_the_same_models_under_the_same_limit(check):
+    report, _ = check
+    probe = {m["stage"]: m for m in report["probe"]["models"]}
+    for row in report["lightning"]["models"]:
+        found = row["lightning"]
+        assert row["probe"]["batch_size"] == probe[row["stage"]]["batch_size"]
+        assert found["batch_size"] >= 1 and found["steps"] > 0
+        # its margin leaves it at or below the largest batch that fits, which is ours
+        assert found["batch_size"] <= row["probe"]["batch_size"]
+        assert found["survives"] is True
+
+
+def test_a_cycle_trains_without_running_out_of_memory(check):
+    cycle = check[0]["cycle"]
+    assert cycle["steps_done"] == cycle["steps"] > 0
+    assert cycle["oom_errors"] == 0
+    assert cycle["batch_size"] == check[0]["probe"]["models"][0]["batch_size"]
+    assert cycle["measured_seconds"] > 0 and cycle["predicted_seconds"] > 0
+
+
+def test_twenty_out_of_memory_errors_leave_memory_at_its_baseline(check):
+    oom = check[0]["oom"]
+    assert oom["oom_errors"] == oom["attempts"] == 20
+    assert abs(oom["leaked_bytes"]) < 2**20
+    assert oom["fitting_step_after"]["fits"] is True
+
+
+def test_precision_compares_fp32_and_bf16(check):
+    precision = check[0]["precision"]
+    assert precision["fp32"]["batch_size"] >= 1 and precision["bf16"]["batch_size"] >= 1
+    assert precision["bf16_speedup"] > 0
+
+
+def test_the_sizes_lie_in_their_stages_spaces():
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    stages = load_stages()
+    for stage, hidden, layers, rbf in gpu_check.SIZES:
+        space = stages.stages[Stage(stage)].space
+        for knob, value in (("hidden_channels", hidden), ("num_layers", layers), ("num_rbf", rbf)):
+            choices = space[knob] if isinstance(space[knob], list) else space[knob].values()
+            assert value in choices, f"{stage}: {knob}={value} is not in its space"
