@@ -25,7 +25,7 @@ from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
 from model import TrainConfig, build_model, build_optimizer
-from tuner._probe import _peak_growth
+from tuner import peak_growth
 
 
 def lightning() -> Any:
@@ -109,7 +109,7 @@ def find_batch(
                 return
             prof, self._profiler = self._profiler, None
             prof.__exit__(None, None, None)
-            peak = self._held + _peak_growth(prof)
+            peak = self._held + peak_growth(prof)
             if peak > limit_bytes:
                 raise RuntimeError(
                     f"DefaultCPUAllocator: can't allocate memory: the step's peak of {peak} "

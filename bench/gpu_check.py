@@ -55,8 +55,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
 
-from model import TrainConfig, Trainer, live_bytes, load_train_config  # noqa: E402
-from model._train import resolve_precision  # noqa: E402
+from model import (  # noqa: E402
+    TrainConfig,
+    Trainer,
+    live_bytes,
+    load_train_config,
+    resolve_precision,
+)
 from tuner import (  # noqa: E402
     Device,
     Probe,
@@ -65,10 +70,10 @@ from tuner import (  # noqa: E402
     device_for,
     discover,
     format_size,
+    is_out_of_memory,
     load_stages,
     parse_size,
 )
-from tuner._probe import is_out_of_memory  # noqa: E402
 
 # (stage, hidden_channels, num_layers, num_rbf): one size inside each stage's space of
 # configs/stages.yaml; --quick uses tiny stand-ins that a 2-core CPU probes in seconds.

@@ -26,8 +26,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch_geometric.loader import DataLoader
 
 from model import load_train_config, synthetic_complexes
-from tuner import Probe, ProbeSample, device_for, discover
-from tuner._probe import _peak_growth, _tensor_bytes
+from tuner import Probe, ProbeSample, device_for, discover, peak_growth, tensor_bytes
 
 CASES = [  # name, overrides, CPU budget, atoms per complex
     ("16ch x 2 layers", ["model.hidden_channels=16", "model.num_layers=2", "model.num_heads=2",
@@ -84,10 +83,10 @@ def real_cycle(probe: Probe, batch_size: int, steps: int, worst_case: bool) -> t
     seconds = time.perf_counter() - t0
     peak = 0
     for batch in batches[steps:]:
-        held = _tensor_bytes(trainer, batch)
+        held = tensor_bytes(trainer, batch)
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             trainer.train_step(batch)
-        peak = max(peak, held + _peak_growth(prof))
+        peak = max(peak, held + peak_growth(prof))
     return seconds, peak
 
 

@@ -30,9 +30,8 @@ from ray.tune.search import Searcher
 
 from model import load_train_config
 from tuner import (
-    POLICIES,
     Candidate,
-    DataStats,
+    PolicyContext,
     Probe,
     ProbeResult,
     ProbeSample,
@@ -40,10 +39,10 @@ from tuner import (
     StagesConfig,
     device_for,
     discover,
+    fit_searcher,
+    policy_for,
     probe_space,
 )
-from tuner._search import fit_searcher
-from tuner._trials import score_probe
 
 TABLE = Path(__file__).parent / "data" / "probe_table.json"
 SPACE = {"hidden_channels": [16, 32, 64, 128], "num_layers": [1, 2, 3, 4], "num_rbf": [8, 16, 32]}
@@ -100,9 +99,8 @@ def replay(seeds: int, seconds_per_step: float) -> None:
     print("|---|---|---:|---:|---|---:|---|---|")
     for stage in (Stage.VALIDATION, Stage.PRODUCTION):
         spec = config.stages[stage]
-        policy = POLICIES[spec.policy]
         everything = [Candidate(k, results[_key(k)]) for k in GRID]
-        answer = policy.choose(stage, spec, everything, config, DataStats())
+        answer = policy_for(spec).choose(everything, PolicyContext.of(stage, config))
         lexicographic = probe_space(spec, lambda k: results[_key(k)])
         walked = sum(c.probe is not None for c in lexicographic)
         needed, pruned = [], []
@@ -127,9 +125,10 @@ def _tpe_probes_to(
 ) -> tuple[int, int]:
     """Probes until ``target`` was probed (one trial at a time) and how many were pruned by
     then; every point is probed or pruned in the end, and ``target`` is never pruned."""
-    spec = config.stages[stage]
+    ctx = PolicyContext.of(stage, config)
+    policy = policy_for(ctx.spec)
     searcher = fit_searcher(
-        spec.policy, GRID, seed, [], capacity=lambda k: results[_key(k)].capacity
+        policy, ctx, GRID, seed, [], capacity=lambda k: results[_key(k)].capacity
     )
     probes = 0
     while True:
@@ -140,7 +139,7 @@ def _tpe_probes_to(
         result = results[_key(knobs)]
         searcher.on_trial_complete(
             f"t{probes - 1}",
-            {"score": score_probe(stage, config, knobs, result, DataStats()),
+            {"score": policy.score_of(knobs, result, ctx),
              "fits": result.fits_at(config.min_batch_size)},
         )  # fmt: skip
         if knobs == target:

@@ -4,6 +4,7 @@ Knows nothing of Ray: callers get progress through callbacks.
 """
 
 from model._atoms import ELEMENTS, NUM_ATOM_TYPES, atom_token, element_index
+from model._compose import group_choices, load_train_config, parse_override
 from model._config import (
     DataSpec,
     LoopSpec,
@@ -12,23 +13,22 @@ from model._config import (
     SchedulerSpec,
     TrainConfig,
     default_config_dir,
-    group_choices,
-    load_train_config,
-    parse_override,
 )
 from model._errors import ComplexError, ConfigError, DataError, StagetuneError
 from model._inspect import ComplexSummary, inspect_root
 from model._memory import live_bytes
 from model._optim import Lookahead, build_optimizer, build_scheduler
 from model._pdbbind import (
-    AtomPolicy,
     LoadReport,
     Skipped,
     default_cache_dir,
     load_pdbbind,
     read_labels,
+    read_structure,
+    to_data,
 )
 from model._radius import radius_graph
+from model._readers import AtomPolicy
 from model._synthetic import synthetic_complex, synthetic_complexes
 from model._train import (
     Dataset,
@@ -39,9 +39,11 @@ from model._train import (
     build_model,
     load_dataset,
     resolve_device,
+    resolve_precision,
     run_training,
 )
 from model._visnet import AffinityViSNet, count_parameters
+from model._yaml import FileVersion, read_yaml_mapping, recording_reads, unchanged
 
 __all__ = [
     "ELEMENTS",
@@ -55,6 +57,7 @@ __all__ = [
     "DataSpec",
     "Dataset",
     "EpochMetrics",
+    "FileVersion",
     "LoadReport",
     "Lookahead",
     "LoopSpec",
@@ -84,8 +87,14 @@ __all__ = [
     "parse_override",
     "radius_graph",
     "read_labels",
+    "read_structure",
+    "read_yaml_mapping",
+    "recording_reads",
     "resolve_device",
+    "resolve_precision",
     "run_training",
     "synthetic_complex",
     "synthetic_complexes",
+    "to_data",
+    "unchanged",
 ]

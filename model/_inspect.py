@@ -8,8 +8,9 @@ from pathlib import Path
 import torch
 
 from model._errors import ComplexError
-from model._pdbbind import AtomPolicy, iter_root
+from model._pdbbind import iter_root
 from model._radius import radius_graph
+from model._readers import AtomPolicy
 
 
 @dataclass(frozen=True)

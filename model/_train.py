@@ -26,7 +26,8 @@ from model._config import DataSpec, ModelSpec, TrainConfig
 from model._errors import ConfigError
 from model._memory import keep_freed_memory
 from model._optim import build_optimizer, build_scheduler
-from model._pdbbind import AtomPolicy, Skipped, default_cache_dir, load_pdbbind
+from model._pdbbind import Skipped, default_cache_dir, load_pdbbind
+from model._readers import AtomPolicy
 from model._synthetic import synthetic_complexes
 from model._visnet import AffinityViSNet, count_parameters
 

@@ -6,7 +6,9 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
+from service.api.errors import on_invalid_request
 from service.api.routes import health, jobs, metrics, profiles, ui
 from service.api.routes.metrics import Metrics, MetricsMiddleware
 from service.jobs import JobManager
@@ -44,6 +46,7 @@ def create_app(
         description="The best ViSNet configuration per development stage, measured on Ray.",
         lifespan=lifespan,
     )
+    app.add_exception_handler(RequestValidationError, on_invalid_request)
     app.state.metrics = Metrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.include_router(health.router)

@@ -1,28 +1,40 @@
-"""What the routes answer (the request is the options of ``stagetune optimize``)."""
+"""Every schema of the REST API in one place: what the routes take and answer. The records they
+carry (job options, result.json, progress, a training run's report) are the contract's
+(``stagetune_api``); these wrap them for the service.
+"""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from fastapi import Request
 from pydantic import BaseModel, Field
 
-from service.jobs import JobManager
-from service.store import JobRecord, JobState
+from service.store import JobState
+from stagetune_api import (
+    JobKind,
+    JobOptions,
+    Search,
+    SearchFigures,
+    Stage,
+    TrainOptions,
+)
+
+# --- jobs -----------------------------------------------------------------------------------
 
 
 class JobPublic(BaseModel):
     job_id: str
-    kind: str = Field(description="optimize, or train: a training run of a saved profile")
+    kind: JobKind = Field(description="optimize, or train: a training run of a saved profile")
     state: JobState
-    options: dict[str, Any]
+    options: JobOptions | TrainOptions = Field(description="what the job was asked with")
     created: float
     started: float | None
     finished: float | None
     elapsed_seconds: float | None
     error: str | None
-    progress: dict[str, Any]
+    progress: dict[Stage, dict[Search, SearchFigures]] = Field(
+        description="each search started so far (progress.json); a stage not started is absent"
+    )
     links: dict[str, str]
 
 
@@ -31,23 +43,64 @@ class JobList(BaseModel):
     total: int
 
 
-def job_public(record: JobRecord, jobs: JobManager, request: Request) -> JobPublic:
-    end = record.finished or (time.time() if record.started else None)
-    base = str(request.base_url).rstrip("/")
-    return JobPublic(
-        job_id=record.id,
-        kind=record.kind,
-        state=record.state,
-        options=record.options,
-        created=record.created,
-        started=record.started,
-        finished=record.finished,
-        elapsed_seconds=None if record.started is None or end is None else end - record.started,
-        error=record.error,
-        progress=jobs.progress(record.id).get("stages", {}),
-        links={
-            "self": f"{base}/jobs/{record.id}",
-            "result": f"{base}/jobs/{record.id}/result",
-            "dashboard": f"{jobs.ray.address}/#/jobs/{record.submission_id or ''}",
-        },
+# --- refusals ---------------------------------------------------------------------------------
+
+
+class Problem(BaseModel):
+    key: str = Field(description="the dotted key of the request or configuration, e.g. fit_trials")
+    message: str
+
+
+class Invalid(BaseModel):
+    detail: str = Field(description="every problem, one per line")
+    problems: list[Problem]
+
+
+# --- profiles ---------------------------------------------------------------------------------
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+class ConfigIn(BaseModel):
+    config: dict[str, Any] = Field(
+        description="sections of a training configuration (model, optimizer, scheduler, data, "
+        "train), e.g. a job's profiles/<stage>.yaml as JSON; missing keys come from configs/"
     )
+
+
+class ConfigChecked(BaseModel):
+    valid: bool
+    config_hash: str = Field(description="SHA-256 of the whole configuration")
+    config: dict[str, Any] = Field(description="the whole configuration, every key typed")
+
+
+class ProfileIn(ConfigIn):
+    stage: Stage | None = Field(default=None, description="the stage it was chosen for")
+    job_id: str | None = Field(default=None, description="the job it came from", max_length=64)
+    description: str | None = Field(default=None, max_length=500)
+
+
+class ProfilePublic(BaseModel):
+    name: str
+    version: int
+    versions: int = Field(description="versions saved under this name")
+    created: float
+    stage: Stage | None
+    job_id: str | None
+    description: str | None
+    config_hash: str
+    config: dict[str, Any]
+    links: dict[str, str]
+    command: str = Field(description="download this version and train with it")
+
+
+class ProfileList(BaseModel):
+    profiles: list[ProfilePublic]
+
+
+class Choices(BaseModel):
+    presets: dict[str, dict[str, Any]] = Field(description="each preset's job options")
+    stages: list[Stage]
+    data_roots: list[str] = Field(description="folders a job's data may lie in")
+    optimizers: list[str]
+    schedulers: list[str]

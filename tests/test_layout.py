@@ -1,4 +1,6 @@
-"""The package rules of DESIGN.md: dependencies point one way, libraries log instead of print."""
+"""The package rules of DESIGN.md and docs/architecture.md: dependencies point one way, no
+module reaches into another package's private modules, no import cycle, files and functions
+readable in one sitting, libraries log instead of print."""
 
 from __future__ import annotations
 
@@ -8,10 +10,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("stagetune_api", "model", "tuner", "service")
 FORBIDDEN = {
-    "model": {"tuner", "service", "ray", "hyperopt", "fastapi"},
+    "stagetune_api": {"model", "tuner", "service", "torch", "ray", "hyperopt", "fastapi"},
+    "model": {"tuner", "service", "stagetune_api", "ray", "hyperopt", "fastapi"},
     "tuner": {"service", "fastapi"},
 }
+MAX_FILE_LINES = 400
+MAX_FUNCTION_LINES = 60
 
 
 def modules(package: str):
@@ -39,7 +45,7 @@ def test_dependencies_point_one_way(package):
 def test_the_app_reaches_the_model_through_the_tuner():
     """The REST service (everything in service/ but the command line) imports tuner, not model."""
     for path, tree in modules("service"):
-        if path.name == "cli.py":  # `stagetune train` and `data inspect` are the model's commands
+        if path.name == "commands.py":  # `stagetune train`, `data inspect`: the model's commands
             continue
         assert "model" not in imported(tree), f"{path.relative_to(ROOT)} imports model"
 
@@ -88,6 +94,99 @@ def test_the_service_starts_without_torch_or_ray():
     import sys
 
     code = "import sys, service.main; print(sorted({'torch', 'ray'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def _top_level_imports(tree: ast.Module) -> set[str]:
+    """Modules a module imports when it is imported (not inside functions: lazy imports are how
+    the service keeps torch out of its start)."""
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names |= {f"{node.module}.{a.name}" for a in node.names}
+    return names
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_module_imports_another_packages_private_modules(package):
+    for path, tree in modules(package):
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            for name in names:
+                top, _, rest = name.partition(".")
+                private = any(part.startswith("_") for part in rest.split(".") if part)
+                assert not (top in PACKAGES and top != package and private), (
+                    f"{path.relative_to(ROOT)} imports {name}: use {top}'s public names"
+                )
+
+
+def test_no_import_cycle():
+    graph: dict[str, set[str]] = {}
+    for package in PACKAGES:
+        for path, tree in modules(package):
+            graph[_module_name(path)] = _top_level_imports(tree)
+    for name, imported in graph.items():
+        graph[name] = {m for m in imported if m in graph and m != name}
+    done: set[str] = set()
+
+    def visit(name: str, stack: list[str]) -> None:
+        if name in stack:
+            cycle = [*stack[stack.index(name) :], name]
+            raise AssertionError("import cycle: " + " -> ".join(cycle))
+        if name in done:
+            return
+        for other in sorted(graph[name]):
+            if not other.startswith(name + "."):  # a package importing its own modules
+                visit(other, [*stack, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+
+
+def _sources():
+    for package in PACKAGES:
+        yield from sorted((ROOT / package).rglob("*.py"))
+    yield from sorted((ROOT / "service" / "ui").glob("*.js"))
+
+
+@pytest.mark.parametrize("path", list(_sources()), ids=lambda p: str(p.relative_to(ROOT)))
+def test_files_are_readable_in_one_sitting(path):
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_FILE_LINES, f"{path.relative_to(ROOT)}: {lines} lines"
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_functions_are_short(package):
+    long = []
+    for path, tree in modules(package):
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length})")
+    assert not long, "functions over 60 lines: " + ", ".join(long)
+
+
+def test_the_contract_imports_neither_torch_nor_ray():
+    import subprocess
+    import sys
+
+    code = "import sys, stagetune_api; print(sorted({'torch', 'ray'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

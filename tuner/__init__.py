@@ -8,24 +8,46 @@ machine without Ray.
 from typing import TYPE_CHECKING
 
 from model import ConfigError
+from stagetune_api import JobResult, JobSpec, Stage, result_schema
+from tuner._data import JobData
+from tuner._folder import JobFolder, profile_yaml
 from tuner._hardware import Device, Hardware, device_for, discover, format_size, parse_size
-from tuner._job import JobSpec, build_job_spec, check_profile, job_choices, presets
+from tuner._job import (
+    build_job_spec,
+    check_profile,
+    job_choices,
+    presets,
+    stages_config,
+    train_config,
+    trial_bundle,
+)
 from tuner._local import choose, probe_space
+from tuner._measures import is_out_of_memory, peak_growth, tensor_bytes
 from tuner._probe import Measurement, Probe, ProbeResult, ProbeSample, TimeModel
 from tuner._pruning import DominancePruner, dominates
-from tuner._stages import Stage, StagesConfig, StageSpec, load_stages
-from tuner.policies import POLICIES, Candidate, DataStats, StageChoice
+from tuner._results import read_trials_csv
+from tuner._stages import StagesConfig, StageSpec, load_stages
+from tuner.policies import (
+    POLICIES,
+    Candidate,
+    DataStats,
+    Policy,
+    PolicyContext,
+    StageChoice,
+    policy_for,
+)
 
 if TYPE_CHECKING:
+    from tuner._fit import FitOutcome, fit_searcher
     from tuner._optimize import optimize
-    from tuner._results import JobResult, read_trials_csv, result_schema
     from tuner._searcher import ProbeSearcher
+    from tuner._tune import TuneOutcome
 
 _RAY_PARTS = {
     "optimize": "tuner._optimize",
-    "JobResult": "tuner._results",
-    "result_schema": "tuner._results",
-    "read_trials_csv": "tuner._results",
+    "fit_searcher": "tuner._fit",
+    "FitOutcome": "tuner._fit",
+    "TuneOutcome": "tuner._tune",
     "ProbeSearcher": "tuner._searcher",
 }
 
@@ -40,6 +62,21 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "ConfigError",
+    "JobData",
+    "JobFolder",
+    "Policy",
+    "PolicyContext",
+    "FitOutcome",
+    "TuneOutcome",
+    "fit_searcher",
+    "is_out_of_memory",
+    "peak_growth",
+    "tensor_bytes",
+    "policy_for",
+    "profile_yaml",
+    "stages_config",
+    "train_config",
+    "trial_bundle",
     "JobResult",
     "JobSpec",
     "ProbeSearcher",

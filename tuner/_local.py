@@ -13,7 +13,7 @@ from typing import Any
 from tuner._probe import ProbeResult
 from tuner._pruning import DominancePruner
 from tuner._stages import Stage, StagesConfig, StageSpec
-from tuner.policies import POLICIES, Candidate, DataStats, StageChoice
+from tuner.policies import Candidate, DataStats, PolicyContext, StageChoice, policy_for
 
 log = logging.getLogger(__name__)
 
@@ -52,5 +52,6 @@ def choose(
     candidates: list[Candidate],
     data: DataStats | None = None,
 ) -> StageChoice:
-    spec = config.stages[stage]
-    return POLICIES[spec.policy].choose(stage, spec, candidates, config, data or DataStats())
+    """The stage's policy applied to ``candidates``."""
+    ctx = PolicyContext.of(stage, config, data)
+    return policy_for(ctx.spec).choose(candidates, ctx)

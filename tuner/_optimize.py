@@ -1,66 +1,40 @@
 """``optimize``: a whole job, stage after stage, on a Ray cluster (a local one when none is given).
 
-For each stage: the fit search, the stage's policy over its candidates, then the tune search for
-the chosen model and batch. The best prototyping configuration seeds validation's fit search (and
-validation's seeds production's). Finished searches are saved in the job folder, so the same
-``job_id`` run again resumes where the job stopped. The files a job leaves are described in
-``tuner._results``.
+For each stage: the fit search (``tuner._fit``), the stage's policy over its candidates, then the
+tune search (``tuner._tune``) for the chosen model and batch. The best configuration of a stage
+seeds the next stage's fit search. Finished searches are saved in the job folder
+(``tuner._folder``), so the same ``job_id`` run again resumes where the job stopped.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import platform
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from functools import partial
-from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-import ray
-
-from model import ConfigError, TrainConfig, load_train_config, parse_override
-from tuner._job import JobSpec
+from model import TrainConfig
+from stagetune_api import JobResult, JobSpec, Search, Stage, StageResult, TrialRecord
+from tuner._assembly import StageRun, provenance, stage_result
+from tuner._cluster import cluster_hardware, connected, trial_resources
+from tuner._data import JobData
+from tuner._experiment import Execution
+from tuner._fit import FitOutcome, run_fit
+from tuner._folder import JobFolder
+from tuner._job import check_resume, stages_config, train_config
 from tuner._local import choose
 from tuner._progress import ProgressBoard
-from tuner._results import (
-    JobResult,
-    MeasuredOn,
-    ProbeFigures,
-    Provenance,
-    StageResult,
-    TrialRecord,
-    ValidationFigures,
-    write_audit,
-    write_json,
-    write_profile,
-    write_trials_csv,
-)
-from tuner._search import (
-    Execution,
-    FitOutcome,
-    TuneOutcome,
-    knobs_key,
-    run_fit,
-    run_tune,
-    save_outcome,
-)
-from tuner._stages import Stage, StagesConfig, merge_tree
-from tuner._trials import FitContext, TuneContext, apply_hyperparameters
-from tuner.policies import DataStats, StageChoice
+from tuner._stages import StagesConfig
+from tuner._trials import FitContext, TuneContext
+from tuner._tune import TuneOutcome, run_tune
+from tuner._tune_space import pair_configs, pinned_keys
+from tuner.policies import DataStats, StageChoice, policy_for
 
 log = logging.getLogger(__name__)
 
-#: What the tune search chooses from unless the job pins one with ``optimizer=...``.
-TUNE_OPTIMIZERS = ("adamw", "adam", "sgd")
-TUNE_SCHEDULERS = ("cosine", "onecycle", "none")
-
-_FILES = ("result.json", "trials.csv", "audit.md", "job.log", "profiles")
 _LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 T = TypeVar("T", FitOutcome, TuneOutcome)
@@ -79,55 +53,47 @@ def optimize(
     which is how a job started with ``ray job submit`` finds its cluster.)
     """
     started = time.time()
-    job_dir = spec.job_dir
-    _same_job(job_dir / "job.json", spec)
-    job_dir.mkdir(parents=True, exist_ok=True)
-    with _job_log(job_dir / "job.log"):
-        result = _run_job(spec, address, config_dir, started)
+    folder = JobFolder.of(spec)
+    check_resume(folder.job_json, spec)
+    folder.create()
+    with _job_log(folder.job_log):
+        result = _run_job(spec, folder, address, config_dir, started)
     if output is not None:
-        _copy_files(job_dir, output)
+        folder.copy_to(output)
     return result
 
 
 def _run_job(
-    spec: JobSpec, address: str | None, config_dir: Path | None, started: float
+    spec: JobSpec, folder: JobFolder, address: str | None, config_dir: Path | None, started: float
 ) -> JobResult:
-    job_dir = spec.job_dir
-    log.info("job %s in %s", spec.job_id, job_dir)
-    stages = spec.stages_config(config_dir)
-    base = spec.train_config(config_dir)
-    with _ray(address):
+    log.info("job %s in %s", spec.job_id, folder.path)
+    stages = stages_config(spec, config_dir)
+    base = train_config(spec, config_dir)
+    with connected(address):
         execution = Execution(
-            _trial_resources(spec), spec.max_concurrent, job_dir / "ray", spec.seed
+            trial_resources(spec), spec.max_concurrent, folder.experiments, spec.seed
         )
         # the job exists once its spec passed every check: a refused one can be run again
-        write_json(job_dir / "job.json", spec.model_dump(mode="json"))
+        folder.write_spec(spec)
         execution.storage.mkdir(parents=True, exist_ok=True)
         log.info("each trial holds %s; at most %d at once", execution.resources,
                  spec.max_concurrent)  # fmt: skip
-        board = ProgressBoard(job_dir / "progress.json", started)
-        answers, records = _run_stages(spec, stages, base, execution, board, config_dir)
-        hardware = _cluster_hardware(answers)
+        board = ProgressBoard(folder.progress_json, started)
+        loop = _StageLoop(spec, stages, base, execution, board, folder, config_dir)
+        answers, records = loop.run()
+        hardware = cluster_hardware(answers)
     finished = time.time()
     result = JobResult(
         job_id=spec.job_id,
         stages=answers,
         hardware=hardware,
-        provenance=Provenance(
-            versions=_versions(),
-            seed=spec.seed,
-            spec=spec.model_dump(mode="json"),
-            started=_iso(started),
-            finished=_iso(finished),
-            elapsed_seconds=round(finished - started, 2),
-            device_hours=_device_hours(records, execution.resources),
-        ),
+        provenance=provenance(spec, started, finished, records, execution.resources),
     )
-    write_json(job_dir / "result.json", result.model_dump(mode="json"))
-    write_trials_csv(job_dir / "trials.csv", records)
-    write_audit(job_dir / "audit.md", result, records)
+    folder.write_result(result)
+    folder.write_trials(records)
+    folder.write_audit(result, records)
     log.info("job %s finished in %.0f s: %s", spec.job_id, finished - started,
-             job_dir / "result.json")  # fmt: skip
+             folder.result_json)  # fmt: skip
     return result
 
 
@@ -155,74 +121,93 @@ def _job_log(path: Path) -> Iterator[None]:
         handler.close()
 
 
-def _run_stages(
-    spec: JobSpec,
-    stages: StagesConfig,
-    base: TrainConfig,
-    execution: Execution,
-    board: ProgressBoard,
-    config_dir: Path | None,
-) -> tuple[dict[Stage, StageResult], list[TrialRecord]]:
-    answers: dict[Stage, StageResult] = {}
-    records: list[TrialRecord] = []
-    seeds: list[dict[str, Any]] = []
-    data = _data_stats(base) if Stage.PRODUCTION in spec.stages else DataStats()
-    saved = spec.job_dir / "searches"
-    for stage in spec.stages:
+class _StageLoop:
+    """The job's stages in order, each a fit search, the policy's choice and a tune search."""
+
+    def __init__(
+        self,
+        spec: JobSpec,
+        stages: StagesConfig,
+        base: TrainConfig,
+        execution: Execution,
+        board: ProgressBoard,
+        folder: JobFolder,
+        config_dir: Path | None,
+    ) -> None:
+        self.spec, self.stages, self.base = spec, stages, base
+        self.execution, self.board, self.folder = execution, board, folder
+        self.config_dir = config_dir
+        self.records: list[TrialRecord] = []
+        self.previous: list[dict[str, Any]] = []  # the best of the stages before
+        needs_data = any(policy_for(stages.stages[s]).uses_data for s in spec.stages)
+        self.data = JobData.read(base) if needs_data else None
+
+    def run(self) -> tuple[dict[Stage, StageResult], list[TrialRecord]]:
+        answers = {}
+        for stage in self.spec.stages:
+            run = self._stage(stage)
+            answers[stage] = stage_result(run, self.spec, self.base, self.stages, self.folder)
+        return answers, self.records
+
+    def _stage(self, stage: Stage) -> StageRun:
+        spec = self.stages.stages[stage]
+        data = self.data.stats(spec) if self.data is not None else DataStats()
         fit_ctx = FitContext(
-            stage=stage,
-            stages=stages,
-            train_config=base.to_dict(),
-            max_atoms=base.data.max_atoms,
-            sample=spec.sample,
-            memory_budget=spec.memory_budget,
-            data=data,
-        )
-        fit = _once(
-            saved / f"{stage.value}-fit.json",
-            FitOutcome,
-            partial(run_fit, fit_ctx, spec.fit_trials, execution, board, seeds),
-        )
-        records += fit.records
-        choice = choose(stage, stages, fit.candidates, data)
+            stage=stage, stages=self.stages, train_config=self.base.to_dict(),
+            max_atoms=self.base.data.max_atoms, sample=self.spec.sample,
+            memory_budget=self.spec.memory_budget, data=data,
+        )  # fmt: skip
+        run = partial(run_fit, fit_ctx, self.spec.fit_trials, self.execution, self.board,
+                      self.previous)  # fmt: skip
+        fit = self._once(stage, Search.FIT, FitOutcome, run)
+        self.records += fit.records
+        choice = choose(stage, self.stages, fit.candidates, data)
         log.info("%s: %s", stage.value, _say(choice))
         tuned: TuneOutcome | None = None
         configs: dict[str, dict[str, Any]] = {}
         if choice.feasible:
-            seeds = [choice.knobs]
-            if spec.tune:
-                configs = _tune_configs(spec, base, choice, config_dir)
-                tune_ctx = TuneContext(stage, configs, spec.max_epochs, _pinned(spec))
-                tuned = _once(
-                    saved / f"{stage.value}-tune.json",
-                    TuneOutcome,
-                    partial(run_tune, tune_ctx, spec.tune_trials, execution, board,
-                            spec.grace_period, spec.reduction_factor),
-                    keep=lambda outcome: outcome.best is not None,
-                )  # fmt: skip
-                records += tuned.records
-                if tuned.best is None:
-                    log.warning(
-                        "%s: no tune trial reported a finite validation loss; the profile "
-                        "keeps the job's own optimizer settings",
-                        stage.value,
-                    )
-        answers[stage] = _stage_result(spec, stage, choice, fit, tuned, configs, base)
-    return answers, records
+            self.previous = [choice.knobs]
+            if self.spec.tune:
+                tuned, configs = self._tune(stage, choice)
+        return StageRun(stage, choice, fit, tuned, configs)
 
+    def _tune(
+        self, stage: Stage, choice: StageChoice
+    ) -> tuple[TuneOutcome, dict[str, dict[str, Any]]]:
+        assert choice.batch_size is not None
+        configs = pair_configs(
+            self.spec, self.base, choice.knobs, choice.batch_size, self.config_dir
+        )
+        ctx = TuneContext(stage, configs, self.spec.max_epochs, pinned_keys(self.spec))
+        run = partial(run_tune, ctx, self.spec.tune_trials, self.execution, self.board,
+                      self.spec.grace_period, self.spec.reduction_factor)  # fmt: skip
+        tuned = self._once(stage, Search.TUNE, TuneOutcome, run, keep=lambda t: t.best is not None)
+        self.records += tuned.records
+        if tuned.best is None:
+            log.warning(
+                "%s: no tune trial reported a finite validation loss; the profile keeps the "
+                "job's own optimizer settings", stage.value,
+            )  # fmt: skip
+        return tuned, configs
 
-def _once(
-    path: Path, kind: type[T], run: Callable[[], T], keep: Callable[[T], bool] = lambda _: True
-) -> T:
-    """A search's saved outcome, or run it and save it (when ``keep``: an outcome not kept is
-    run again when the job is resumed)."""
-    if path.is_file():
-        log.info("%s: finished before, not run again", path.stem)
-        return kind.from_json(json.loads(path.read_text()))
-    outcome = run()
-    if keep(outcome):
-        save_outcome(path, outcome)
-    return outcome
+    def _once(
+        self,
+        stage: Stage,
+        search: Search,
+        kind: type[T],
+        run: Callable[[], T],
+        keep: Callable[[T], bool] = lambda _: True,
+    ) -> T:
+        """A search's saved outcome, or run it and save it (when ``keep``: an outcome not kept
+        is run again when the job is resumed)."""
+        saved = self.folder.saved_search(stage, search)
+        if saved is not None:
+            log.info("%s-%s: finished before, not run again", stage.value, search.value)
+            return kind.from_json(saved)
+        outcome = run()
+        if keep(outcome):
+            self.folder.save_search(stage, search, outcome.to_json())
+        return outcome
 
 
 def _say(choice: StageChoice) -> str:
@@ -232,242 +217,3 @@ def _say(choice: StageChoice) -> str:
         f"{choice.knobs} at batch {choice.batch_size} ({choice.reason}; "
         f"{choice.throughput or 0:.1f} samples/s, {choice.cycle_minutes or 0:.2f} min per cycle)"
     )
-
-
-# --- configurations ---------------------------------------------------------------------------
-
-
-def _pinned(spec: JobSpec) -> frozenset[str]:
-    """Optimizer keys the job sets itself (``optimizer.lr=0.01``): the tune search keeps them."""
-    keys = (o.split("=", 1)[0].split(".") for o in spec.overrides)
-    return frozenset(k[1] for k in keys if len(k) > 1 and k[0] == "optimizer")
-
-
-def _tune_configs(
-    spec: JobSpec, base: TrainConfig, choice: StageChoice, config_dir: Path | None
-) -> dict[str, dict[str, Any]]:
-    """The training config of each optimizer/scheduler pair the tune search may choose, with the
-    chosen model and batch. A group the job pins (``optimizer=sgd``) is not searched."""
-    groups = ("optimizer", "scheduler")
-    pinned = dict(parse_override(o) for o in spec.overrides if o.split("=", 1)[0] in groups)
-    optimizers = [pinned["optimizer"]] if "optimizer" in pinned else TUNE_OPTIMIZERS
-    schedulers = [pinned["scheduler"]] if "scheduler" in pinned else TUNE_SCHEDULERS
-    settings: dict[str, Any] = {
-        "data.source": base.data.source,
-        "data.max_atoms": base.data.max_atoms,
-        "train.batch_size": choice.batch_size,
-        **{f"model.{k}": v for k, v in choice.knobs.items()},
-    }
-    configs, problems = {}, []
-    for o in optimizers:
-        for s in schedulers:
-            overrides = [*spec.overrides, f"optimizer={o}", f"scheduler={s}"]
-            try:
-                config = load_train_config(overrides, config_dir=config_dir, settings=settings)
-            except ConfigError as exc:
-                problems.append(f"{o}/{s}: {exc}")
-                continue
-            configs[f"{o}/{s}"] = config.to_dict()
-    for problem in problems:
-        log.warning("the tune search leaves out %s", problem)
-    if not configs:
-        raise ConfigError("no optimizer and scheduler can train this job:\n" + "\n".join(problems))
-    return configs
-
-
-def _stage_result(
-    spec: JobSpec,
-    stage: Stage,
-    choice: StageChoice,
-    fit: FitOutcome,
-    tuned: TuneOutcome | None,
-    configs: dict[str, dict[str, Any]],
-    base: TrainConfig,
-) -> StageResult:
-    probed = sum(c.probe is not None for c in fit.candidates)
-    pruned = sum(c.probe is None for c in fit.candidates)
-    if not choice.feasible:
-        return StageResult(
-            feasible=False, reason=choice.reason,
-            model={**base.model.model_dump(mode="json"), **choice.knobs},
-            batch_size=None, optimizer={}, scheduler={}, probe=None, validation=None,
-            device=None, config_hash=None, profile=None, probed=probed, pruned=pruned,
-        )  # fmt: skip
-    reason = choice.reason
-    if tuned is not None and tuned.best is not None:
-        tree = apply_hyperparameters(configs[tuned.best["pair"]], tuned.best)
-    else:  # no tune search, or none of its trials trained: the job's own training config
-        tree = merge_tree(base.to_dict(), {"model": choice.knobs})
-        if tuned is not None:
-            reason += "; no tune trial finished training, so the optimizer is the job's own"
-    # the profile trains like the job's base config (epochs, output folder), not like a trial
-    tree = {**tree, "train": {**base.train.model_dump(mode="json"),
-                              "batch_size": choice.batch_size}}  # fmt: skip
-    config = TrainConfig.model_validate(tree)
-    profile = Path("profiles") / f"{stage.value}.yaml"
-    write_profile(
-        spec.job_dir / profile,
-        config.to_dict(),
-        {"description": f"stagetune {stage.value} configuration of job {spec.job_id}",
-         "stage": stage.value, "job_id": spec.job_id, "reason": reason},
-    )  # fmt: skip
-    candidate = next(c for c in fit.candidates if c.knobs == choice.knobs and c.probe is not None)
-    probe = candidate.probe
-    assert probe is not None
-    where = fit.measured_on.get(knobs_key(choice.knobs), {})
-    metrics = tuned.metrics if tuned is not None else None
-    return StageResult(
-        feasible=True,
-        reason=reason,
-        model=config.model.model_dump(mode="json"),
-        batch_size=choice.batch_size,
-        optimizer=config.optimizer.model_dump(mode="json"),
-        scheduler=config.scheduler.model_dump(mode="json"),
-        probe=ProbeFigures(
-            max_batch_size=probe.max_batch_size,
-            peak_bytes=probe.peak_bytes,
-            limit_bytes=probe.limit_bytes,
-            step_seconds=choice.step_seconds,
-            cycle_minutes=choice.cycle_minutes,
-            throughput=choice.throughput,
-            capacity=probe.capacity,
-            probe_steps=probe.probe_steps,
-            sample_atoms=probe.sample_atoms,
-        ),
-        validation=(
-            ValidationFigures(
-                val_loss=metrics["val_loss"],
-                val_rmse=metrics.get("val_rmse"),
-                val_pearson=metrics.get("val_pearson"),
-                epochs=metrics["training_iteration"],
-                trials=tuned.trials,
-                stopped_early=tuned.stopped_early,
-            )
-            if tuned is not None and metrics is not None
-            else None
-        ),
-        device=MeasuredOn(**where) if where else None,
-        config_hash=config.digest(),
-        profile=str(profile),
-        probed=probed,
-        pruned=pruned,
-    )
-
-
-def _data_stats(base: TrainConfig) -> DataStats:
-    """Production's data limits need the training set's size and its largest complex.
-
-    Synthetic complexes never exceed ``max_atoms``, so only their number matters; a PDBbind
-    root is read (through the processed-complex cache) for the atoms of each complex uncropped.
-    """
-    data = base.data
-    if data.source == "synthetic":
-        return DataStats(training_samples=round(data.num_synthetic * (1 - data.val_fraction)))
-    from model import atom_policy, default_cache_dir, inspect_root
-
-    summaries = inspect_root(
-        data.source, atom_policy(data, max_atoms=10**7), cutoff=base.model.cutoff,
-        max_num_neighbors=base.model.max_num_neighbors,
-        labels_path=data.labels, cache_dir=data.cache_dir or default_cache_dir(),
-        strict=data.strict,
-    )  # fmt: skip
-    counts = [
-        (s.protein_atoms or 0) + (s.ligand_atoms or 0) for s in summaries if s.skipped is None
-    ]
-    if not counts:
-        raise ConfigError(f"data={data.source}: no usable complex")
-    return DataStats.from_atom_counts(
-        counts, 100.0, training_samples=round(len(counts) * (1 - data.val_fraction))
-    )
-
-
-# --- Ray --------------------------------------------------------------------------------------
-
-
-@contextmanager
-def _ray(address: str | None) -> Iterator[None]:
-    """Ray for the job: the cluster this process is connected to, the one at ``address``, or a
-    new local instance (``"local"``: never a cluster some earlier ``ray start`` left behind)."""
-    if ray.is_initialized():
-        yield
-        return
-    ray.init(address=address or "local", dashboard_host="127.0.0.1", configure_logging=False)
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-def _trial_resources(spec: JobSpec) -> dict[str, float]:
-    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
-    if spec.gpus_per_trial > 0 and not any(n.get("GPU", 0.0) > 0 for n in nodes):
-        log.warning("no node of the cluster has a GPU: trials probe and train on CPUs")
-    return spec.trial_bundle(nodes)
-
-
-def _cluster_hardware(answers: dict[Stage, StageResult]) -> dict[str, Any]:
-    nodes = []
-    for n in ray.nodes():
-        if not n.get("Alive"):
-            continue
-        res = n["Resources"]
-        nodes.append({
-            "node_id": n["NodeID"],
-            "address": n.get("NodeManagerAddress"),
-            "cpus": res.get("CPU", 0.0),
-            "gpus": res.get("GPU", 0.0),
-            "accelerator_types": sorted(k.split(":", 1)[1] for k in res
-                                        if k.startswith("accelerator_type:")),
-            "memory_bytes": int(res.get("memory", 0)),
-        })  # fmt: skip
-    devices = sorted({a.device.device_model for a in answers.values()
-                      if a.device is not None and a.device.device_model})  # fmt: skip
-    return {"nodes": nodes, "devices_measured": devices}
-
-
-def _device_hours(records: list[TrialRecord], resources: dict[str, float]) -> float:
-    devices = resources.get("GPU") or 1.0
-    return round(sum(r.seconds for r in records) * devices / 3600.0, 6)
-
-
-# --- files ------------------------------------------------------------------------------------
-
-
-def _same_job(path: Path, spec: JobSpec) -> None:
-    """A job id names one job: running it again must ask for the same job (and resumes it)."""
-    if not path.is_file():
-        return
-    stored = json.loads(path.read_text())
-    current = spec.model_dump(mode="json")
-    changed = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
-    if changed:
-        raise ConfigError(
-            f"job {spec.job_id} exists in {path.parent} with other settings "
-            f"({', '.join(changed)}): run it with the same options to resume it, or choose "
-            "another job id"
-        )
-    log.info("resuming job %s", spec.job_id)
-
-
-def _copy_files(job_dir: Path, output: Path) -> None:
-    output.mkdir(parents=True, exist_ok=True)
-    for name in _FILES:
-        source = job_dir / name
-        if source.is_dir():
-            shutil.copytree(source, output / name, dirs_exist_ok=True)
-        elif source.is_file():
-            shutil.copy2(source, output / name)
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in ("stagetune", "torch", "torch-geometric", "ray", "hyperopt"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "unknown"
-    return out
-
-
-def _iso(t: float) -> str:
-    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="seconds")

@@ -23,14 +23,10 @@ Out of memory is expected: it is caught, everything the step held is freed, and 
 
 from __future__ import annotations
 
-import gc
 import logging
 import math
-import statistics
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -43,10 +39,21 @@ from model import (
     build_model,
     count_parameters,
     radius_graph,
+    read_structure,
     synthetic_complex,
+    to_data,
 )
-from model._pdbbind import read_structure, to_data
 from tuner._hardware import Device, format_size
+from tuner._measures import (
+    is_out_of_memory,
+    peak_growth,
+    release,
+    synchronize,
+    tensor_bytes,
+)
+from tuner._probe_records import Measurement, ProbeResult, TimeModel
+
+__all__ = ["Measurement", "Probe", "ProbeResult", "ProbeSample", "TimeModel", "is_out_of_memory"]
 
 log = logging.getLogger(__name__)
 
@@ -104,106 +111,6 @@ class ProbeSample:
         return Batch.from_data_list([self.data] * size)
 
 
-@dataclass(frozen=True)
-class Measurement:
-    """One batch size, measured."""
-
-    batch_size: int
-    fits: bool
-    oom: bool
-    peak_bytes: int | None
-    step_seconds: tuple[float, ...] = ()
-
-    @property
-    def median_seconds(self) -> float | None:
-        return statistics.median(self.step_seconds) if self.step_seconds else None
-
-    def to_json(self) -> dict[str, Any]:
-        """What ``stagetune probe --batch-size B --json`` prints."""
-        return {
-            "batch_size": self.batch_size,
-            "fits": self.fits,
-            "oom": self.oom,
-            "peak_bytes": self.peak_bytes,
-            "step_seconds": self.median_seconds,
-        }
-
-
-@dataclass(frozen=True)
-class TimeModel:
-    """Step time against batch size, fitted on the probe's own timed steps: ``a + b x B``."""
-
-    seconds_fixed: float
-    seconds_per_sample: float
-
-    def step_seconds(self, batch_size: int) -> float:
-        return self.seconds_fixed + self.seconds_per_sample * batch_size
-
-    def largest_batch_within(self, seconds: float) -> int:
-        """The largest batch whose predicted step takes at most ``seconds`` (0 if none)."""
-        if self.seconds_per_sample <= 0:
-            return 10**9 if self.seconds_fixed <= seconds else 0
-        return max(0, math.floor((seconds - self.seconds_fixed) / self.seconds_per_sample))
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    """The largest batch of one model on one device, with the figures behind it."""
-
-    fits: bool
-    max_batch_size: int
-    peak_bytes: int | None
-    fixed_bytes: int | None
-    bytes_per_sample: int | None
-    step_seconds: float | None
-    cycle_minutes: float | None
-    throughput: float | None
-    capacity: int
-    probe_steps: int
-    device: str
-    limit_bytes: int
-    sample_atoms: int = 0
-    time_model: TimeModel | None = None
-    measurements: tuple[Measurement, ...] = field(default=())
-
-    def fits_at(self, min_batch_size: int) -> bool:
-        """Whether the model fits with at least ``min_batch_size`` (a stage's floor)."""
-        return self.fits and self.max_batch_size >= min_batch_size
-
-    def to_json(self) -> dict[str, Any]:
-        """What ``stagetune probe --json`` prints (plus the measurements behind it)."""
-        data = asdict(self)
-        data["measurements"] = [m.to_json() for m in self.measurements]
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ProbeResult:
-        """The inverse of ``to_json``: a result that crossed a process boundary as JSON."""
-        fields = dict(data)
-        model = fields.pop("time_model", None)
-        measured = fields.pop("measurements", ())
-        return cls(
-            **fields,
-            time_model=TimeModel(**model) if model else None,
-            measurements=tuple(
-                Measurement(
-                    m["batch_size"], m["fits"], m["oom"], m["peak_bytes"],
-                    () if m["step_seconds"] is None else (m["step_seconds"],),
-                )
-                for m in measured
-            ),
-        )  # fmt: skip
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text
-    )
-
-
 class Probe:
     """Measures one model configuration on one device; use as a context manager.
 
@@ -246,7 +153,7 @@ class Probe:
         """Free the trainer and everything it allocated."""
         self._trainer = None
         self._warm = False
-        _release(self.torch_device)
+        release(self.torch_device)
 
     @property
     def trainer(self) -> Trainer:
@@ -299,7 +206,7 @@ class Probe:
         """Bytes a step holds whatever the batch: weights, buffers, optimizer state, gradients."""
         self._prime()
         grads = sum(p.numel() * p.element_size() for p in self.trainer.model.parameters())
-        return _tensor_bytes(self.trainer, None) + grads
+        return tensor_bytes(self.trainer, None) + grads
 
     def _add_times(self, m: Measurement, timed: int) -> Measurement:
         """Timed steps for a batch already measured to fit (its peak is not measured again)."""
@@ -313,29 +220,29 @@ class Probe:
         self.trainer.flush()  # a probe step is always a full optimizer step
 
     def _timed_step(self, batch: Batch) -> float:
-        _synchronize(self.torch_device)
+        synchronize(self.torch_device)
         t0 = time.perf_counter()
         self._step(batch)
-        _synchronize(self.torch_device)
+        synchronize(self.torch_device)
         return time.perf_counter() - t0
 
     def _peak_of_step(self, batch: Batch) -> int:
         """Peak bytes of one step (its time is not used: it is the first at this size)."""
         if self.torch_device.type == "cuda":
-            _synchronize(self.torch_device)
+            synchronize(self.torch_device)
             torch.cuda.reset_peak_memory_stats(self.torch_device)
             self._step(batch)
-            _synchronize(self.torch_device)
+            synchronize(self.torch_device)
             return int(torch.cuda.max_memory_allocated(self.torch_device))
-        held = _tensor_bytes(self.trainer, batch)
+        held = tensor_bytes(self.trainer, batch)
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             self._step(batch)
-        return held + _peak_growth(prof)
+        return held + peak_growth(prof)
 
     def _recover(self) -> None:
         if self._trainer is not None:
             self._trainer.discard_pending()
-        _release(self.torch_device)
+        release(self.torch_device)
 
     # --- the largest batch -----------------------------------------------------------------------
 
@@ -444,55 +351,3 @@ def _time_model(measured: list[Measurement], final: Measurement, micro: int) -> 
     return TimeModel(max(0.0, t_final - per * final.batch_size), per)
 
 
-def _tensor_bytes(trainer: Trainer, batch: Batch | None) -> int:
-    """Bytes of the distinct tensor storages the training holds: weights, buffers, gradients,
-    optimizer state (Lookahead's slow weights included) and the batch."""
-    tensors: list[torch.Tensor] = [*trainer.model.parameters(), *trainer.model.buffers()]
-    tensors += [p.grad for p in trainer.model.parameters() if p.grad is not None]
-    for optimizer in {trainer.optimizer, getattr(trainer.optimizer, "base", trainer.optimizer)}:
-        for state in optimizer.state.values():
-            tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
-    if batch is not None:
-        tensors += [v for _, v in batch if isinstance(v, torch.Tensor)]
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
-    return sum(storages.values())
-
-
-def _peak_growth(prof: profile) -> int:
-    """The largest growth of CPU-allocated bytes during a profiled region.
-
-    The profiler's ``total_allocated`` is a running count for the whole process (a tensor
-    allocated while profiling and freed after it leaves it higher for good), so the growth is
-    measured from the count just before the region's first allocation event.
-    """
-    from torch._C._profiler import _ExtraFields_Allocation
-
-    results = prof.profiler.kineto_results if prof.profiler is not None else None
-    if results is None:
-        raise RuntimeError("the profiler recorded nothing; is another profiler running?")
-    events = []
-    stack = list(results.experimental_event_tree())
-    while stack:
-        event = stack.pop()
-        stack.extend(event.children)
-        fields = event.extra_fields
-        if isinstance(fields, _ExtraFields_Allocation) and fields.device.type == "cpu":
-            events.append((event.start_time_ns, fields.total_allocated, fields.alloc_size))
-    if not events:
-        return 0
-    events.sort()
-    _, first_total, first_size = events[0]
-    start = first_total - first_size
-    return max(0, max(total for _, total, _ in events) - start)
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _release(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)

@@ -1,13 +1,12 @@
 """Progress a person can follow: one log line per finished trial (the job's output, which the Ray
 dashboard shows for a submitted job), a live status line on a terminal, and ``progress.json`` in
-the job folder for programs (the service reads it).
+the job folder for programs (``stagetune_api.Progress``: the service and the page read it).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -16,6 +15,8 @@ from typing import Any
 
 from ray.tune import Callback
 from ray.tune.experiment import Trial
+
+from tuner._folder import write_json
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +42,7 @@ class ProgressBoard:
         state = self._read()
         answer = change(state["stages"].setdefault(stage, {}).setdefault(search, {}))
         state["elapsed_seconds"] = round(time.time() - self.started, 1)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2) + "\n")
-        os.replace(tmp, self.path)
+        write_json(self.path, state)
         return answer
 
     def update(self, stage: str, search: str, figures: dict[str, Any]) -> None:

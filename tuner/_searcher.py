@@ -16,17 +16,18 @@ itself when it can, and asks TPE again:
 Every answer reaches TPE as a completed evaluation, so its model learns from it. When TPE keeps
 proposing answered points, the first unanswered point of the grid is taken, and when every point
 is answered the search is finished. The searcher is a plain state machine: it is tested without
-a cluster, and Ray Tune checkpoints it with the experiment, so a resumed job keeps its pruning.
+a cluster, and Ray Tune checkpoints it with the experiment, so a resumed job keeps its pruning
+and the list of what it pruned (``pruned_in`` reads it back).
 """
 
 from __future__ import annotations
 
-import json
+import glob
 import os
 import pickle
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from ray.tune.search import Searcher
@@ -59,16 +60,14 @@ class ProbeSearcher(Searcher):
         grid: Sequence[Mapping[str, Any]],
         metric: str,
         fits: Callable[[dict[str, Any]], bool],
-        record_to: str | None = None,
-        bound: Callable[[dict[str, Any]], float] | None = None,
+        bound: Callable[[dict[str, Any]], float | None] | None = None,
     ) -> None:
         super().__init__(metric=metric, mode="max")
         self.inner = inner
         self.grid = [dict(g) for g in grid]
         self.fits = fits
-        self.record_to = record_to  # a JSON file that lists the pruned configurations
         self.bound = bound
-        self.bounds: dict[tuple[Any, ...], float] = {}
+        self.bounds: dict[tuple[Any, ...], float | None] = {}
         self.pruner = DominancePruner()
         self.pruned: list[Pruned] = []
         self.scores: dict[tuple[Any, ...], float] = {}  # probed configurations
@@ -144,20 +143,23 @@ class ProbeSearcher(Searcher):
             if key not in self.bounds:
                 self.bounds[key] = self.bound(knobs)
             best = max(self.scores.values())
-            if self.bounds[key] < best:
-                pruned = Pruned(knobs, bound=self.bounds[key], best=best)
+            bound = self.bounds[key]
+            if bound is not None and bound < best:
+                pruned = Pruned(knobs, bound=bound, best=best)
         if pruned is not None:
             self.pruned.append(pruned)
-            self._write_pruned()
         return pruned
 
-    def _write_pruned(self) -> None:
-        if self.record_to is None:
-            return
-        tmp = f"{self.record_to}.tmp"
-        with open(tmp, "w") as f:
-            json.dump([asdict(p) for p in self.pruned], f)
-        os.replace(tmp, self.record_to)
+    @classmethod
+    def pruned_in(cls, experiment: str) -> list[Pruned]:
+        """The configurations pruned so far, from the searcher state Tune saved in the
+        ``experiment`` folder (it saves it as the experiment goes, and when it ends)."""
+        saved = sorted(glob.glob(os.path.join(experiment, Searcher.CKPT_FILE_TMPL.format("*"))))
+        if not saved:
+            return []
+        with open(saved[-1], "rb") as f:
+            state = pickle.load(f)["state"]
+        return list(state.get("pruned", []))
 
     def save(self, checkpoint_path: str) -> None:
         """One file (Tune renames just the one it asked for): our state and the inner's."""

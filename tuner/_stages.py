@@ -4,42 +4,17 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
-from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from model import ConfigError, ModelSpec, default_config_dir
-from model._config import read_yaml_mapping
-
-
-class Stage(str, Enum):
-    PROTOTYPING = "prototyping"
-    VALIDATION = "validation"
-    PRODUCTION = "production"
+from model import ConfigError, ModelSpec, default_config_dir, read_yaml_mapping
+from stagetune_api import Knob, Range, Stage
 
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Range(_Spec):
-    min: int = Field(gt=0)
-    max: int = Field(gt=0)
-    step: int = Field(default=1, gt=0)
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Range:
-        if self.min > self.max:
-            raise ValueError(f"min={self.min} is above max={self.max}")
-        return self
-
-    def values(self) -> list[int]:
-        return list(range(self.min, self.max + 1, self.step))
-
-
-Knob = list[int] | list[float] | Range
 
 
 class DataLimits(_Spec):

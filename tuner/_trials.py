@@ -23,7 +23,8 @@ from model import TrainConfig, run_training
 from tuner._hardware import Device, device_for, discover
 from tuner._probe import Probe, ProbeResult, ProbeSample
 from tuner._stages import Stage, StagesConfig, merge_tree
-from tuner.policies import POLICIES, Candidate, DataStats, StageChoice
+from tuner._tune_space import apply_hyperparameters
+from tuner.policies import DataStats, PolicyContext, policy_for
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,10 @@ class FitContext:
     sample: str | None
     memory_budget: str | None
     data: DataStats = field(default_factory=DataStats)  # production's data limits
+
+    @property
+    def policy(self) -> PolicyContext:
+        return PolicyContext.of(self.stage, self.stages, self.data)
 
 
 @dataclass(frozen=True)
@@ -67,24 +72,6 @@ def trial_device(memory_budget: str | None) -> Device:
     return device_for(hardware, "cpu")
 
 
-def score(choice: StageChoice) -> float:
-    """The fit search's objective: what the stage's policy maximises, 0 when infeasible."""
-    if not choice.feasible:
-        return 0.0
-    if choice.stage is Stage.PRODUCTION:
-        return float(choice.capacity or 0)
-    return float(choice.throughput or 0.0)
-
-
-def score_probe(
-    stage: Stage, stages: StagesConfig, knobs: dict[str, Any], result: ProbeResult, data: DataStats
-) -> float:
-    """One probed configuration's score: the stage's policy applied to it alone."""
-    spec = stages.stages[stage]
-    choice = POLICIES[spec.policy].choose(stage, spec, [Candidate(knobs, result)], stages, data)
-    return score(choice)
-
-
 def probe_configuration(knobs: dict[str, Any], ctx: FitContext) -> dict[str, Any]:
     """Probe one architecture; the metrics the fit trial reports (JSON only)."""
     where = {**_where(), "started": time.time()}
@@ -92,7 +79,8 @@ def probe_configuration(knobs: dict[str, Any], ctx: FitContext) -> dict[str, Any
         config = TrainConfig.model_validate(merge_tree(ctx.train_config, {"model": knobs}))
     except ValidationError as exc:
         reason = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
-        return {SCORE: 0.0, "fits": False, "invalid": reason, "probe": None, **where}
+        return {SCORE: 0.0, "fits": False, "feasible": False, "invalid": reason, "probe": None,
+                **where}  # fmt: skip
     device = trial_device(ctx.memory_budget)
     sample = (
         ProbeSample.from_folder(ctx.sample, ctx.max_atoms)
@@ -101,15 +89,17 @@ def probe_configuration(knobs: dict[str, Any], ctx: FitContext) -> dict[str, Any
             ctx.max_atoms, config.model.cutoff, config.model.max_num_neighbors
         )
     )
-    stages = ctx.stages
+    stages, policy = ctx.stages, ctx.policy
     with Probe(config, device, sample, stages.memory_fraction, stages.cycle_batches) as probe:
         result = probe.find_max_batch(stages.max_batch_size)
+    score = policy_for(policy.spec).score_of(knobs, result, policy)
     return {
-        SCORE: score_probe(ctx.stage, stages, knobs, result, ctx.data),
+        SCORE: score,
         "fits": result.fits_at(stages.min_batch_size),
+        "feasible": score > 0,
         "config_hash": config.digest(),
         "invalid": None,
-        "probe": json.dumps(result.to_json()),  # one string: Tune's loggers take no lists
+        **probe_metrics(result),
         "device": device.name,
         "device_model": device.model,
         **where,
@@ -125,24 +115,6 @@ def no_memory_failure(result: dict[str, Any]) -> bool:
     """Whether a fit trial's result must not prune: it fit, or it was not a valid model at all
     (a model spec that cannot be built says nothing about the memory of larger ones)."""
     return bool(result.get("fits")) or result.get("invalid") is not None
-
-
-def apply_hyperparameters(tree: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """A composed training config (one of ``TuneContext.configs``) with a tune trial's
-    hyperparameters: ``lr_factor`` scales the optimizer's own lr, ``clip_grad_norm`` 0 is none."""
-    optimizer = tree["optimizer"]
-    values: dict[str, Any] = {}
-    if "lr_factor" in params:
-        values["lr"] = optimizer["lr"] * params["lr_factor"]
-    if "warmup_steps" in params:
-        values["warmup_steps"] = params["warmup_steps"]
-    if "clip_grad_norm" in params:
-        values["clip_grad_norm"] = params["clip_grad_norm"] or None
-    if "lookahead" in params:
-        values["lookahead"] = {"enabled": params["lookahead"]}
-    if "weight_decay" in params and "weight_decay" in optimizer:
-        values["weight_decay"] = params["weight_decay"]
-    return merge_tree(tree, {"optimizer": values})
 
 
 def tune_trial(config: dict[str, Any], ctx: TuneContext) -> None:
@@ -175,7 +147,14 @@ def tune_trial(config: dict[str, Any], ctx: TuneContext) -> None:
     run_training(train_config, on_epoch=report)
 
 
-def probe_from_metrics(metrics: dict[str, Any]) -> ProbeResult | None:
+def probe_metrics(result: ProbeResult) -> dict[str, str]:
+    """A probe's result as a fit trial reports it: one JSON string (Tune's loggers take no nested
+    lists), which ``probe_of`` reads back whole."""
+    return {"probe": json.dumps(result.to_json())}
+
+
+def probe_of(metrics: dict[str, Any]) -> ProbeResult | None:
+    """The probe result a fit trial reported, or None (an invalid model, a crash)."""
     data = metrics.get("probe")
     return ProbeResult.from_json(json.loads(data)) if data else None
 

@@ -183,6 +183,21 @@ def test_cli_train_json(tmp_path):
     assert "epoch 2/2" in (tmp_path / "o" / "train.log").read_text()
 
 
+def test_cli_train_report_is_the_json_report_in_a_file(tmp_path):
+    """What the service's training jobs run: the report lands in its file whole."""
+    from stagetune_api import TrainRunReport
+
+    report = tmp_path / "job" / "report.json"
+    result = run_cli(
+        "train", "--output", str(tmp_path / "o"), "--report", str(report), *TINY, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""  # the report went to its file
+    written = TrainRunReport.model_validate_json(report.read_text())
+    assert [e.epoch for e in written.epochs] == [1] and written.parameters > 0
+    assert [p.name for p in report.parent.iterdir()] == ["report.json"]  # no temporary left
+
+
 def test_cli_flags_are_taken_as_they_are(tmp_path):
     """A folder named 2020 is a folder, not a number."""
     result = run_cli("train", "--data", "2020", *TINY, cwd=tmp_path)

@@ -52,11 +52,14 @@ def test_bad_requests_are_refused_naming_the_field(server, body, named):
     status, answer = server.call("POST", "/optimize", body)
     assert status == 422, answer
     assert named in answer["detail"]
+    # one shape for every refusal: a line per problem, and the same key by key
+    assert answer["detail"] == "\n".join(f"{p['key']}: {p['message']}" for p in answer["problems"])
 
 
 def test_malformed_json_is_a_422_not_a_500(server):
     status, answer = server.call("POST", "/optimize", raw=b"{not json")
-    assert status == 422 and answer["detail"][0]["type"] == "json_invalid"
+    assert status == 422 and "not valid JSON" in answer["detail"]
+    assert answer["problems"][0]["key"] == "body"
 
 
 def test_a_job_runs_to_its_result_profile_and_trials(server, tmp_path):

@@ -1,5 +1,6 @@
 """The OpenAPI document fuzzed with schemathesis against a real server on loopback: no request
-the schema allows gets a 5xx.
+the schema allows gets a 5xx, and every answer matches the schema the document gives it (its
+status's body schema and content type).
 
 Fuzzed bodies that are valid jobs are queued like any other, so this server's one seam to Ray
 records submissions instead of running them (tests/service/test_api.py runs real jobs).
@@ -10,7 +11,11 @@ from __future__ import annotations
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+)
 
 from service.settings import Settings
 from tests.service.live_server import app_in_thread, free_port
@@ -41,5 +46,5 @@ def test_no_request_the_schema_allows_gets_a_server_error(case, fuzzed_server):
     case.call_and_validate(
         base_url=fuzzed_server,
         headers={"Authorization": f"Bearer {TOKEN}"},
-        checks=[not_a_server_error],
+        checks=[not_a_server_error, response_schema_conformance, content_type_conformance],
     )

@@ -132,15 +132,16 @@ def test_choices_name_what_a_new_job_may_use(base):
 
 
 def test_a_diverged_loss_in_trials_csv_is_null_in_json(base, settings):
-    from tuner._results import TrialRecord, write_trials_csv
+    from stagetune_api import TrialRecord
+    from tuner import JobFolder
 
     status, job, _ = call(base, "POST", "/optimize", {"preset": "quick", "tune": False})
     assert status == 202
-    records = [TrialRecord("prototyping", "tune", "t1", "stopped_early",
-                           {"result.val_loss": float("nan"),
-                            "result.val_loss_by_epoch": [0.9, float("inf")]})]  # fmt: skip
+    diverged = {"result.val_loss": float("nan"), "result.val_loss_by_epoch": [0.9, float("inf")]}
+    records = [TrialRecord(stage="prototyping", search="tune", trial_id="t1",
+                           status="stopped_early", variables=diverged)]  # fmt: skip
     # what a job whose loss diverged writes in its folder
-    write_trials_csv(settings.jobs_dir / job["job_id"] / "trials.csv", records)
+    JobFolder(settings.jobs_dir / job["job_id"]).write_trials(records)
     status, rows, _ = call(base, "GET", f"/jobs/{job['job_id']}/trials")
     assert status == 200
     values = {r["variable"]: r["value"] for r in rows}
@@ -164,7 +165,8 @@ def test_a_saved_profile_trains_as_a_job_on_ray(base, settings, ray):
         assert time.monotonic() < deadline, ray.entrypoints
         time.sleep(0.05)
     entrypoint, gpus = next((e, g) for e, g in ray.entrypoints if e.startswith("stagetune train"))
-    assert f"--profile {profile}" in entrypoint and "--json >" in entrypoint
+    assert f"--profile {profile}" in entrypoint
+    assert f"--report {profile.parent / 'report.json'}" in entrypoint and ">" not in entrypoint
     assert gpus == 1.0  # the cluster has GPUs: the run trains on a node with one
 
     assert call(base, "POST", "/profiles/to-train/train?version=7")[0] == 404

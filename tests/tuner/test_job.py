@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from model import ConfigError
-from tuner import Stage, build_job_spec, result_schema
+from tuner import Stage, build_job_spec, result_schema, stages_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -16,7 +16,7 @@ def test_explicit_options_win_over_the_preset():
     assert spec.fit_trials == 3
     assert spec.max_atoms == 40  # from configs/presets/quick.yaml
     assert spec.stages == (Stage.PRODUCTION,)
-    stages = spec.stages_config()
+    stages = stages_config(spec)
     assert stages.stages[Stage.PRODUCTION].space["hidden_channels"] == [16, 32]
     assert stages.max_batch_size == 64
 
@@ -33,7 +33,7 @@ def test_a_job_id_is_made_when_none_is_given_and_names_the_folder(tmp_path):
 
 def test_space_overrides_replace_a_knob_of_one_stage():
     spec = build_job_spec({"space": {"validation": {"num_layers": {"min": 2, "max": 4}}}})
-    space = spec.stages_config().stages[Stage.VALIDATION].space
+    space = stages_config(spec).stages[Stage.VALIDATION].space
     assert space["num_layers"].values() == [2, 3, 4]
     assert space["hidden_channels"] == [64, 128, 256]  # the other knobs stay
 
@@ -65,19 +65,47 @@ def test_the_published_result_schema_is_the_one_the_code_makes():
     assert published == result_schema(), "regenerate: stagetune schema > docs/result.schema.json"
 
 
-def test_production_data_limits_are_measured_on_a_real_root(pdbbind_mini, tmp_path):
-    """The largest complex of the data, uncropped, is what the probe sample must cover."""
-    import csv
-
+def _real_data(pdbbind_mini, tmp_path):
     from model import load_train_config
-    from tuner._optimize import _data_stats
+    from tuner import JobData
 
     config = load_train_config(
         settings={"data.source": str(pdbbind_mini), "data.cache_dir": str(tmp_path / "cache")}
     )
-    stats = _data_stats(config)
+    return config, JobData.read(config)
+
+
+def test_production_data_limits_are_measured_on_a_real_root(pdbbind_mini, tmp_path):
+    """The largest complex of the data, uncropped, is what the probe sample must cover."""
+    import csv
+
+    from tuner import load_stages
+
+    config, data = _real_data(pdbbind_mini, tmp_path)
+    stats = data.stats(load_stages().stages[Stage.PRODUCTION])
     with (pdbbind_mini / "atoms.csv").open() as f:
         rows = list(csv.DictReader(f))
     largest = max(int(r["pocket_heavy_atoms"]) + int(r["ligand_heavy_atoms"]) for r in rows)
     assert stats.atoms_needed == largest
     assert stats.training_samples == round(len(rows) * (1 - config.data.val_fraction))
+
+
+def test_max_atoms_percentile_changes_productions_answer(pdbbind_mini, tmp_path):
+    """configs/stages.yaml's max_atoms_percentile is applied: a probe sample that covers the
+    median complex but not the largest is enough at percentile 50, and not at 100."""
+    from tests.tuner.test_policies import cand, probe
+    from tuner import choose, load_stages
+
+    _, data = _real_data(pdbbind_mini, tmp_path)
+    counts = sorted(data.atom_counts)
+    median, largest = counts[len(counts) // 2 - 1], counts[-1]
+    assert median < largest
+    table = [cand("s", probe(1_000_000, 64, atoms=median))]
+    answers = {}
+    for percentile in (100, 50):
+        stages = load_stages(overlays=[{"stages": {"production": {"data_limits": {
+            "max_atoms_percentile": percentile}}}}])  # fmt: skip
+        stats = data.stats(stages.stages[Stage.PRODUCTION])
+        answers[percentile] = choose(Stage.PRODUCTION, stages, table, stats)
+    assert not answers[100].feasible and f"need {largest}" in answers[100].reason
+    assert answers[50].feasible and answers[50].knobs == {"name": "s"}

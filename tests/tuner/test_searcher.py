@@ -8,7 +8,7 @@ from ray import tune
 from ray.tune.search import Searcher
 from ray.tune.search.hyperopt import HyperOptSearch
 
-from tuner import ProbeSearcher, dominates
+from tuner import ProbeSearcher, Stage, dominates
 
 CHANNELS, LAYERS, RBF = [16, 32, 64, 128], [1, 2, 3, 4], [8, 16, 32]
 GRID = [
@@ -133,10 +133,13 @@ def test_a_configuration_that_crashed_is_not_proposed_again_nor_prunes_others():
 def test_production_bound_respects_the_data_cap():
     """Models above the data's parameter cap can score nothing: once a model fits, they are
     not probed, and the best model under the cap still is."""
-    from tuner._search import fit_searcher
+    from tuner import DataStats, PolicyContext, fit_searcher, load_stages, policy_for
 
     cap, limit = 150, 400
-    s = fit_searcher("largest_capacity", GRID, seed=0, seed_points=[], capacity=memory, cap=cap)
+    stages = load_stages(overlays=[{"stages": {"production": {"data_limits": {
+        "params_per_sample": 1.5}}}}])  # fmt: skip
+    ctx = PolicyContext.of(Stage.PRODUCTION, stages, DataStats(training_samples=100))
+    s = fit_searcher(policy_for(ctx.spec), ctx, GRID, seed=0, previous=[], capacity=memory)
     probed, n = [], 0
     while True:
         config = s.suggest(f"t{n}")

@@ -1,13 +1,23 @@
-"""Stage policies, one per module, behind ``Policy.choose``; ``POLICIES`` maps names to them."""
+"""Stage policies, one per module, behind ``Policy``; ``POLICIES`` maps the names that
+``configs/stages.yaml`` uses to them, and ``policy_for`` gives a stage's."""
 
-from tuner.policies._base import Candidate, DataStats, Policy, StageChoice
+from tuner._stages import StageSpec
+from tuner.policies._base import (
+    Candidate,
+    DataStats,
+    Policy,
+    PolicyContext,
+    StageChoice,
+)
 from tuner.policies._production import LargestCapacity, capacity_cap
 from tuner.policies._throughput import TimeBoundThroughput
 
-POLICIES: dict[str, Policy] = {
-    "time_bound_throughput": TimeBoundThroughput(),
-    "largest_capacity": LargestCapacity(),
-}
+POLICIES: dict[str, Policy] = {p.name: p for p in (TimeBoundThroughput(), LargestCapacity())}
+
+
+def policy_for(spec: StageSpec) -> Policy:
+    return POLICIES[spec.policy]
+
 
 __all__ = [
     "POLICIES",
@@ -15,7 +25,9 @@ __all__ = [
     "DataStats",
     "LargestCapacity",
     "Policy",
+    "PolicyContext",
     "StageChoice",
     "TimeBoundThroughput",
     "capacity_cap",
+    "policy_for",
 ]

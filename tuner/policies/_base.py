@@ -1,11 +1,13 @@
-"""The policy interface: pick one configuration from probed candidates."""
+"""The policy interface: a stage's objective (choose, score, seed, bound) and the records it
+works on."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from tuner._hardware import format_size
 from tuner._probe import ProbeResult
@@ -59,17 +61,66 @@ class StageChoice:
     reason: str = ""
 
 
-class Policy(Protocol):
-    """Chooses from candidates. Pure: no probing, no I/O; the same inputs give the same choice."""
+@dataclass(frozen=True)
+class PolicyContext:
+    """Everything a policy judges by, beside the candidates: the stage, its spec, the stages'
+    shared rules (cycle, batch bounds, ties) and what is known of the data."""
 
-    def choose(
-        self,
-        stage: Stage,
-        spec: StageSpec,
-        candidates: Sequence[Candidate],
-        config: StagesConfig,
-        data: DataStats,
-    ) -> StageChoice: ...
+    stage: Stage
+    spec: StageSpec
+    config: StagesConfig
+    data: DataStats = field(default_factory=lambda: DataStats())
+
+    @classmethod
+    def of(cls, stage: Stage, config: StagesConfig, data: DataStats | None = None) -> PolicyContext:
+        return cls(stage, config.stages[stage], config, data or DataStats())
+
+
+class Policy(ABC):
+    """A stage's objective, whole: which candidate it chooses, the score the fit search
+    maximises, where that search starts and what bounds a score before any probe.
+
+    Pure: no probing, no I/O; the same inputs give the same answers. The searches and the result
+    ask the policy; nothing else compares stage or policy names.
+    """
+
+    name: str
+    #: whether ``choose`` judges the job's data (its data limits): the job reads it only then
+    uses_data: bool = False
+
+    @abstractmethod
+    def choose(self, candidates: Sequence[Candidate], ctx: PolicyContext) -> StageChoice:
+        """The stage's answer from the probed (and pruned) candidates."""
+
+    @abstractmethod
+    def score(self, choice: StageChoice) -> float:
+        """What the fit search maximises for a feasible answer (the policy's objective)."""
+
+    def score_of(self, knobs: dict[str, Any], probe: ProbeResult, ctx: PolicyContext) -> float:
+        """One probed configuration's score: this policy applied to it alone; 0 when it would
+        not be chosen even alone (it does not fit, or breaks the stage's rules)."""
+        choice = self.choose([Candidate(knobs, probe)], ctx)
+        return self.score(choice) if choice.feasible else 0.0
+
+    def seed_points(
+        self, choices: Mapping[str, list[Any]], previous: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """The fit search's first points: the previous stage's best, each knob snapped to its
+        nearest choice here."""
+        return [_snap(point, choices) for point in previous]
+
+    def bound(self, capacity: float, ctx: PolicyContext) -> float | None:
+        """An upper bound of a configuration's score known without a probe (from its parameter
+        count), or None when the policy has none."""
+        return None
+
+
+def _snap(point: Mapping[str, Any], choices: Mapping[str, list[Any]]) -> dict[str, Any]:
+    out = {}
+    for knob, values in choices.items():
+        wanted = point.get(knob, values[0])
+        out[knob] = min(values, key=lambda v: (abs(v - wanted), v))
+    return out
 
 
 def step_seconds_at(probe: ProbeResult, batch: int) -> float | None:
@@ -79,20 +130,18 @@ def step_seconds_at(probe: ProbeResult, batch: int) -> float | None:
     return None if probe.time_model is None else probe.time_model.step_seconds(batch)
 
 
-def choice_at(
-    stage: Stage, candidate: Candidate, batch: int, config: StagesConfig, reason: str
-) -> StageChoice:
+def choice_at(candidate: Candidate, batch: int, ctx: PolicyContext, reason: str) -> StageChoice:
     """A feasible answer: ``candidate`` at ``batch``, with the figures its probe supports."""
     probe = candidate.probe
     assert probe is not None
     seconds = step_seconds_at(probe, batch)
     return StageChoice(
-        stage=stage,
+        stage=ctx.stage,
         feasible=True,
         knobs=candidate.knobs,
         batch_size=batch,
         step_seconds=seconds,
-        cycle_minutes=None if seconds is None else config.cycle_batches * seconds / 60.0,
+        cycle_minutes=None if seconds is None else ctx.config.cycle_batches * seconds / 60.0,
         throughput=None if seconds is None else batch / seconds,
         capacity=probe.capacity,
         peak_bytes=probe.peak_bytes if batch == probe.max_batch_size else None,

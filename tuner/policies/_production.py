@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tuner._stages import Stage, StagesConfig, StageSpec
-from tuner.policies._base import Candidate, DataStats, StageChoice, choice_at, nothing_fits
+from tuner._stages import StageSpec
+from tuner.policies._base import (
+    Candidate,
+    DataStats,
+    Policy,
+    PolicyContext,
+    StageChoice,
+    choice_at,
+    nothing_fits,
+)
 
 
 def capacity_cap(spec: StageSpec, data: DataStats) -> float | None:
@@ -17,22 +25,21 @@ def capacity_cap(spec: StageSpec, data: DataStats) -> float | None:
     return per_sample * data.training_samples
 
 
-class LargestCapacity:
+class LargestCapacity(Policy):
     """The largest capacity that fits at ``min_batch_size`` and respects the data limits:
     the probe sample covers the dataset's largest complex (at the configured percentile), and,
     when ``params_per_sample`` is set, capacity <= params_per_sample x training samples.
-    Then B = B_max of that model. Equal capacities: the larger batch wins."""
+    Then B = B_max of that model. Equal capacities: the larger batch wins.
 
-    def choose(
-        self,
-        stage: Stage,
-        spec: StageSpec,
-        candidates: Sequence[Candidate],
-        config: StagesConfig,
-        data: DataStats,
-    ) -> StageChoice:
-        limits = spec.data_limits
-        cap = capacity_cap(spec, data)
+    The fit search's score is the capacity, which a model's parameter count bounds before any
+    probe: models smaller than one that already fits are not probed (branch and bound)."""
+
+    name = "largest_capacity"
+    uses_data = True
+
+    def choose(self, candidates: Sequence[Candidate], ctx: PolicyContext) -> StageChoice:
+        limits, config, data = ctx.spec.data_limits, ctx.config, ctx.data
+        cap = capacity_cap(ctx.spec, data)
         options = []
         for c in candidates:
             p = c.probe
@@ -49,18 +56,23 @@ class LargestCapacity:
                     f"{data.atoms_needed} (percentile {limits.max_atoms_percentile:g}); raise "
                     "max_atoms"
                 )
-                return nothing_fits(stage, candidates, why)
+                return nothing_fits(ctx.stage, candidates, why)
         if not options:
             why = f"no configuration fits in memory at batch {config.min_batch_size}"
             if cap is not None:
                 why += (
                     f" with at most {cap:,.0f} parameters ({limits.params_per_sample:g} per sample)"
                 )
-            return nothing_fits(stage, candidates, why)
+            return nothing_fits(ctx.stage, candidates, why)
         best = max(options, key=lambda c: (c.probe.capacity, c.probe.max_batch_size))  # type: ignore[union-attr]
         p = best.probe
         assert p is not None
         batch = min(p.max_batch_size, config.max_batch_size)
-        return choice_at(
-            stage, best, batch, config, "largest capacity that fits, at its largest batch"
-        )
+        return choice_at(best, batch, ctx, "largest capacity that fits, at its largest batch")
+
+    def score(self, choice: StageChoice) -> float:
+        return float(choice.capacity or 0)
+
+    def bound(self, capacity: float, ctx: PolicyContext) -> float | None:
+        cap = capacity_cap(ctx.spec, ctx.data)
+        return 0.0 if cap is not None and capacity > cap else capacity

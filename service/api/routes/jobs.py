@@ -2,45 +2,41 @@
 
 from __future__ import annotations
 
-import math
-from enum import Enum
 from typing import Annotated, Any, Literal
 
 import yaml
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from service.api.deps import Job, Manager, authorized
+from service.api.errors import REFUSED, invalid, problems_in
 from service.jobs import InvalidJob
-from service.schemas import JobList, JobPublic, job_public
+from service.schemas import JobList, JobPublic
 from service.store import JobState
+from stagetune_api import JobOptions, JobResult, Stage, TrainRunReport, finite_json
+
+router = APIRouter(tags=["jobs"], dependencies=[Depends(authorized)], responses=REFUSED)
 
 
-class Stage(str, Enum):
-    """The stages (as in ``tuner.Stage``; the service does not import torch to name them)."""
-
-    PROTOTYPING = "prototyping"
-    VALIDATION = "validation"
-    PRODUCTION = "production"
-
-
-router = APIRouter(tags=["jobs"], dependencies=[Depends(authorized)])
-
-
-@router.post("/optimize", status_code=status.HTTP_202_ACCEPTED, response_model=JobPublic)
+@router.post(
+    "/optimize",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobPublic,
+    responses={200: {"model": JobPublic, "description": "the job this Idempotency-Key made"}},
+)
 async def optimize(
     request: Request,
     jobs: Manager,
-    options: Annotated[dict[str, Any], Body(description="the options of `stagetune optimize`")],
+    options: JobOptions,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """Queue a job; 202 with its id and links. A repeated ``Idempotency-Key`` returns the job
-    created with it."""
+    """Queue a job; 202 with its id and links. An option not given takes the preset's value.
+    A repeated ``Idempotency-Key`` returns the job created with it (200)."""
     try:
-        record, new = await jobs.create_soon(options, idempotency_key)
+        record, new = await jobs.create_soon(options.given(), idempotency_key)
     except InvalidJob as exc:
-        raise HTTPException(422, str(exc)) from None
-    body = job_public(record, jobs, request).model_dump_json()
+        return invalid(problems_in(str(exc)))
+    body = jobs.public(record, str(request.base_url)).model_dump_json()
     return Response(body, status_code=202 if new else 200, media_type="application/json")
 
 
@@ -53,29 +49,34 @@ async def list_jobs(
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,  # SQLite integers are 64-bit
 ) -> JobList:
     records, total = jobs.store.page(state, limit, offset)
-    return JobList(jobs=[job_public(r, jobs, request) for r in records], total=total)
+    base = str(request.base_url)
+    return JobList(jobs=[jobs.public(r, base) for r in records], total=total)
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic)
 async def get_job(request: Request, jobs: Manager, job: Job) -> JobPublic:
     """A job's state and progress (on the event loop: a SQLite row and one small file)."""
-    return job_public(job, jobs, request)
+    return jobs.public(job, str(request.base_url))
 
 
-@router.get("/jobs/{job_id}/result")
-def get_result(jobs: Manager, job: Job) -> dict[str, Any]:
-    """The job's result.json (a training run's report); 409 with the job's state while there
-    is none."""
+@router.get(
+    "/jobs/{job_id}/result",
+    response_model=JobResult | TrainRunReport,
+    responses={409: {"description": "the job has not succeeded (yet)"}},
+)
+def get_result(jobs: Manager, job: Job) -> Response:
+    """The job's result.json (``JobResult``); a training run's report (``TrainRunReport``).
+    409 with the job's state while there is none."""
     result = jobs.result(job) if job.state is JobState.SUCCEEDED else None
     if result is None:
         raise HTTPException(status.HTTP_409_CONFLICT, f"job {job.id} is {job.state.value}")
-    return result
+    return JSONResponse(finite_json(result))
 
 
 @router.delete("/jobs/{job_id}", response_model=JobPublic)
 def cancel_job(request: Request, jobs: Manager, job: Job) -> JobPublic:
     """Cancel: a queued job never starts, a running one is stopped on Ray."""
-    return job_public(jobs.cancel(job), jobs, request)
+    return jobs.public(jobs.cancel(job), str(request.base_url))
 
 
 @router.get("/jobs/{job_id}/trials")
@@ -87,18 +88,7 @@ def get_trials(jobs: Manager, job: Job) -> list[dict[str, Any]]:
     path = jobs.folder(job.id) / "trials.csv"
     if not path.is_file():
         raise HTTPException(status.HTTP_409_CONFLICT, f"job {job.id} is {job.state.value}")
-    rows = read_trials_csv(path)
-    for row in rows:
-        row["value"] = _finite_or_none(row["value"])
-    return rows
-
-
-def _finite_or_none(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, list):
-        return [_finite_or_none(v) for v in value]
-    return value
+    return [finite_json(row) for row in read_trials_csv(path)]
 
 
 @router.get(

@@ -6,136 +6,59 @@ answered key by key; and ``GET /choices``, what a new job may name."""
 from __future__ import annotations
 
 import asyncio
-import shlex
-from typing import Annotated, Any, Literal
-from urllib.parse import quote
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, Field
 
+from service import profiles
 from service.api.deps import Manager, authorized
-from service.api.routes.jobs import Stage
+from service.api.errors import REFUSED, invalid, problems_in
 from service.jobs import InvalidJob
-from service.schemas import JobPublic, job_public
-from service.store import ProfileRecord, ProfileStore
+from service.profiles import InvalidConfig
+from service.schemas import (
+    NAME,
+    Choices,
+    ConfigChecked,
+    ConfigIn,
+    JobPublic,
+    ProfileIn,
+    ProfileList,
+    ProfilePublic,
+)
+from service.store import ProfileStore
+from stagetune_api import Stage
 
-router = APIRouter(tags=["profiles"], dependencies=[Depends(authorized)])
-
-NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-
-
-class Problem(BaseModel):
-    key: str = Field(description="the dotted key of the configuration, e.g. optimizer.lr")
-    message: str
-
-
-class Invalid(BaseModel):
-    detail: str = Field(description="every problem, one per line")
-    problems: list[Problem]
-
-
-class ConfigIn(BaseModel):
-    config: dict[str, Any] = Field(
-        description="sections of a training configuration (model, optimizer, scheduler, data, "
-        "train), e.g. a job's profiles/<stage>.yaml as JSON; missing keys come from configs/"
-    )
-
-
-class ConfigChecked(BaseModel):
-    valid: bool
-    config_hash: str = Field(description="SHA-256 of the whole configuration")
-    config: dict[str, Any] = Field(description="the whole configuration, every key typed")
-
-
-class ProfileIn(ConfigIn):
-    stage: Stage | None = Field(default=None, description="the stage it was chosen for")
-    job_id: str | None = Field(default=None, description="the job it came from", max_length=64)
-    description: str | None = Field(default=None, max_length=500)
-
-
-class ProfilePublic(BaseModel):
-    name: str
-    version: int
-    versions: int = Field(description="versions saved under this name")
-    created: float
-    stage: Stage | None
-    job_id: str | None
-    description: str | None
-    config_hash: str
-    config: dict[str, Any]
-    links: dict[str, str]
-    command: str = Field(description="download this version and train with it")
-
-
-class ProfileList(BaseModel):
-    profiles: list[ProfilePublic]
-
-
-class Choices(BaseModel):
-    presets: dict[str, dict[str, Any]] = Field(description="each preset's job options")
-    stages: list[Stage]
-    data_roots: list[str] = Field(description="folders a job's data may lie in")
-    optimizers: list[str]
-    schedulers: list[str]
+router = APIRouter(tags=["profiles"], dependencies=[Depends(authorized)], responses=REFUSED)
 
 
 def _store(request: Request) -> ProfileStore:
     return request.app.state.profiles  # type: ignore[no-any-return]
 
 
-def check(config: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    """The whole configuration ``config`` composes to, and its hash; ``InvalidConfig`` names
-    each key that is not accepted."""
-    from tuner import ConfigError, check_profile
-
-    try:
-        validated = check_profile(config)
-    except ConfigError as exc:
-        raise InvalidConfig(str(exc), exc.problems) from None
-    return validated.to_dict(), validated.digest()
-
-
-class InvalidConfig(ValueError):
-    def __init__(self, message: str, problems: tuple[tuple[str, str], ...]) -> None:
-        super().__init__(message)
-        self.problems = problems or (("(configuration)", message),)
-
-    def response(self) -> JSONResponse:
-        body = Invalid(
-            detail=str(self),
-            problems=[Problem(key=k, message=m) for k, m in self.problems],
-        )
-        return JSONResponse(body.model_dump(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
-
-
-_INVALID: dict[int | str, dict[str, Any]] = {
-    422: {"model": Invalid, "description": "the configuration, key by key"}
-}
-
-
-@router.post("/configs/check", response_model=ConfigChecked, responses=_INVALID)
+@router.post("/configs/check", response_model=ConfigChecked)
 async def check_config(given: ConfigIn) -> Response:
     """Check a training configuration with the rules of ``stagetune train``; nothing is saved."""
     try:
-        config, digest = await asyncio.to_thread(check, given.config)
+        config, digest = await asyncio.to_thread(profiles.check, given.config)
     except InvalidConfig as exc:
-        return exc.response()
+        return invalid(exc.problems)
     return JSONResponse(ConfigChecked(valid=True, config_hash=digest, config=config).model_dump())
 
 
 @router.get("/profiles", response_model=ProfileList)
 def list_profiles(request: Request) -> ProfileList:
     """The latest version of every saved profile."""
-    return ProfileList(profiles=[_public(r, n, request) for r, n in _store(request).latest()])
+    base = str(request.base_url)
+    return ProfileList(profiles=[profiles.public(r, n, base) for r, n in _store(request).latest()])
 
 
 @router.put(
     "/profiles/{name}",
     response_model=ProfilePublic,
     status_code=status.HTTP_201_CREATED,
-    responses={**_INVALID, 200: {"description": "the same configuration as the latest version"}},
+    responses={200: {"description": "the same configuration as the latest version"}},
 )
 async def save_profile(
     request: Request,
@@ -146,16 +69,16 @@ async def save_profile(
     ``POST /configs/check`` does: an invalid configuration is never saved (422). Saving the
     configuration of the latest version again changes nothing (200)."""
     try:
-        config, digest = await asyncio.to_thread(check, given.config)
+        config, digest = await asyncio.to_thread(profiles.check, given.config)
     except InvalidConfig as exc:
-        return exc.response()
+        return invalid(exc.problems)
     store = _store(request)
     record, new = await asyncio.to_thread(
         store.save, name, config, digest, given.stage.value if given.stage else None,
         given.job_id, given.description,
     )  # fmt: skip
     versions = store.versions(name)
-    body = _public(record, versions, request).model_dump(mode="json")
+    body = profiles.public(record, versions, str(request.base_url)).model_dump(mode="json")
     return JSONResponse(body, status_code=status.HTTP_201_CREATED if new else status.HTTP_200_OK)
 
 
@@ -178,13 +101,12 @@ def get_profile(
         which = f"version {version} of " if version else ""
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {which}profile {name!r}")
     if format == "yaml":
-        filename = _filename(record)
         return PlainTextResponse(
-            _yaml(record, filename),
+            profiles.profile_file(record),
             media_type="application/yaml",
-            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+            headers={"Content-Disposition": f'attachment; filename="{profiles.filename(record)}"'},
         )
-    public = _public(record, store.versions(name), request)
+    public = profiles.public(record, store.versions(name), str(request.base_url))
     return JSONResponse(public.model_dump(mode="json"))
 
 
@@ -196,7 +118,7 @@ def train_profile(
     jobs: Manager,
     name: Annotated[str, PathParam(pattern=NAME)],
     version: Annotated[int | None, Query(ge=1, le=2**62)] = None,
-) -> JobPublic:
+) -> Response:
     """Start a training run of a version of the profile (the latest by default): a job of kind
     ``train`` on Ray, ``stagetune train --profile`` of that version, followed like any job; its
     report is its result. Its data must lie in the data roots (422)."""
@@ -205,10 +127,11 @@ def train_profile(
         which = f"version {version} of " if version else ""
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {which}profile {name!r}")
     try:
-        job = jobs.create_training(record.name, record.version, _yaml(record, _filename(record)))
+        job = jobs.create_training(record.name, record.version, profiles.profile_file(record))
     except InvalidJob as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-    return job_public(job, jobs, request)
+        return invalid(problems_in(str(exc)))
+    body = jobs.public(job, str(request.base_url)).model_dump_json()
+    return Response(body, status_code=status.HTTP_202_ACCEPTED, media_type="application/json")
 
 
 @router.get("/choices", response_model=Choices)
@@ -224,46 +147,4 @@ def choices(request: Request, jobs: Manager) -> Choices:
         data_roots=[str(r) for r in jobs.settings.data_roots],
         optimizers=known["optimizers"],
         schedulers=known["schedulers"],
-    )
-
-
-def _filename(record: ProfileRecord) -> str:
-    return f"{record.name}-v{record.version}.yaml"
-
-
-def _yaml(record: ProfileRecord, filename: str) -> str:
-    from tuner._results import profile_yaml
-
-    meta = {
-        "description": record.description or f"stagetune profile {record.name}",
-        "profile": record.name,
-        "version": record.version,
-        "stage": record.stage,
-        "job_id": record.job_id,
-        "config_hash": record.config_hash,
-    }
-    return profile_yaml(record.config, meta, filename)
-
-
-def _public(record: ProfileRecord, versions: int, request: Request) -> ProfilePublic:
-    base = str(request.base_url).rstrip("/")
-    url = f"{base}/profiles/{quote(record.name)}?version={record.version}"
-    filename = _filename(record)
-    auth = '"Authorization: Bearer $STAGETUNE_API_TOKEN"'
-    command = (
-        f"curl -fsS -H {auth} {shlex.quote(url + '&format=yaml')} -o {shlex.quote(filename)}"
-        f" && stagetune train --profile {shlex.quote(filename)}"
-    )
-    return ProfilePublic(
-        name=record.name,
-        version=record.version,
-        versions=versions,
-        created=record.created,
-        stage=Stage(record.stage) if record.stage else None,
-        job_id=record.job_id,
-        description=record.description,
-        config_hash=record.config_hash,
-        config=record.config,
-        links={"self": url, "yaml": f"{url}&format=yaml"},
-        command=command,
     )

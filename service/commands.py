@@ -1,0 +1,238 @@
+"""What each ``stagetune`` command does, given its parsed arguments (``service.cli`` parses them).
+
+Heavy imports (torch, Ray) happen inside the commands that need them, so ``stagetune --help`` and
+``stagetune serve`` start quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from stagetune_api import JobSpec
+
+log = logging.getLogger("stagetune")
+LOG_FORMAT = logging.Formatter(
+    "%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S"
+)
+handlers: list[logging.Handler] = []
+
+#: Fields of a job spec with no flag of their own: the positional KEY=VALUE overrides, the
+#: per-stage spaces (a preset's or a --spec file's), and tune (the --no-tune switch).
+NO_FLAG = ("overrides", "space", "tune")
+
+
+def fixable(exc: Exception) -> bool:
+    """Whether ``exc`` is an error the user can fix (a bad key, file or value): it is said in
+    one line, without a traceback."""
+    from model import StagetuneError
+
+    return isinstance(exc, StagetuneError)
+
+
+def job_flags() -> list[str]:
+    """The fields of ``JobSpec`` that ``stagetune optimize`` takes as ``--flags``."""
+    return [name for name in JobSpec.model_fields if name not in NO_FLAG]
+
+
+def log_to_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(LOG_FORMAT)
+    handlers.append(handler)
+    logging.getLogger().addHandler(handler)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Replace ``path`` with ``data`` whole (a temporary file beside it, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def probe(args: argparse.Namespace) -> int:
+    from model import load_train_config
+    from tuner import Probe, ProbeSample, device_for, discover, format_size, load_stages
+
+    log_to_file(args.log_file)
+    overrides = [*args.overrides, "optimizer.log_config=false"]
+    if args.device != "auto":
+        overrides.append(f"train.device={args.device}")
+    config = load_train_config(overrides)
+    stages = load_stages(args.stages)
+    device = device_for(discover(args.memory_budget), args.device)
+    max_atoms = args.max_atoms or config.data.max_atoms
+    sample = (
+        ProbeSample.from_folder(args.sample, max_atoms)
+        if args.sample
+        else ProbeSample.synthetic(max_atoms, config.model.cutoff, config.model.max_num_neighbors)
+    )
+    log.info("probing on %s (%s) with %s", device.name, device.model, sample.source)
+    with Probe(config, device, sample, stages.memory_fraction, stages.cycle_batches) as probe:
+        if args.batch_size is not None:
+            m = probe.measure(args.batch_size)
+            if args.json:
+                print_json(m.to_json())
+            else:
+                state = "fits" if m.fits else "out of memory" if m.oom else "over the limit"
+                peak = format_size(m.peak_bytes) if m.peak_bytes is not None else "-"
+                print(f"batch {m.batch_size}: {state}, peak {peak}, step {m.median_seconds} s")
+            return 0
+        result = probe.find_max_batch(stages.max_batch_size)
+    if args.json:
+        print_json(result.to_json())
+    elif result.fits:
+        print(
+            f"largest batch {result.max_batch_size} on {result.device}: peak "
+            f"{format_size(result.peak_bytes or 0)} of {format_size(result.limit_bytes)}, "
+            f"{result.step_seconds:.3f} s/step, {result.cycle_minutes:.1f} min per "
+            f"{stages.cycle_batches}-step cycle, {result.throughput:.1f} samples/s "
+            f"({result.probe_steps} probe steps, {result.capacity:,} parameters)"
+        )
+    else:
+        print(f"does not fit at batch 1 on {result.device} ({format_size(result.limit_bytes)})")
+    return 0
+
+
+def optimize(args: argparse.Namespace) -> int:
+    from tuner import build_job_spec
+    from tuner import optimize as run_job
+
+    given = {name: getattr(args, name) for name in job_flags()}
+    given["overrides"] = args.overrides or None
+    given["tune"] = False if args.no_tune else None
+    spec = build_job_spec(given, spec_file=args.spec)
+    log.info("job %s: %s", spec.job_id, spec.job_dir)
+    # Ray Tune prints its own tables to stdout: keep stdout for the answer (or the JSON)
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run_job(spec, address=args.address, output=args.output)
+    if args.json:
+        print_json(result.model_dump(mode="json"))
+        return 0
+    for stage, answer in result.stages.items():
+        if not answer.feasible:
+            print(f"{stage.value}: {answer.reason}")
+            continue
+        probe = answer.probe
+        knobs = {k: answer.model[k] for k in ("hidden_channels", "num_layers", "num_rbf")}
+        print(
+            f"{stage.value}: {knobs} at batch {answer.batch_size}, "
+            f"{answer.optimizer.get('name')} lr {answer.optimizer.get('lr'):.2e}, "
+            f"{answer.scheduler.get('name')}"
+            + (f"; {probe.throughput:.1f} samples/s, {probe.cycle_minutes:.1f} min per cycle"
+               if probe and probe.throughput and probe.cycle_minutes else "")
+        )  # fmt: skip
+    print(f"job folder: {spec.job_dir} (profiles/, result.json, trials.csv, audit.md)")
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.main import create_app
+    from service.settings import Settings
+
+    settings = Settings()
+    host = args.host or settings.host
+    port = settings.port if args.port is None else args.port
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_level="info",
+        access_log=settings.access_log,
+    )  # fmt: skip
+    return 0
+
+
+def schema(args: argparse.Namespace) -> int:
+    from tuner import result_schema
+
+    print_json(result_schema())
+    return 0
+
+
+def hardware(args: argparse.Namespace) -> int:
+    from tuner import discover, format_size
+
+    hardware = discover(args.memory_budget)
+    if args.json:
+        print_json(hardware.to_json())
+        return 0
+    for d in hardware.devices:
+        extra = f", compute {d.compute_capability}, driver {d.driver}" if d.kind == "cuda" else ""
+        label = "budget" if d.kind == "cpu" else "memory"
+        print(f"{d.name}: {d.model}, {label} {format_size(d.memory_bytes)}, bf16 {d.bf16}{extra}")
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    from model import load_train_config, run_training
+
+    flags = {
+        "data.source": args.data,
+        "train.epochs": args.epochs,
+        "train.device": args.device,
+        "train.output_dir": args.output,
+    }
+    config = load_train_config(
+        args.overrides,
+        profile=args.profile,
+        config_dir=args.config_dir,
+        settings={key: value for key, value in flags.items() if value is not None},
+    )
+    log_to_file(Path(config.train.output_dir) / "train.log")
+    report = run_training(config)
+    if args.report is not None:  # whole, or not at all: the service reads it as the job's result
+        write_json(args.report, report.to_json())
+    if args.json:
+        print_json(report.to_json())
+    elif args.report is None:
+        last = report.epochs[-1]
+        print(
+            f"trained {report.parameters:,} parameters for {last.epoch} epochs on {report.device} "
+            f"({report.precision}) in {report.seconds:.1f}s: val_rmse {last.val_rmse:.3f}, "
+            f"val_pearson {last.val_pearson:.3f}\nrun folder: {report.run_dir}"
+        )
+    return 0
+
+
+def inspect(args: argparse.Namespace) -> int:
+    from model import AtomPolicy, default_cache_dir, inspect_root
+
+    policy = AtomPolicy(max_atoms=args.max_atoms, pocket_radius=args.pocket_radius)
+    summaries = inspect_root(
+        args.root,
+        policy,
+        cutoff=args.cutoff,
+        max_num_neighbors=args.max_neighbors,
+        labels_path=args.labels,
+        cache_dir=None if args.no_cache else args.cache_dir or default_cache_dir(),
+        strict=args.strict,
+    )
+    rows = [dataclasses.asdict(s) for s in summaries]
+    if args.json:
+        print_json(rows)
+        return 0
+    print(f"{'id':<12}{'protein':>8}{'ligand':>8}{'label':>8}{'edges':>8}  skipped")
+    for r in rows:
+        cells = [_cell(r[k]) for k in ("protein_atoms", "ligand_atoms", "label", "edges")]
+        print(f"{r['id']:<12}" + "".join(f"{c:>8}" for c in cells) + f"  {r['skipped'] or ''}")
+    usable = sum(r["skipped"] is None for r in rows)
+    print(f"{usable} usable, {len(rows) - usable} skipped")
+    return 0
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+

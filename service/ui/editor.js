@@ -1,0 +1,153 @@
+// The editable configuration of a stage: each edit checked by the API, saved as a versioned profile.
+"use strict";
+
+// --- the editable configuration ------------------------------------------------------------
+
+function flatten(tree, prefix = "") {
+  const rows = [];
+  for (const [key, value] of Object.entries(tree)) {
+    const path = prefix ? `${prefix}.${key}` : key;
+    if (value && typeof value === "object" && !Array.isArray(value)) rows.push(...flatten(value, path));
+    else rows.push([path, value]);
+  }
+  return rows;
+}
+
+function shown(value) {
+  return typeof value === "string" ? value : JSON.stringify(value);
+}
+
+function parsed(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+function treeOf(rows) {
+  const tree = {};
+  for (const [path, value] of rows) {
+    const parts = path.split(".");
+    let node = tree;
+    for (const part of parts.slice(0, -1)) node = node[part] ??= {};
+    node[parts.at(-1)] = value;
+  }
+  return tree;
+}
+
+function configEditor(stage, jobId, profile) {
+  const original = new Map(flatten(profile));
+  const body = el("tbody");
+  let section = null;
+  for (const [path, value] of original) {
+    const top = path.split(".")[0];
+    if (top !== section) {
+      section = top;
+      body.append(el("tr", { class: "section" }, el("td", { colspan: 3 }, top)));
+    }
+    body.append(el("tr", { "data-key": path },
+      el("td", { class: "key" }, path.slice(top.length + 1)),
+      el("td", {}, el("input", { value: shown(value), "aria-label": path, spellcheck: "false" })),
+      el("td", { class: "problem" })));
+  }
+  const general = el("p", { class: "problem general" });
+  const name = el("input", { name: "profile-name", value: `${stage}-${jobId}`, "aria-label": "profile name", pattern: "[A-Za-z0-9][A-Za-z0-9_.\\-]{0,63}" });
+  const save = el("button", { type: "button", class: "save-profile" }, "Save as profile");
+  const saved = el("div", { class: "saved" });
+  const editor = el("div", { class: "editor" },
+    el("h2", {}, "Configuration"),
+    el("p", { class: "note" }, "Every value can be edited; each edit is checked with the rules of stagetune train."),
+    el("table", { class: "config" }, el("thead", {}, el("tr", {}, el("th", {}, "Key"), el("th", {}, "Value"), el("th", {}, ""))), body),
+    general,
+    el("div", { class: "save" }, name, save),
+    saved);
+
+  const current = () => [...body.querySelectorAll("tr[data-key]")].map((row) => [row.dataset.key, parsed(row.querySelector("input").value)]);
+  let checking = null;
+  let valid = true;
+  const check = async () => {
+    const rows = current();
+    for (const row of body.querySelectorAll("tr[data-key]")) {
+      row.classList.toggle("edited", row.querySelector("input").value !== shown(original.get(row.dataset.key)));
+    }
+    const mine = (checking = Symbol("check"));
+    let problems = [];
+    try {
+      await api("POST", "/configs/check", { config: treeOf(rows) });
+    } catch (error) {
+      if (error.status !== 422) { general.textContent = error.message; return; }
+      problems = error.body.problems || [{ key: "", message: error.message }];
+    }
+    if (mine !== checking) return; // a later edit's check answers instead
+    valid = problems.length === 0;
+    save.disabled = !valid;
+    const leftover = [];
+    for (const row of body.querySelectorAll("tr[data-key]")) {
+      row.classList.remove("invalid");
+      row.querySelector("td.problem").textContent = "";
+    }
+    for (const p of problems) {
+      const row = body.querySelector(`tr[data-key="${CSS.escape(p.key)}"]`)
+        || [...body.querySelectorAll("tr[data-key]")].find((r) => p.key.startsWith(`${r.dataset.key}.`));
+      if (row) {
+        row.classList.add("invalid");
+        row.querySelector("td.problem").textContent = p.message;
+      } else {
+        leftover.push(`${p.key}: ${p.message}`);
+      }
+    }
+    general.textContent = leftover.join("\n");
+  };
+  let pending = null;
+  body.addEventListener("input", () => {
+    save.disabled = true;
+    clearTimeout(pending);
+    pending = setTimeout(check, 250);
+  });
+  save.addEventListener("click", async () => {
+    saved.replaceChildren();
+    if (!name.checkValidity()) {
+      saved.append(el("p", { class: "problem" }, "A profile name is 1 to 64 letters, digits, '_', '.' or '-'."));
+      return;
+    }
+    try {
+      const { status, data } = await api("PUT", `/profiles/${encodeURIComponent(name.value)}`, { config: treeOf(current()), stage, job_id: jobId });
+      saved.append(savedProfile(data, status === 201 ? "Saved" : "Unchanged since"));
+    } catch (error) {
+      if (error.status === 422) await check();
+      saved.append(el("p", { class: "problem" }, `Not saved: ${error.message}`));
+    }
+  });
+  return editor;
+}
+
+function savedProfile(profile, verb) {
+  const filename = `${profile.name}-v${profile.version}.yaml`;
+  const command = el("pre", { class: "command" }, profile.command);
+  return el("div", { class: "saved-profile", "data-profile": profile.name, "data-version": profile.version },
+    el("p", {}, `${verb} profile `, el("strong", {}, profile.name), ` version ${profile.version}.`),
+    el("button", { type: "button", class: "plain download", onclick: () => downloadProfile(profile.name, profile.version, filename) }, `Download ${filename}`),
+    " ",
+    el("button", { type: "button", class: "plain train", onclick: (event) => trainProfile(profile.name, profile.version, event.target.parentNode) }, "Train with it on the cluster"),
+    " ",
+    el("button", { type: "button", class: "plain copy", onclick: async (event) => {
+      await navigator.clipboard?.writeText(profile.command).catch(() => {});
+      event.target.textContent = "Command copied";
+    } }, "Copy the command to train with it"),
+    command);
+}
+
+async function trainProfile(name, version, where) {
+  try {
+    const { data } = await api("POST", `/profiles/${encodeURIComponent(name)}/train?version=${version}`);
+    location.hash = `#/jobs/${data.job_id}`;
+  } catch (error) {
+    where.append(el("p", { class: "problem" }, `Not started: ${error.message}`));
+  }
+}
+
+async function downloadProfile(name, version, filename) {
+  const { data } = await api("GET", `/profiles/${encodeURIComponent(name)}?version=${version}&format=yaml`, undefined, "application/yaml");
+  download(filename, data, "application/yaml");
+}

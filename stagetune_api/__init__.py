@@ -1,0 +1,65 @@
+"""The records that cross process and package boundaries: the REST body and ``--spec`` file of a
+job (``JobOptions``, ``JobSpec``), ``result.json`` (``JobResult``), ``progress.json``
+(``Progress``), the rows of ``trials.csv`` (``TrialRecord``), a training run's report, and the
+enums they use.
+
+Pydantic models and enums only: importing this package imports neither torch nor Ray, so the
+REST service, the command line and the results page share one typed contract with the tuner.
+Dependencies point one way: ``service`` and ``tuner`` import this package; it imports neither.
+"""
+
+from stagetune_api._enums import JobKind, Search, Stage, TrialStatus
+from stagetune_api._job import (
+    JOB_ID_PATTERN,
+    JobOptions,
+    JobSpec,
+    Knob,
+    Range,
+    new_job_id,
+)
+from stagetune_api._json import finite_json
+from stagetune_api._progress import Progress, SearchFigures
+from stagetune_api._result import (
+    JobResult,
+    MeasuredOn,
+    ProbeFigures,
+    Provenance,
+    StageBudget,
+    StageResult,
+    TrialRecord,
+    ValidationFigures,
+    result_schema,
+)
+from stagetune_api._sizes import format_size, parse_size
+from stagetune_api._train import EpochFigures, SkippedComplex, TrainOptions, TrainRunReport
+
+__all__ = [
+    "JOB_ID_PATTERN",
+    "EpochFigures",
+    "JobKind",
+    "JobOptions",
+    "JobResult",
+    "JobSpec",
+    "Knob",
+    "MeasuredOn",
+    "ProbeFigures",
+    "Progress",
+    "Provenance",
+    "Range",
+    "Search",
+    "SearchFigures",
+    "SkippedComplex",
+    "Stage",
+    "StageBudget",
+    "StageResult",
+    "TrainOptions",
+    "TrainRunReport",
+    "TrialRecord",
+    "TrialStatus",
+    "ValidationFigures",
+    "finite_json",
+    "format_size",
+    "new_job_id",
+    "parse_size",
+    "result_schema",
+]

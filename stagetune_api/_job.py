@@ -1,0 +1,198 @@
+"""The job spec: everything one ``stagetune optimize`` run depends on.
+
+``JobSpec`` is the resolved spec, every field set: the job folder keeps it as ``job.json``, so a
+job run again with the same ``job_id`` resumes with exactly the same spec. ``JobOptions`` is what
+a client may give (the body of ``POST /optimize``, a ``--spec`` file, the command line's flags):
+the same fields, each optional (a field not given takes the preset's value, else the spec's
+default), less the two the server sets (``job_id`` and ``storage``). It is derived from
+``JobSpec``, so a field, its bounds and its description are written once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import secrets
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+
+from stagetune_api._enums import Stage
+from stagetune_api._sizes import parse_size
+
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+_TEXT = 4096  # the longest string option (a path, an override)
+_MANY = 10_000  # the most trials, epochs or concurrent trials a job may ask for
+
+
+def new_job_id() -> str:
+    """When it was asked for, and six random hex digits: ``20261130-045236-1f2e3d``."""
+    return time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+
+
+class Range(BaseModel):
+    """A knob's choices from ``min`` to ``max`` every ``step``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min: int = Field(gt=0, le=1_000_000)
+    max: int = Field(gt=0, le=1_000_000)
+    step: int = Field(default=1, gt=0, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.min > self.max:
+            raise ValueError(f"min={self.min} is above max={self.max}")
+        return self
+
+    def values(self) -> list[int]:
+        return list(range(self.min, self.max + 1, self.step))
+
+
+Knob = list[int] | list[float] | Range
+
+
+class JobSpec(BaseModel):
+    """One optimize job. Field docs are what ``--help`` and the REST schema show."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    job_id: str = Field(
+        max_length=64,
+        json_schema_extra={"pattern": JOB_ID_PATTERN},
+        description="names the job's folder; the same id resumes the job",
+    )
+    preset: str = Field(
+        default="default", max_length=64, description="a preset of configs/presets/, by name"
+    )
+    stages: tuple[Stage, ...] = Field(
+        default=tuple(Stage), min_length=1, max_length=3, description="the stages to answer"
+    )
+    data: str = Field(
+        default="synthetic",
+        min_length=1,
+        max_length=_TEXT,
+        description="synthetic, or a PDBbind-style root every node can read",
+    )
+    overrides: tuple[Annotated[str, Field(max_length=_TEXT)], ...] = Field(
+        default=(),
+        max_length=1000,
+        description="training config overrides such as optimizer=sgd model.lmax=2",
+    )
+    space: dict[Stage, dict[str, Knob]] = Field(
+        default_factory=dict, description="per stage, knobs that replace the stage's space"
+    )
+    max_atoms: int | None = Field(
+        default=None, gt=0, le=100_000, description="atoms per probe complex (data.max_atoms)"
+    )
+    sample: str | None = Field(
+        default=None, max_length=_TEXT, description="a real complex ROOT/ID to probe with"
+    )
+    memory_budget: str | None = Field(
+        default=None, max_length=32, description="CPU budget per trial, e.g. 4GiB"
+    )
+    fit_trials: int = Field(default=16, gt=0, le=_MANY, description="architecture probes per stage")
+    tune_trials: int = Field(
+        default=12, gt=0, le=_MANY, description="hyperparameter trials per stage"
+    )
+    max_concurrent: int = Field(default=4, gt=0, le=1024, description="trials running at once")
+    gpus_per_trial: float = Field(
+        default=1.0, ge=0, le=64, description="GPUs per trial; ignored where no node has one"
+    )
+    cpus_per_trial: float = Field(default=1.0, gt=0, le=1024, description="CPUs per trial")
+    accelerator_type: str | None = Field(
+        default=None, max_length=64, description="only nodes with this GPU type, e.g. A100, H100"
+    )
+    max_epochs: int = Field(
+        default=10, gt=0, le=_MANY, description="ASHA's budget per trial (epochs)"
+    )
+    grace_period: int = Field(
+        default=1, gt=0, le=_MANY, description="epochs before ASHA may stop a trial"
+    )
+    reduction_factor: float = Field(
+        default=3.0, gt=1, le=100, description="ASHA's reduction factor"
+    )
+    tune: bool = Field(
+        default=True, description="run the tune search; false gives the hardware-only answer"
+    )
+    seed: int = Field(default=0, ge=0, le=2**32 - 1, description="the searchers' seed")
+    storage: str = Field(
+        default="~/stagetune/jobs",
+        max_length=_TEXT,
+        description="folder of job folders, shared by all nodes",
+    )
+
+    @field_validator("job_id")
+    @classmethod
+    def _job_id(cls, value: str) -> str:
+        if not re.fullmatch(JOB_ID_PATTERN, value):
+            raise ValueError(
+                f"{value!r} is not a job id: use 1 to 64 letters, digits, '_', '.' or '-', "
+                "starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("memory_budget")
+    @classmethod
+    def _budget(cls, value: str | None) -> str | None:
+        return _check_budget(value)
+
+    @field_validator("stages")
+    @classmethod
+    def _ordered(cls, value: tuple[Stage, ...]) -> tuple[Stage, ...]:
+        """Stages run in development order (prototyping's best seeds validation), once each."""
+        return tuple(s for s in Stage if s in value)
+
+    @field_validator("space")
+    @classmethod
+    def _finite(cls, value: dict[Stage, dict[str, Knob]]) -> dict[Stage, dict[str, Knob]]:
+        for knobs in value.values():
+            for knob, choices in knobs.items():
+                if isinstance(choices, list) and not all(math.isfinite(c) for c in choices):
+                    raise ValueError(f"{knob}: every choice must be a finite number")
+        return value
+
+    @property
+    def job_dir(self) -> Path:
+        return Path(self.storage).expanduser().resolve() / self.job_id
+
+
+def _check_budget(value: str | None) -> str | None:
+    if value is not None:
+        parse_size(value)
+    return value
+
+
+#: Set by whoever runs the job (the service, or the command line's --job-id and --storage).
+SERVER_FIELDS = ("job_id", "storage")
+
+
+def _optional(name: str) -> tuple[Any, Any]:
+    info = JobSpec.model_fields[name]
+    inner = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+    annotation = Optional[inner]  # type: ignore[valid-type]  # noqa: UP045
+    default = info.get_default(call_default_factory=True)
+    shown = [getattr(v, "value", v) for v in default] if isinstance(default, tuple) else default
+    described = f"{info.description} (default: the preset's, else {json.dumps(shown)})"
+    return annotation, Field(default=None, description=described)
+
+
+_Options: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "_Options",
+    __config__=ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False),
+    __validators__={"budget": field_validator("memory_budget")(_check_budget)},
+    **{name: _optional(name) for name in JobSpec.model_fields if name not in SERVER_FIELDS},
+)
+
+
+class JobOptions(_Options):  # type: ignore[misc,valid-type]
+    """The options of one job (the body of ``POST /optimize``), each optional: one not given
+    takes the preset's value, else ``JobSpec``'s default."""
+
+    def given(self) -> dict[str, Any]:
+        """The options given, as JSON data (what ``tuner.build_job_spec`` takes)."""
+        return self.model_dump(mode="json", exclude_unset=True)

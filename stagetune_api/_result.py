@@ -1,0 +1,123 @@
+"""``result.json`` (``JobResult``) and the trial records behind it (``TrialRecord``: the rows of
+``trials.csv``). ``result_schema`` is the JSON Schema published as ``docs/result.schema.json``.
+
+Fields added since the first result files have defaults, so every result.json a job ever wrote
+still reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from stagetune_api._enums import Search, Stage, TrialStatus
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrialRecord(_Record):
+    """One trial of one search, every variable flat and typed (``trials.csv`` has one row each)."""
+
+    stage: Stage
+    search: Search
+    trial_id: str
+    status: TrialStatus
+    variables: dict[str, Any] = Field(description="model.*, probe.*, optimizer.*, result.*, ...")
+    node_id: str | None = None
+    retries: int = Field(default=0, description="restarts after a failure")
+    seconds: float = Field(default=0.0, description="how long it ran")
+    started: float = Field(default=0.0, description="epoch seconds; 0 for a pruned trial")
+
+
+class ProbeFigures(_Record):
+    """What the probe measured for the chosen model, on the device named beside it."""
+
+    max_batch_size: int = Field(description="the largest batch that fit (B_max)")
+    peak_bytes: int | None = Field(description="peak memory of a step at B_max")
+    limit_bytes: int = Field(description="memory_fraction x device memory (or the CPU budget)")
+    step_seconds: float | None = Field(
+        description="step time at the chosen batch: measured (median) when it is B_max, else "
+        "from the probe's step-time model"
+    )
+    cycle_minutes: float | None = Field(description="cycle_batches x step time")
+    throughput: float | None = Field(description="samples per second at the chosen batch")
+    capacity: int = Field(description="trainable parameters")
+    probe_steps: int = Field(description="real training steps the probe spent")
+    sample_atoms: int = Field(description="atoms of each complex of the probe batch")
+
+
+class ValidationFigures(_Record):
+    """The best trial of the tune search: its last validation figures."""
+
+    val_loss: float
+    val_rmse: float | None
+    val_pearson: float | None
+    epochs: int
+    trials: int = Field(description="trials of the tune search")
+    stopped_early: int = Field(description="trials ASHA stopped early")
+
+
+class MeasuredOn(_Record):
+    device: str | None = Field(description="cpu or cuda:N, as the trial saw it")
+    device_model: str | None = Field(description="the GPU's (or CPU's) model name")
+    node_id: str | None = Field(description="the Ray node the probe ran on")
+
+
+class StageBudget(_Record):
+    """What the stage's policy judged the candidates by."""
+
+    policy: str = Field(description="time_bound_throughput or largest_capacity")
+    minutes_allowed: float | None = Field(
+        description="the longest cycle a candidate may take (target + window); none: no limit"
+    )
+    cycle_batches: int = Field(description="optimizer steps per cycle")
+    min_batch_size: int
+    max_batch_size: int
+
+
+class StageResult(_Record):
+    feasible: bool
+    reason: str = Field(description="why this configuration, or why none")
+    model: dict[str, Any] = Field(description="every knob of the model (ModelSpec)")
+    batch_size: int | None
+    optimizer: dict[str, Any] = Field(description="the optimizer section (configs/optimizer/)")
+    scheduler: dict[str, Any] = Field(description="the scheduler section (configs/scheduler/)")
+    probe: ProbeFigures | None
+    validation: ValidationFigures | None
+    device: MeasuredOn | None
+    config_hash: str | None = Field(description="SHA-256 of the profile's whole configuration")
+    profile: str | None = Field(description="profiles/<stage>.yaml, relative to the job folder")
+    probed: int = Field(description="configurations probed by the fit search")
+    pruned: int = Field(description="configurations answered without a probe")
+    budget: StageBudget | None = Field(
+        default=None, description="the stage's rules (absent from results before they were kept)"
+    )
+
+
+class Provenance(_Record):
+    versions: dict[str, str]
+    seed: int
+    spec: dict[str, Any] = Field(description="the job spec, as validated")
+    started: str
+    finished: str
+    elapsed_seconds: float
+    device_hours: float = Field(description="trial time x devices held, over every trial")
+
+
+class JobResult(_Record):
+    """``result.json``: the best configuration per stage, the hardware, and provenance."""
+
+    job_id: str
+    stages: dict[Stage, StageResult]
+    hardware: dict[str, Any] = Field(description="the Ray cluster's nodes and the devices used")
+    provenance: Provenance
+
+
+def result_schema() -> dict[str, Any]:
+    schema = JobResult.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://stagetune.dev/schemas/result.json"
+    return schema

@@ -1,0 +1,49 @@
+"""A training run of a saved profile (a job of kind ``train``): what starts it, what it reports."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrainOptions(BaseModel):
+    """The saved profile a training run trains with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    profile: str = Field(description="the saved profile's name")
+    version: int = Field(ge=1, description="its version")
+
+
+class EpochFigures(BaseModel):
+    """One epoch; a figure that is not a finite number (a diverged loss) is null."""
+
+    epoch: int
+    train_loss: float | None
+    val_loss: float | None
+    val_rmse: float | None
+    val_pearson: float | None
+    seconds: float
+    lr: float | None
+
+
+class SkippedComplex(BaseModel):
+    complex_id: str
+    path: str
+    reason: str
+
+
+class TrainRunReport(BaseModel):
+    """``stagetune train --json``: what a run did (``report.json`` of a training job)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    epochs: list[EpochFigures]
+    config_hash: str = Field(description="SHA-256 of the run's whole configuration")
+    device: str
+    precision: str = Field(description="fp32, bf16 or fp16")
+    parameters: int = Field(description="trainable parameters")
+    train_complexes: int
+    val_complexes: int
+    seconds: float
+    run_dir: str | None = Field(description="the run's folder (config.json, audit entry)")
+    skipped: list[SkippedComplex] = Field(default_factory=list, description="complexes left out")

@@ -1,0 +1,180 @@
+"""A stage's answer as ``result.json`` records it, and the job's provenance.
+
+``stage_result`` turns the policy's choice, the fit search's probe of it and the tune search's
+best trial into a ``StageResult`` and writes the stage's profile (the job's own training config
+with the chosen model, batch and hyperparameters).
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import Any
+
+from model import TrainConfig
+from stagetune_api import (
+    JobSpec,
+    MeasuredOn,
+    ProbeFigures,
+    Provenance,
+    Stage,
+    StageBudget,
+    StageResult,
+    TrialRecord,
+    ValidationFigures,
+)
+from tuner._fit import FitOutcome, knobs_key
+from tuner._folder import JobFolder
+from tuner._stages import StagesConfig, merge_tree
+from tuner._tune import TuneOutcome
+from tuner._tune_space import apply_hyperparameters
+from tuner.policies import StageChoice
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """Everything one stage produced."""
+
+    stage: Stage
+    choice: StageChoice
+    fit: FitOutcome
+    tuned: TuneOutcome | None
+    configs: dict[str, dict[str, Any]]  # the tune search's training config per pair
+
+
+def stage_result(
+    run: StageRun, spec: JobSpec, base: TrainConfig, stages: StagesConfig, folder: JobFolder
+) -> StageResult:
+    """The stage's record in result.json; a feasible one also writes its profile."""
+    choice, fit, tuned = run.choice, run.fit, run.tuned
+    probed = sum(c.probe is not None for c in fit.candidates)
+    pruned = sum(c.probe is None for c in fit.candidates)
+    budget = _budget(run.stage, stages)
+    if not choice.feasible:
+        return StageResult(
+            feasible=False, reason=choice.reason,
+            model={**base.model.model_dump(mode="json"), **choice.knobs},
+            batch_size=None, optimizer={}, scheduler={}, probe=None, validation=None,
+            device=None, config_hash=None, profile=None, probed=probed, pruned=pruned,
+            budget=budget,
+        )  # fmt: skip
+    config, reason = _profile_config(run, base)
+    profile = folder.write_profile(
+        run.stage,
+        config.to_dict(),
+        {"description": f"stagetune {run.stage.value} configuration of job {spec.job_id}",
+         "stage": run.stage.value, "job_id": spec.job_id, "reason": reason},
+    )  # fmt: skip
+    where = fit.measured_on.get(knobs_key(choice.knobs), {})
+    return StageResult(
+        feasible=True,
+        reason=reason,
+        model=config.model.model_dump(mode="json"),
+        batch_size=choice.batch_size,
+        optimizer=config.optimizer.model_dump(mode="json"),
+        scheduler=config.scheduler.model_dump(mode="json"),
+        probe=_probe_figures(run),
+        validation=_validation(tuned),
+        device=MeasuredOn(**where) if where else None,
+        config_hash=config.digest(),
+        profile=profile,
+        probed=probed,
+        pruned=pruned,
+        budget=budget,
+    )
+
+
+def _profile_config(run: StageRun, base: TrainConfig) -> tuple[TrainConfig, str]:
+    """The stage's training config (the tune search's best trial, else the job's own config
+    with the chosen model) and the reason the result gives for it."""
+    reason = run.choice.reason
+    tuned = run.tuned
+    if tuned is not None and tuned.best is not None:
+        tree = apply_hyperparameters(run.configs[tuned.best["pair"]], tuned.best)
+    else:  # no tune search, or none of its trials trained: the job's own training config
+        tree = merge_tree(base.to_dict(), {"model": run.choice.knobs})
+        if tuned is not None:
+            reason += "; no tune trial finished training, so the optimizer is the job's own"
+    # the profile trains like the job's base config (epochs, output folder), not like a trial
+    train = {**base.train.model_dump(mode="json"), "batch_size": run.choice.batch_size}
+    return TrainConfig.model_validate({**tree, "train": train}), reason
+
+
+def _probe_figures(run: StageRun) -> ProbeFigures:
+    choice = run.choice
+    candidate = next(
+        c for c in run.fit.candidates if c.knobs == choice.knobs and c.probe is not None
+    )
+    probe = candidate.probe
+    assert probe is not None
+    return ProbeFigures(
+        max_batch_size=probe.max_batch_size,
+        peak_bytes=probe.peak_bytes,
+        limit_bytes=probe.limit_bytes,
+        step_seconds=choice.step_seconds,
+        cycle_minutes=choice.cycle_minutes,
+        throughput=choice.throughput,
+        capacity=probe.capacity,
+        probe_steps=probe.probe_steps,
+        sample_atoms=probe.sample_atoms,
+    )
+
+
+def _validation(tuned: TuneOutcome | None) -> ValidationFigures | None:
+    if tuned is None or tuned.metrics is None:
+        return None
+    metrics = tuned.metrics
+    return ValidationFigures(
+        val_loss=metrics["val_loss"],
+        val_rmse=metrics.get("val_rmse"),
+        val_pearson=metrics.get("val_pearson"),
+        epochs=metrics["training_iteration"],
+        trials=tuned.trials,
+        stopped_early=tuned.stopped_early,
+    )
+
+
+def _budget(stage: Stage, stages: StagesConfig) -> StageBudget:
+    spec = stages.stages[stage]
+    return StageBudget(
+        policy=spec.policy,
+        minutes_allowed=spec.minutes_allowed,
+        cycle_batches=stages.cycle_batches,
+        min_batch_size=stages.min_batch_size,
+        max_batch_size=stages.max_batch_size,
+    )
+
+
+def provenance(
+    spec: JobSpec,
+    started: float,
+    finished: float,
+    records: list[TrialRecord],
+    resources: dict[str, float],
+) -> Provenance:
+    devices = resources.get("GPU") or 1.0
+    return Provenance(
+        versions=_versions(),
+        seed=spec.seed,
+        spec=spec.model_dump(mode="json"),
+        started=_iso(started),
+        finished=_iso(finished),
+        elapsed_seconds=round(finished - started, 2),
+        device_hours=round(sum(r.seconds for r in records) * devices / 3600.0, 6),
+    )
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in ("stagetune", "torch", "torch-geometric", "ray", "hyperopt"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "unknown"
+    return out
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="seconds")

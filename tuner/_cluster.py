@@ -1,0 +1,58 @@
+"""Ray for a job: the cluster it runs on, one trial's resources on it, and what its nodes are."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import ray
+
+from stagetune_api import JobSpec, Stage, StageResult
+from tuner._job import trial_bundle
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def connected(address: str | None) -> Iterator[None]:
+    """Ray for the job: the cluster this process is connected to, the one at ``address``, or a
+    new local instance (``"local"``: never a cluster some earlier ``ray start`` left behind)."""
+    if ray.is_initialized():
+        yield
+        return
+    ray.init(address=address or "local", dashboard_host="127.0.0.1", configure_logging=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def trial_resources(spec: JobSpec) -> dict[str, float]:
+    """One trial's bundle, checked against the live nodes (``tuner._job.trial_bundle``)."""
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    if spec.gpus_per_trial > 0 and not any(n.get("GPU", 0.0) > 0 for n in nodes):
+        log.warning("no node of the cluster has a GPU: trials probe and train on CPUs")
+    return trial_bundle(spec, nodes)
+
+
+def cluster_hardware(answers: dict[Stage, StageResult]) -> dict[str, Any]:
+    """The cluster's live nodes and the devices the answers were measured on."""
+    nodes = []
+    for n in ray.nodes():
+        if not n.get("Alive"):
+            continue
+        res = n["Resources"]
+        nodes.append({
+            "node_id": n["NodeID"],
+            "address": n.get("NodeManagerAddress"),
+            "cpus": res.get("CPU", 0.0),
+            "gpus": res.get("GPU", 0.0),
+            "accelerator_types": sorted(k.split(":", 1)[1] for k in res
+                                        if k.startswith("accelerator_type:")),
+            "memory_bytes": int(res.get("memory", 0)),
+        })  # fmt: skip
+    devices = sorted({a.device.device_model for a in answers.values()
+                      if a.device is not None and a.device.device_model})  # fmt: skip
+    return {"nodes": nodes, "devices_measured": devices}

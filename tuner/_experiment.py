@@ -1,0 +1,134 @@
+"""What the two searches share: how trials run (``Execution``), one Ray Tune experiment run or
+restored (``run_experiment``), and a finished trial as a ``TrialRecord`` with flat variables.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from stagetune_api import Search, Stage, TrialRecord, TrialStatus
+from tuner._progress import SearchProgress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How trials run: resources of one trial, concurrency, retries, where experiments live."""
+
+    resources: dict[str, float]
+    max_concurrent: int
+    storage: Path
+    seed: int
+    max_failures: int = 2
+
+
+def run_experiment(
+    name: str,
+    trainable: Any,
+    execution: Execution,
+    progress: SearchProgress,
+    tune_config: tune.TuneConfig,
+) -> list[Any]:
+    """Run (or resume) one Tune experiment; its trials as ``Result`` objects, in the order of
+    their folders."""
+    trainable = tune.with_resources(trainable, tune.PlacementGroupFactory([execution.resources]))
+    path = execution.storage / name
+    tuner = _restored(name, path, trainable)
+    if tuner is None:
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune_config,
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=str(execution.storage),
+                failure_config=tune.FailureConfig(max_failures=execution.max_failures),
+                callbacks=[progress],
+                verbose=0,
+            ),
+        )
+    grid = tuner.fit()
+    return sorted((grid[i] for i in range(len(grid))), key=lambda r: str(r.path))
+
+
+def _restored(name: str, path: Path, trainable: Any) -> tune.Tuner | None:
+    """The interrupted experiment at ``path``, or None when there is none. One that cannot be
+    restored (pickled by an earlier version of stagetune, whose modules have moved) is set aside
+    and its search starts afresh: the job goes on, at the cost of the search's probes."""
+    if not tune.Tuner.can_restore(str(path)):
+        return None
+    log.info("%s: resuming the experiment in %s", name, path)
+    try:
+        return tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=True)
+    except Exception as exc:
+        aside = path.with_name(f"{path.name}.unrestorable-{int(time.time())}")
+        path.rename(aside)
+        log.warning(
+            "%s: the interrupted experiment cannot be restored (%s: %s); it is kept in %s and "
+            "the search starts afresh", name, type(exc).__name__, str(exc).splitlines()[0], aside,
+        )  # fmt: skip
+        return None
+
+
+def trial_record(
+    stage: Stage,
+    search: Search,
+    result: Any,
+    status: TrialStatus,
+    variables: dict[str, Any],
+    retries: Mapping[str, int],
+) -> TrialRecord:
+    """A finished trial (Tune's ``Result``) as the job records it."""
+    metrics = result.metrics or {}
+    trial_id = str(metrics["trial_id"])
+    return TrialRecord(
+        stage=stage,
+        search=search,
+        trial_id=trial_id,
+        status=status,
+        variables=variables,
+        node_id=metrics.get("node_id"),
+        retries=retries.get(trial_id, 0),
+        seconds=float(metrics.get("time_total_s") or 0.0),
+        started=float(metrics.get("started") or 0.0),
+    )
+
+
+def prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}.{k}": v for k, v in values.items()}
+
+
+def flat(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested sections as dotted keys; a list as its JSON text."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = json.dumps(value) if isinstance(value, list) else value
+    return out
+
+
+def training_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What a trial's figures depend on beyond its own knobs: the data and the training loop."""
+    data, train, optimizer = config["data"], config["train"], config["optimizer"]
+    return {
+        "data.source": data["source"],
+        "data.max_atoms": data["max_atoms"],
+        "train.precision": train["precision"],
+        "train.accumulate_steps": optimizer["accumulate_steps"],
+        "train.base_optimizer": optimizer["name"],
+    }
+
+
+def finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)

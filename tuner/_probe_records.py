@@ -1,0 +1,105 @@
+"""What the probe measures and finds, as records that cross process boundaries as JSON
+(``to_json``/``from_json`` are exact inverses)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One batch size, measured."""
+
+    batch_size: int
+    fits: bool
+    oom: bool
+    peak_bytes: int | None
+    step_seconds: tuple[float, ...] = ()
+
+    @property
+    def median_seconds(self) -> float | None:
+        return statistics.median(self.step_seconds) if self.step_seconds else None
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``stagetune probe --batch-size B --json`` prints: ``step_seconds`` is the median,
+        ``step_times`` every timed step (so ``from_json`` gives back the same measurement)."""
+        return {
+            "batch_size": self.batch_size,
+            "fits": self.fits,
+            "oom": self.oom,
+            "peak_bytes": self.peak_bytes,
+            "step_seconds": self.median_seconds,
+            "step_times": list(self.step_seconds),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Measurement:
+        """The inverse of ``to_json``; a measurement saved before ``step_times`` was kept has its
+        median alone."""
+        times = data.get("step_times")
+        if times is None:
+            times = [] if data.get("step_seconds") is None else [data["step_seconds"]]
+        return cls(data["batch_size"], data["fits"], data["oom"], data["peak_bytes"], tuple(times))
+
+
+@dataclass(frozen=True)
+class TimeModel:
+    """Step time against batch size, fitted on the probe's own timed steps: ``a + b x B``."""
+
+    seconds_fixed: float
+    seconds_per_sample: float
+
+    def step_seconds(self, batch_size: int) -> float:
+        return self.seconds_fixed + self.seconds_per_sample * batch_size
+
+    def largest_batch_within(self, seconds: float) -> int:
+        """The largest batch whose predicted step takes at most ``seconds`` (0 if none)."""
+        if self.seconds_per_sample <= 0:
+            return 10**9 if self.seconds_fixed <= seconds else 0
+        return max(0, math.floor((seconds - self.seconds_fixed) / self.seconds_per_sample))
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The largest batch of one model on one device, with the figures behind it."""
+
+    fits: bool
+    max_batch_size: int
+    peak_bytes: int | None
+    fixed_bytes: int | None
+    bytes_per_sample: int | None
+    step_seconds: float | None
+    cycle_minutes: float | None
+    throughput: float | None
+    capacity: int
+    probe_steps: int
+    device: str
+    limit_bytes: int
+    sample_atoms: int = 0
+    time_model: TimeModel | None = None
+    measurements: tuple[Measurement, ...] = field(default=())
+
+    def fits_at(self, min_batch_size: int) -> bool:
+        """Whether the model fits with at least ``min_batch_size`` (a stage's floor)."""
+        return self.fits and self.max_batch_size >= min_batch_size
+
+    def to_json(self) -> dict[str, Any]:
+        """What ``stagetune probe --json`` prints (plus the measurements behind it)."""
+        data = asdict(self)
+        data["measurements"] = [m.to_json() for m in self.measurements]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProbeResult:
+        """The inverse of ``to_json``: a result that crossed a process boundary as JSON."""
+        fields = dict(data)
+        model = fields.pop("time_model", None)
+        measured = fields.pop("measurements", ())
+        return cls(
+            **fields,
+            time_model=TimeModel(**model) if model else None,
+            measurements=tuple(Measurement.from_json(m) for m in measured),
+        )

@@ -1,0 +1,149 @@
+"""The tune search of a stage: HyperOpt over training hyperparameters (``tuner._tune_space``) for
+the chosen model and batch, ASHA stopping trials early on validation loss. The experiment lives
+under ``<job>/ray/<stage>-tune``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.hyperopt import HyperOptSearch
+
+from stagetune_api import Search, TrialRecord, TrialStatus
+from tuner._experiment import (
+    Execution,
+    finite,
+    flat,
+    prefixed,
+    run_experiment,
+    training_settings,
+    trial_record,
+)
+from tuner._progress import ProgressBoard, SearchProgress
+from tuner._trials import TuneContext, tune_trial
+from tuner._tune_space import apply_hyperparameters, tune_space
+
+_VALIDATION = ("val_loss", "val_rmse", "val_pearson", "train_loss", "config_hash")
+
+
+@dataclass
+class TuneOutcome:
+    best: dict[str, Any] | None  # the best trial's hyperparameters
+    metrics: dict[str, Any] | None  # and its last validation figures
+    trials: int
+    stopped_early: int
+    records: list[TrialRecord] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["records"] = [r.model_dump(mode="json") for r in self.records]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TuneOutcome:
+        records = [TrialRecord.model_validate(r) for r in data["records"]]
+        return cls(**{**data, "records": records})
+
+
+def run_tune(
+    ctx: TuneContext,
+    trials: int,
+    execution: Execution,
+    board: ProgressBoard,
+    grace_period: int,
+    reduction_factor: float,
+) -> TuneOutcome:
+    space = tune_space(sorted(ctx.configs), ctx.pinned)
+    stage = ctx.stage.value
+    scheduler = ASHAScheduler(
+        time_attr="training_iteration", metric="val_loss", mode="min", max_t=ctx.max_epochs,
+        grace_period=min(grace_period, ctx.max_epochs), reduction_factor=reduction_factor,
+    )  # fmt: skip
+    searcher = HyperOptSearch(
+        space=HyperOptSearch.convert_search_space(space),
+        metric="val_loss",
+        mode="min",
+        random_state_seed=execution.seed,
+        n_initial_points=max(2, trials // 3),
+    )
+    board.update(stage, Search.TUNE.value, {"total": trials})
+    progress = SearchProgress(
+        stage, Search.TUNE.value, board, _describe_training, _best_training, max_t=ctx.max_epochs
+    )
+    results = run_experiment(
+        f"{stage}-tune", tune.with_parameters(tune_trial, ctx=ctx), execution, progress,
+        tune.TuneConfig(
+            search_alg=searcher, scheduler=scheduler, num_samples=trials,
+            max_concurrent_trials=execution.max_concurrent,
+        ),
+    )  # fmt: skip
+    retries = board.retries(stage, Search.TUNE.value)
+    asha = {"asha.grace_period": grace_period, "asha.reduction_factor": reduction_factor}
+    records, finished = [], []
+    for trial in results:
+        record = _record(ctx, trial, asha, retries)
+        records.append(record)
+        if not trial.error and finite((trial.metrics or {}).get("val_loss")):
+            completed = record.status is TrialStatus.COMPLETED
+            finished.append((completed, trial.metrics["val_loss"], trial))
+    best = min(finished, key=lambda f: (not f[0], f[1]), default=None)
+    return TuneOutcome(
+        best=dict(best[2].config) if best else None,
+        metrics=(
+            {k: best[2].metrics.get(k) for k in (*_VALIDATION, "training_iteration")}
+            if best
+            else None
+        ),
+        trials=len(records),
+        stopped_early=sum(r.status is TrialStatus.STOPPED_EARLY for r in records),
+        records=records,
+    )
+
+
+def _record(
+    ctx: TuneContext, trial: Any, asha: dict[str, Any], retries: dict[str, int]
+) -> TrialRecord:
+    metrics = trial.metrics or {}
+    epochs = metrics.get("training_iteration", 0)
+    status = (
+        TrialStatus.ERROR if trial.error
+        else TrialStatus.COMPLETED if epochs >= ctx.max_epochs else TrialStatus.STOPPED_EARLY
+    )  # fmt: skip
+    used = apply_hyperparameters(ctx.configs[trial.config["pair"]], trial.config)
+    variables = {
+        **prefixed("model", used["model"]),
+        **training_settings(used),
+        **prefixed("optimizer", flat(used["optimizer"])),
+        **prefixed("scheduler", used["scheduler"]),
+        **prefixed("tune", trial.config),
+        "train.batch_size": used["train"]["batch_size"],
+        "train.max_epochs": ctx.max_epochs,
+        "train.epochs_run": epochs,
+        **asha,
+        **{f"result.{k}": metrics.get(k) for k in _VALIDATION},
+        "result.val_loss_by_epoch": _history(trial, "val_loss"),
+    }
+    return trial_record(ctx.stage, Search.TUNE, trial, status, variables, retries)
+
+
+def _history(result: Any, metric: str) -> list[float | None]:
+    """A trial's ``metric`` at each report (epoch), in order; None where it was not finite."""
+    frame = getattr(result, "metrics_dataframe", None)
+    if frame is None or metric not in frame:
+        return []
+    return [float(v) if finite(v) else None for v in frame[metric].tolist()]
+
+
+def _describe_training(result: dict[str, Any]) -> str:
+    return (
+        f"{result.get('config')} val_loss {result.get('val_loss', float('nan')):.4f} after "
+        f"{result.get('training_iteration')} epoch(s)"
+    )
+
+
+def _best_training(results: list[dict[str, Any]]) -> str | None:
+    losses = [r["val_loss"] for r in results if finite(r.get("val_loss"))]
+    return f"val_loss {min(losses):.4f}" if losses else None
