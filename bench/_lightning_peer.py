@@ -24,8 +24,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
-from model import TrainConfig, build_model, build_optimizer
-from tuner import peak_growth
+from model import TrainConfig, build_model, build_optimizer, peak_growth
 
 
 def lightning() -> Any:

@@ -22,11 +22,10 @@ import argparse
 import time
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 from torch_geometric.loader import DataLoader
 
 from model import load_train_config, synthetic_complexes
-from tuner import Probe, ProbeSample, device_for, discover, peak_growth, tensor_bytes
+from tuner import Probe, ProbeSample, device_for, discover
 
 CASES = [  # name, overrides, CPU budget, atoms per complex
     ("16ch x 2 layers", ["model.hidden_channels=16", "model.num_layers=2", "model.num_heads=2",
@@ -81,12 +80,7 @@ def real_cycle(probe: Probe, batch_size: int, steps: int, worst_case: bool) -> t
     for batch in batches[:steps]:
         trainer.train_step(batch)
     seconds = time.perf_counter() - t0
-    peak = 0
-    for batch in batches[steps:]:
-        held = tensor_bytes(trainer, batch)
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            trainer.train_step(batch)
-        peak = max(peak, held + peak_growth(prof))
+    peak = max(trainer.step_peak(batch) for batch in batches[steps:])
     return seconds, peak
 
 

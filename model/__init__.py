@@ -14,9 +14,10 @@ from model._config import (
     TrainConfig,
     default_config_dir,
 )
+from model._dataset import Dataset, atom_policy, load_dataset
 from model._errors import ComplexError, ConfigError, DataError, StagetuneError
 from model._inspect import ComplexSummary, inspect_root
-from model._memory import live_bytes
+from model._memory import held_bytes, live_bytes, peak_growth
 from model._optim import Lookahead, build_optimizer, build_scheduler
 from model._pdbbind import (
     LoadReport,
@@ -29,15 +30,11 @@ from model._pdbbind import (
 )
 from model._radius import radius_graph
 from model._readers import AtomPolicy
+from model._report import EpochMetrics, TrainReport
 from model._synthetic import synthetic_complex, synthetic_complexes
 from model._train import (
-    Dataset,
-    EpochMetrics,
     Trainer,
-    TrainReport,
-    atom_policy,
     build_model,
-    load_dataset,
     resolve_device,
     resolve_precision,
     run_training,
@@ -80,11 +77,13 @@ __all__ = [
     "element_index",
     "group_choices",
     "inspect_root",
+    "held_bytes",
     "live_bytes",
     "load_dataset",
     "load_pdbbind",
     "load_train_config",
     "parse_override",
+    "peak_growth",
     "radius_graph",
     "read_labels",
     "read_structure",

@@ -6,12 +6,9 @@ import fcntl
 import os
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from model._config import TrainConfig
-
-if TYPE_CHECKING:
-    from model._train import TrainReport
+from model._report import TrainReport
 
 
 def append_audit_entry(

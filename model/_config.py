@@ -161,6 +161,7 @@ class LoopSpec(_Spec):
 
     epochs: int = Field(gt=0)
     batch_size: int = Field(gt=0)
+    max_atoms_per_batch: int | None = Field(default=None, gt=0)
     eval_batch_size: int | None = Field(gt=0)
     seed: int
     device: str
@@ -187,9 +188,19 @@ class TrainConfig(_Spec):
         return self.model_dump(mode="json")
 
     def digest(self) -> str:
-        """SHA-256 of the canonical JSON of the whole configuration."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """SHA-256 of the canonical JSON of the whole configuration. A key added since hashes
+        were first published (``_LATER``) counts only when it is set, so a configuration that
+        does not use it keeps the hash it always had."""
+        tree = self.to_dict()
+        for section, key in _LATER:
+            if tree[section].get(key) is None:
+                del tree[section][key]
+        text = json.dumps(tree, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
+
+
+#: (section, key) of the keys added to the configuration after its first release, default None.
+_LATER = (("train", "max_atoms_per_batch"),)
 
 
 # --- optimizer classes ------------------------------------------------------------------------

@@ -1,13 +1,19 @@
-"""Live memory of the process's tensors, measured, on CPU and CUDA."""
+"""Memory of the training, measured on CPU and CUDA: the process's live tensors, the bytes a
+training step holds, and the largest growth of allocated bytes during a step (CPU: from the
+allocator's events in torch's profiler, never from a formula)."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import gc
+from collections.abc import Iterable
 from functools import cache
 
 import torch
+from torch.optim import Optimizer
+from torch.profiler import profile
+from torch_geometric.data import Batch
 
 
 class _MallInfo2(ctypes.Structure):
@@ -69,3 +75,47 @@ def keep_freed_memory() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def held_bytes(
+    model: torch.nn.Module, optimizers: Iterable[Optimizer], batch: Batch | None
+) -> int:
+    """Bytes of the distinct tensor storages the training holds: weights, buffers, gradients,
+    optimizer state (Lookahead's slow weights included) and the batch."""
+    tensors: list[torch.Tensor] = [*model.parameters(), *model.buffers()]
+    tensors += [p.grad for p in model.parameters() if p.grad is not None]
+    for optimizer in optimizers:
+        for state in optimizer.state.values():
+            tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
+    if batch is not None:
+        tensors += [v for _, v in batch if isinstance(v, torch.Tensor)]
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    return sum(storages.values())
+
+
+def peak_growth(prof: profile) -> int:
+    """The largest growth of CPU-allocated bytes during a profiled region.
+
+    The profiler's ``total_allocated`` is a running count for the whole process (a tensor
+    allocated while profiling and freed after it leaves it higher for good), so the growth is
+    measured from the count just before the region's first allocation event.
+    """
+    from torch._C._profiler import _ExtraFields_Allocation
+
+    results = prof.profiler.kineto_results if prof.profiler is not None else None
+    if results is None:
+        raise RuntimeError("the profiler recorded nothing; is another profiler running?")
+    events = []
+    stack = list(results.experimental_event_tree())
+    while stack:
+        event = stack.pop()
+        stack.extend(event.children)
+        fields = event.extra_fields
+        if isinstance(fields, _ExtraFields_Allocation) and fields.device.type == "cpu":
+            events.append((event.start_time_ns, fields.total_allocated, fields.alloc_size))
+    if not events:
+        return 0
+    events.sort()
+    _, first_total, first_size = events[0]
+    start = first_total - first_size
+    return max(0, max(total for _, total, _ in events) - start)

@@ -11,72 +11,30 @@ import contextlib
 import json
 import logging
 import math
+import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 from torch_geometric.data import Batch, Data
 from torch_geometric.loader import DataLoader
 
 from model._audit import append_audit_entry
-from model._config import DataSpec, ModelSpec, TrainConfig
+from model._batching import Batching
+from model._config import ModelSpec, TrainConfig
+from model._dataset import Dataset, load_dataset
 from model._errors import ConfigError
-from model._memory import keep_freed_memory
+from model._memory import held_bytes, keep_freed_memory, peak_growth
 from model._optim import build_optimizer, build_scheduler
-from model._pdbbind import Skipped, default_cache_dir, load_pdbbind
-from model._readers import AtomPolicy
-from model._synthetic import synthetic_complexes
+from model._report import EpochMetrics, Precision, TrainReport
 from model._visnet import AffinityViSNet, count_parameters
 
 log = logging.getLogger(__name__)
 
-Precision = Literal["fp32", "bf16", "fp16"]
 _AUTOCAST_DTYPE = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-@dataclass(frozen=True)
-class EpochMetrics:
-    epoch: int
-    train_loss: float
-    val_loss: float
-    val_rmse: float
-    val_pearson: float
-    seconds: float
-    lr: float
-
-
-@dataclass
-class TrainReport:
-    """What a run did; ``to_json`` is what ``stagetune train --json`` prints."""
-
-    epochs: list[EpochMetrics]
-    config_hash: str
-    device: str
-    precision: Precision
-    parameters: int
-    train_complexes: int
-    val_complexes: int
-    seconds: float
-    run_dir: str | None
-    skipped: list[Skipped] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, object]:
-        """Plain JSON: a metric that is not a number (a constant prediction's Pearson) is null."""
-        data: dict[str, object] = _finite(asdict(self))  # type: ignore[assignment]
-        return data
-
-
-def _finite(value: object) -> object:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 def resolve_device(name: str) -> torch.device:
@@ -204,6 +162,34 @@ class Trainer:
         if self.config.optimizer.scheduler_hook == "step":
             self.scheduler.step()
 
+    def measured_step(self, batch: Batch, complete: bool = True) -> tuple[torch.Tensor, int]:
+        """One training step and its peak memory: on a GPU ``max_memory_allocated`` over the
+        step; on the CPU the tensors the training holds when it starts plus the largest growth
+        of allocated bytes during it, as the allocator reports each allocation and free to
+        torch's profiler. ``complete``: micro-batches still accumulated are applied with it (a
+        probe's step is always a full optimizer step)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            loss = self._step(batch, complete)
+            torch.cuda.synchronize(self.device)
+            return loss, int(torch.cuda.max_memory_allocated(self.device))
+        optimizers = {self.optimizer, getattr(self.optimizer, "base", self.optimizer)}
+        held = held_bytes(self.model, optimizers, batch.to(self.device))
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            loss = self._step(batch, complete)
+        return loss, held + peak_growth(prof)
+
+    def step_peak(self, batch: Batch) -> int:
+        """The peak memory of one full training step (``measured_step``)."""
+        return self.measured_step(batch)[1]
+
+    def _step(self, batch: Batch, complete: bool) -> torch.Tensor:
+        loss = self.train_step(batch)
+        if complete:
+            self.flush()
+        return loss
+
     @torch.no_grad()
     def evaluate(self, loader: DataLoader) -> tuple[float, float, float]:
         """Validation (mse, rmse, pearson) over a loader."""
@@ -231,48 +217,6 @@ def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a * b).sum() / denom) if denom > 0 else float("nan")
 
 
-# --- data -------------------------------------------------------------------------------------
-
-
-@dataclass
-class Dataset:
-    train: list[Data]
-    val: list[Data]
-    skipped: list[Skipped]
-
-
-def load_dataset(config: TrainConfig) -> Dataset:
-    """The run's complexes, split into training and validation sets under the data seed."""
-    spec = config.data
-    skipped: list[Skipped] = []
-    if spec.source == "synthetic":
-        complexes = synthetic_complexes(spec.num_synthetic, spec.max_atoms, seed=spec.seed)
-    else:
-        cache = spec.cache_dir or default_cache_dir()
-        report = load_pdbbind(spec.source, atom_policy(spec), spec.labels, cache, spec.strict)
-        complexes, skipped = report.complexes, report.skipped
-    if len(complexes) < 2:
-        raise ConfigError(f"data.source={spec.source}: {len(complexes)} usable complex(es); need 2")
-    order = torch.randperm(len(complexes), generator=torch.Generator().manual_seed(spec.seed))
-    num_val = min(len(complexes) - 1, max(1, round(spec.val_fraction * len(complexes))))
-    val = [complexes[i] for i in order[:num_val].tolist()]
-    train = [complexes[i] for i in order[num_val:].tolist()]
-    return Dataset(train=train, val=val, skipped=skipped)
-
-
-def atom_policy(spec: DataSpec, max_atoms: int | None = None) -> AtomPolicy:
-    """The atoms the model sees of each complex, as the data section says (``max_atoms`` given:
-    a different crop, e.g. none to count a complex whole)."""
-    return AtomPolicy(
-        max_atoms=max_atoms or spec.max_atoms,
-        pocket_radius=spec.pocket_radius,
-        heavy_only=spec.heavy_only,
-        drop_waters=spec.drop_waters,
-        keep_metals=spec.keep_metals,
-        keep_hetero=spec.keep_hetero,
-    )
-
-
 def _label_stats(complexes: Sequence[Data]) -> tuple[float, float]:
     y = torch.cat([c.y.view(-1) for c in complexes])
     std = float(y.std()) if y.numel() > 1 else 1.0
@@ -286,12 +230,17 @@ def run_training(
     config: TrainConfig,
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     dataset: Dataset | None = None,
+    measure_memory: bool = False,
 ) -> TrainReport:
     """Train for ``config.train.epochs`` epochs; write the audit entry and the run's files.
 
     The run's folder, ``<output_dir>/<config hash[:12]>/``, receives ``config.json`` (when
     ``optimizer.export_json``; ``stagetune train --profile`` replays it), ``metrics.json`` and
     ``model.pt``. ``<output_dir>/audit.md`` receives one entry per run, failed runs included.
+
+    Each epoch reports its training steps, their median time, the complexes per step and the
+    peak memory of its steps: on a GPU always; on the CPU with ``measure_memory`` (each step is
+    then profiled, which slows it).
     """
     started = time.time()
     digest = config.digest()
@@ -304,7 +253,8 @@ def run_training(
     error: BaseException | None = None
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        report = _train(config, device, dataset or load_dataset(config), on_epoch, run_dir)
+        data = dataset or load_dataset(config)
+        report = _train(config, device, data, on_epoch, run_dir, measure_memory)
         report.seconds = time.time() - started
         if config.optimizer.export_json:
             (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
@@ -323,41 +273,41 @@ def _train(
     data: Dataset,
     on_epoch: Callable[[EpochMetrics], None] | None,
     run_dir: Path,
+    measure_memory: bool = False,
 ) -> TrainReport:
     loop = config.train
-    generator = torch.Generator().manual_seed(loop.seed)
-    train_loader = DataLoader(
-        data.train, batch_size=loop.batch_size, shuffle=True, generator=generator
-    )
-    val_loader = DataLoader(data.val, batch_size=loop.eval_batch_size or loop.batch_size)
+    batching = Batching(loop)
+    batching.check([*data.train, *data.val])
+    val_loader = batching.eval_loader(data.val)
     mean, std = _label_stats(data.train)
-    trainer = Trainer(config, device, len(train_loader), mean, std)
+    trainer = Trainer(config, device, batching.steps_per_epoch(data.train), mean, std)
     log.info(
-        "training %d parameters on %s (%s): %d training, %d validation complexes",
+        "training %d parameters on %s (%s): %d training, %d validation complexes, %s",
         trainer.parameters, device, trainer.precision, len(data.train), len(data.val),
+        f"batches of at most {loop.max_atoms_per_batch} atoms" if loop.max_atoms_per_batch
+        else f"batches of {loop.batch_size}",
     )  # fmt: skip
     history: list[EpochMetrics] = []
     for epoch in range(1, loop.epochs + 1):
         t0 = time.perf_counter()
-        total = torch.zeros((), device=device)
-        for batch in train_loader:
-            total += trainer.train_step(batch) * batch.num_graphs
+        steps = _train_epoch(trainer, batching.train_loader(data.train), measure_memory)
         trainer.end_epoch()
         val_loss, val_rmse, val_pearson = trainer.evaluate(val_loader)
         metrics = EpochMetrics(
             epoch=epoch,
-            train_loss=float(total) / len(data.train),
+            train_loss=steps.loss / len(data.train),
             val_loss=val_loss,
             val_rmse=val_rmse,
             val_pearson=val_pearson,
             seconds=time.perf_counter() - t0,
             lr=trainer.lr,
+            **steps.figures(),
         )
         history.append(metrics)
         log.info(
-            "epoch %d/%d: train_loss %.4f val_loss %.4f val_rmse %.4f val_pearson %.3f (%.1fs)",
-            epoch, loop.epochs, metrics.train_loss, val_loss, val_rmse, val_pearson,
-            metrics.seconds,
+            "epoch %d/%d: train_loss %.4f val_loss %.4f val_rmse %.4f val_pearson %.3f (%.1fs, "
+            "%d steps)", epoch, loop.epochs, metrics.train_loss, val_loss, val_rmse,
+            val_pearson, metrics.seconds, metrics.steps,
         )  # fmt: skip
         if on_epoch is not None:
             on_epoch(metrics)
@@ -374,3 +324,51 @@ def _train(
         run_dir=str(run_dir),
         skipped=data.skipped,
     )
+
+
+class _Steps:
+    """An epoch's training steps: loss, time, complexes and memory."""
+
+    def __init__(self) -> None:
+        self.loss = 0.0
+        self.seconds: list[float] = []
+        self.complexes: list[int] = []
+        self.peak: int | None = None
+
+    def figures(self) -> dict[str, Any]:
+        counts = self.complexes
+        return {
+            "steps": len(counts),
+            "step_seconds": statistics.median(self.seconds) if self.seconds else None,
+            "complexes_per_step": {
+                "mean": sum(counts) / len(counts), "min": min(counts), "max": max(counts),
+            } if counts else None,
+            "peak_bytes": self.peak,
+        }  # fmt: skip
+
+
+def _train_epoch(trainer: Trainer, loader: DataLoader, measure_memory: bool) -> _Steps:
+    """One epoch of training steps, each timed (on a GPU, synchronised)."""
+    steps, device = _Steps(), trainer.device
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    total = torch.zeros((), device=device)
+    for batch in loader:
+        if cuda:
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        if measure_memory and not cuda:
+            loss, peak = trainer.measured_step(batch, complete=False)
+            steps.peak = max(steps.peak or 0, peak)
+        else:
+            loss = trainer.train_step(batch)
+        if cuda:
+            torch.cuda.synchronize(device)
+        steps.seconds.append(time.perf_counter() - t0)
+        steps.complexes.append(batch.num_graphs)
+        total += loss * batch.num_graphs
+    if cuda:
+        steps.peak = int(torch.cuda.max_memory_allocated(device))
+    steps.loss = float(total)
+    return steps

@@ -72,6 +72,11 @@ def _train(sub: Any) -> None:
     train.add_argument(
         "--report", type=Path, help="also write the report as JSON to this file (whole, or not)"
     )
+    train.add_argument(
+        "--measure-memory",
+        action="store_true",
+        help="on a CPU, measure each step's peak memory (slower; a GPU always measures it)",
+    )
     train.set_defaults(handler=commands.train)
 
 
@@ -87,6 +92,9 @@ def _probe(sub: Any) -> None:
         "--max-atoms", type=_positive, help="atoms per probe complex (data.max_atoms)"
     )
     probe.add_argument("--sample", type=Path, help="a real complex ROOT/ID instead of synthetic")
+    probe.add_argument(
+        "--data", help="a PDBbind-style root (or synthetic): time real batches of it at the budget"
+    )
     probe.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: a GPU)")
     probe.add_argument("--memory-budget", help="CPU budget, e.g. 4GiB (default: half of free)")
     probe.add_argument("--batch-size", type=_positive, help="measure this one batch size only")

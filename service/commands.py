@@ -87,19 +87,50 @@ def probe(args: argparse.Namespace) -> int:
                 print(f"batch {m.batch_size}: {state}, peak {peak}, step {m.median_seconds} s")
             return 0
         result = probe.find_max_batch(stages.max_batch_size)
+        if args.data is not None and result.max_atoms_per_batch is not None:
+            result = _on_data(probe, result, args.data, max_atoms, args.overrides)
     if args.json:
         print_json(result.to_json())
     elif result.fits:
-        print(
-            f"largest batch {result.max_batch_size} on {result.device}: peak "
-            f"{format_size(result.peak_bytes or 0)} of {format_size(result.limit_bytes)}, "
-            f"{result.step_seconds:.3f} s/step, {result.cycle_minutes:.1f} min per "
-            f"{stages.cycle_batches}-step cycle, {result.throughput:.1f} samples/s "
-            f"({result.probe_steps} probe steps, {result.capacity:,} parameters)"
-        )
+        _say_probe(result, stages.cycle_batches)
     else:
         print(f"does not fit at batch 1 on {result.device} ({format_size(result.limit_bytes)})")
     return 0
+
+
+def _on_data(probe: Any, result: Any, root: str, max_atoms: int, overrides: list[str]) -> Any:
+    """The probe's answer with its figures on the training complexes of ``root``."""
+    from model import load_dataset, load_train_config
+    from tuner import on_data
+
+    config = load_train_config(
+        [*overrides, "optimizer.log_config=false"],
+        settings={"data.source": root, "data.max_atoms": max_atoms},
+    )
+    complexes = load_dataset(config).train
+    figures = on_data(probe, complexes, result.max_atoms_per_batch, seed=config.train.seed)
+    return dataclasses.replace(result, data=figures, probe_steps=probe.steps)
+
+
+def _say_probe(result: Any, cycle_batches: int) -> None:
+    from tuner import format_size
+
+    print(
+        f"largest batch {result.max_batch_size} on {result.device}: peak "
+        f"{format_size(result.peak_bytes or 0)} of {format_size(result.limit_bytes)}, "
+        f"{result.step_seconds:.3f} s/step, {result.cycle_minutes:.1f} min per "
+        f"{cycle_batches}-step cycle, {result.throughput:.1f} samples/s "
+        f"({result.probe_steps} probe steps, {result.capacity:,} parameters)"
+    )
+    if result.max_atoms_per_batch is not None:
+        print(f"atom budget: at most {result.max_atoms_per_batch} atoms a batch")
+    if result.data is not None:
+        d = result.data
+        print(
+            f"on the data ({d.complexes} complexes, {d.atoms_mean:.0f} atoms on average): "
+            f"{d.complexes_per_batch:.1f} complexes a batch, {d.step_seconds:.3f} s/step, "
+            f"{d.cycle_minutes:.1f} min per cycle, {d.throughput:.1f} complexes/s"
+        )
 
 
 def optimize(args: argparse.Namespace) -> int:
@@ -187,7 +218,7 @@ def train(args: argparse.Namespace) -> int:
         settings={key: value for key, value in flags.items() if value is not None},
     )
     log_to_file(Path(config.train.output_dir) / "train.log")
-    report = run_training(config)
+    report = run_training(config, measure_memory=args.measure_memory)
     if args.report is not None:  # whole, or not at all: the service reads it as the job's result
         write_json(args.report, report.to_json())
     if args.json:

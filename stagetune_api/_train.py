@@ -24,6 +24,14 @@ class EpochFigures(BaseModel):
     val_pearson: float | None
     seconds: float
     lr: float | None
+    steps: int = Field(default=0, description="training steps (micro-batches) of the epoch")
+    step_seconds: float | None = Field(default=None, description="their median time")
+    complexes_per_step: dict[str, float] | None = Field(
+        default=None, description="complexes per step: mean, min and max"
+    )
+    peak_bytes: int | None = Field(
+        default=None, description="peak memory of the epoch's steps; null where not measured"
+    )
 
 
 class SkippedComplex(BaseModel):

@@ -22,8 +22,10 @@ from tuner._job import (
     trial_bundle,
 )
 from tuner._local import choose, probe_space
-from tuner._measures import is_out_of_memory, peak_growth, tensor_bytes
+from tuner._measures import is_out_of_memory
+from tuner._on_data import on_data
 from tuner._probe import Measurement, Probe, ProbeResult, ProbeSample, TimeModel
+from tuner._probe_records import DataFigures
 from tuner._pruning import DominancePruner, dominates
 from tuner._results import read_trials_csv
 from tuner._stages import StagesConfig, StageSpec, load_stages
@@ -70,8 +72,8 @@ __all__ = [
     "TuneOutcome",
     "fit_searcher",
     "is_out_of_memory",
-    "peak_growth",
-    "tensor_bytes",
+    "on_data",
+    "DataFigures",
     "policy_for",
     "profile_yaml",
     "stages_config",

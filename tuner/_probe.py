@@ -15,6 +15,13 @@ grow with the batch); one measured step at its prediction verifies it, and the l
 through that point, so a second prediction is exact up to the allocator. Timed steps at batch 1
 and at the answer fit the step-time model. Only batches measured to fit are ever reported.
 
+Graphs differ in size, so the probe also answers in atoms: the same line, per atom of the
+worst-case complex, gives the most atoms a batch may hold under the limit (the atom budget,
+``max_atoms_per_batch``). One step on a batch packed to that budget from worst-case complexes of
+mixed sizes verifies it (one more training step), so no real batch under the budget needs more.
+The fixed count (``max_batch_size``, every complex at ``max_atoms``) stays as the conservative
+answer for a fixed batch size.
+
 The optimizer state is created before the first measurement by one optimizer step on zero
 gradients (no forward or backward pass), so that every measured step carries it, as real ones do.
 
@@ -23,92 +30,29 @@ Out of memory is expected: it is caught, everything the step held is freed, and 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
-from pathlib import Path
 
 import torch
-from torch.profiler import ProfilerActivity, profile
-from torch_geometric.data import Batch, Data
+from torch_geometric.data import Batch
 
 from model import (
-    AtomPolicy,
     TrainConfig,
     Trainer,
     build_model,
     count_parameters,
-    radius_graph,
-    read_structure,
-    synthetic_complex,
-    to_data,
+    held_bytes,
 )
 from tuner._hardware import Device, format_size
-from tuner._measures import (
-    is_out_of_memory,
-    peak_growth,
-    release,
-    synchronize,
-    tensor_bytes,
-)
+from tuner._measures import is_out_of_memory, release, synchronize
 from tuner._probe_records import Measurement, ProbeResult, TimeModel
+from tuner._sample import ProbeSample
 
 __all__ = ["Measurement", "Probe", "ProbeResult", "ProbeSample", "TimeModel", "is_out_of_memory"]
 
 log = logging.getLogger(__name__)
-
-
-class ProbeSample:
-    """The complex every probe batch is made of: the worst case a training batch can be.
-
-    ``synthetic(max_atoms)``: of ``draws`` synthetic complexes of exactly ``max_atoms`` atoms at
-    the packing density of real pockets, the one with the most radius-graph edges at the model's
-    cutoff and neighbour cap (the default). Memory and time grow with edges, and packing varies
-    from complex to complex: a typical draw would be beaten by a denser one in real batches.
-
-    ``from_folder(path, max_atoms)``: a real PDBbind-style complex cropped to the ``max_atoms``
-    atoms nearest its ligand.
-    """
-
-    def __init__(self, data: Data, source: str) -> None:
-        self.data = data
-        self.source = source
-
-    @classmethod
-    def synthetic(
-        cls,
-        max_atoms: int,
-        cutoff: float = 5.0,
-        max_num_neighbors: int = 32,
-        seed: int = 0,
-        draws: int = 64,
-    ) -> ProbeSample:
-        def edges(d: Data) -> int:
-            return radius_graph(d.pos, cutoff, loop=True, max_num_neighbors=max_num_neighbors).size(
-                1
-            )
-
-        candidates = [synthetic_complex(seed, i, max_atoms, worst_case=True) for i in range(draws)]
-        densest = max(candidates, key=edges)
-        return cls(
-            densest,
-            f"synthetic worst case: {max_atoms} atoms, {edges(densest)} edges, the densest of "
-            f"{draws}",
-        )
-
-    @classmethod
-    def from_folder(cls, folder: str | Path, max_atoms: int) -> ProbeSample:
-        folder = Path(folder)
-        structure = read_structure(folder, AtomPolicy(max_atoms=max_atoms))
-        data = to_data(structure, folder.name, label=6.0)
-        return cls(data, f"{folder} cropped to {data.num_nodes} atoms")
-
-    @property
-    def atoms(self) -> int:
-        return int(self.data.num_nodes)
-
-    def batch(self, size: int) -> Batch:
-        return Batch.from_data_list([self.data] * size)
 
 
 class Probe:
@@ -167,15 +111,20 @@ class Probe:
         """Peak memory of one step at ``batch_size`` and the times of ``timed_steps`` more."""
         if batch_size < 1:
             raise ValueError(f"The value of `batch_size` is {batch_size}, but must be >= 1.")
+        return self.measure_batch(self.sample.batch(batch_size), timed_steps)
+
+    def measure_batch(self, batch: Batch, timed_steps: int | None = None) -> Measurement:
+        """Peak memory of one step on ``batch`` and the times of ``timed_steps`` more."""
+        batch_size, atoms = int(batch.num_graphs), int(batch.num_nodes)
         timed = self.timed_steps if timed_steps is None else timed_steps
         out_of_memory = False
         try:
             self._prime()
-            batch = self.sample.batch(batch_size).to(self.torch_device)
+            batch = batch.to(self.torch_device)
             peak = self._peak_of_step(batch)
             if peak > self.limit_bytes:
                 log.debug("batch %d: peak %s over the limit", batch_size, format_size(peak))
-                return Measurement(batch_size, False, False, peak)
+                return Measurement(batch_size, False, False, peak, atoms=atoms)
             times = tuple(self._timed_step(batch) for _ in range(timed))
         except Exception as exc:
             if not is_out_of_memory(exc):
@@ -187,8 +136,8 @@ class Probe:
             # they hold are gone, so the memory can really be released
             batch = None
             self._recover()
-            return Measurement(batch_size, False, True, None)
-        return Measurement(batch_size, True, False, peak, times)
+            return Measurement(batch_size, False, True, None, atoms=atoms)
+        return Measurement(batch_size, True, False, peak, times, atoms=atoms)
 
     def _prime(self) -> None:
         """Create the optimizer state with one optimizer step on zero gradients."""
@@ -205,8 +154,10 @@ class Probe:
     def fixed_bytes(self) -> int:
         """Bytes a step holds whatever the batch: weights, buffers, optimizer state, gradients."""
         self._prime()
-        grads = sum(p.numel() * p.element_size() for p in self.trainer.model.parameters())
-        return tensor_bytes(self.trainer, None) + grads
+        trainer = self.trainer
+        grads = sum(p.numel() * p.element_size() for p in trainer.model.parameters())
+        optimizers = {trainer.optimizer, getattr(trainer.optimizer, "base", trainer.optimizer)}
+        return held_bytes(trainer.model, optimizers, None) + grads
 
     def _add_times(self, m: Measurement, timed: int) -> Measurement:
         """Timed steps for a batch already measured to fit (its peak is not measured again)."""
@@ -228,16 +179,8 @@ class Probe:
 
     def _peak_of_step(self, batch: Batch) -> int:
         """Peak bytes of one step (its time is not used: it is the first at this size)."""
-        if self.torch_device.type == "cuda":
-            synchronize(self.torch_device)
-            torch.cuda.reset_peak_memory_stats(self.torch_device)
-            self._step(batch)
-            synchronize(self.torch_device)
-            return int(torch.cuda.max_memory_allocated(self.torch_device))
-        held = tensor_bytes(self.trainer, batch)
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            self._step(batch)
-        return held + peak_growth(prof)
+        self.steps += 1
+        return self.trainer.step_peak(batch)
 
     def _recover(self) -> None:
         if self._trainer is not None:
@@ -288,7 +231,36 @@ class Probe:
                     guess = (lo + hi) // 2
         best = lo
         final = at(best, self.timed_steps)
-        return self._result(final, seen)
+        result = self._result(final, seen)
+        if not result.fits or result.bytes_per_sample is None or result.fixed_bytes is None:
+            return result
+        budget, peak = self._atom_budget(result)
+        return dataclasses.replace(
+            result, max_atoms_per_batch=budget, atom_peak_bytes=peak, probe_steps=self.steps,
+            bytes_per_atom=round(result.bytes_per_sample / self.sample.atoms),
+        )  # fmt: skip
+
+    def _atom_budget(self, result: ProbeResult) -> tuple[int, int | None]:
+        """The most atoms a batch may hold: on the memory line in atoms (the fixed bytes plus the
+        worst-case complex's bytes per atom), verified by one step on a batch packed to it from
+        worst-case complexes of mixed sizes; refitted through that step if it is over the limit.
+        At least the atoms of ``max_batch_size`` worst-case complexes, measured to fit already,
+        which is the answer when the packed batch runs out of memory below the line.
+        The budget and the peak of the step that verified it."""
+        assert result.bytes_per_sample is not None and result.fixed_bytes is not None
+        per_atom = result.bytes_per_sample / self.sample.atoms
+        known = self.sample.atoms * result.max_batch_size
+        budget = math.floor((self.limit_bytes - result.fixed_bytes) / per_atom)
+        for _ in range(3):
+            if budget <= known:
+                break
+            m = self.measure_batch(self.sample.packed(budget), timed_steps=0)
+            if m.fits:
+                return budget, m.peak_bytes
+            if m.peak_bytes is None:  # out of memory below the line: the line is no guide
+                break
+            budget = math.floor(budget * self.limit_bytes / m.peak_bytes * 0.99)  # refit
+        return known, result.peak_bytes
 
     @property
     def capacity(self) -> int:

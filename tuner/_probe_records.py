@@ -18,6 +18,7 @@ class Measurement:
     oom: bool
     peak_bytes: int | None
     step_seconds: tuple[float, ...] = ()
+    atoms: int | None = None  # atoms of the batch (its complexes' sizes may differ)
 
     @property
     def median_seconds(self) -> float | None:
@@ -33,6 +34,7 @@ class Measurement:
             "peak_bytes": self.peak_bytes,
             "step_seconds": self.median_seconds,
             "step_times": list(self.step_seconds),
+            "atoms": self.atoms,
         }
 
     @classmethod
@@ -42,7 +44,10 @@ class Measurement:
         times = data.get("step_times")
         if times is None:
             times = [] if data.get("step_seconds") is None else [data["step_seconds"]]
-        return cls(data["batch_size"], data["fits"], data["oom"], data["peak_bytes"], tuple(times))
+        return cls(
+            data["batch_size"], data["fits"], data["oom"], data["peak_bytes"], tuple(times),
+            data.get("atoms"),
+        )
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,27 @@ class TimeModel:
         if self.seconds_per_sample <= 0:
             return 10**9 if self.seconds_fixed <= seconds else 0
         return max(0, math.floor((seconds - self.seconds_fixed) / self.seconds_per_sample))
+
+
+@dataclass(frozen=True)
+class DataFigures:
+    """Batches of the data at an atom budget, and their measured training steps."""
+
+    complexes: int
+    atoms_mean: float
+    atoms_max: int
+    complexes_per_batch: float  # mean over an epoch's batches at the budget
+    step_seconds: float  # median of the timed steps (one optimizer step)
+    cycle_minutes: float
+    throughput: float  # complexes per second
+    timed_steps: int
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DataFigures:
+        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -81,6 +107,10 @@ class ProbeResult:
     sample_atoms: int = 0
     time_model: TimeModel | None = None
     measurements: tuple[Measurement, ...] = field(default=())
+    max_atoms_per_batch: int | None = None  # the atom budget: the most atoms a batch may hold
+    bytes_per_atom: int | None = None  # of the worst-case complex, on the memory line
+    atom_peak_bytes: int | None = None  # peak of the step that verified the atom budget
+    data: DataFigures | None = None  # batches of the job's data at the atom budget
 
     def fits_at(self, min_batch_size: int) -> bool:
         """Whether the model fits with at least ``min_batch_size`` (a stage's floor)."""
@@ -98,8 +128,10 @@ class ProbeResult:
         fields = dict(data)
         model = fields.pop("time_model", None)
         measured = fields.pop("measurements", ())
+        on_data = fields.pop("data", None)
         return cls(
             **fields,
             time_model=TimeModel(**model) if model else None,
             measurements=tuple(Measurement.from_json(m) for m in measured),
+            data=DataFigures.from_json(on_data) if on_data else None,
         )

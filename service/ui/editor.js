@@ -36,8 +36,8 @@ function treeOf(rows) {
   return tree;
 }
 
-function configEditor(stage, jobId, profile) {
-  const original = new Map(flatten(profile));
+// One row per key of the configuration, grouped by section, each value an input.
+function configRows(original) {
   const body = el("tbody");
   let section = null;
   for (const [path, value] of original) {
@@ -51,6 +51,32 @@ function configEditor(stage, jobId, profile) {
       el("td", {}, el("input", { value: shown(value), "aria-label": path, spellcheck: "false" })),
       el("td", { class: "problem" })));
   }
+  return body;
+}
+
+// Each refused key's message beside its row (or its section's); the rest under the table.
+function showProblems(body, general, problems) {
+  const leftover = [];
+  for (const row of body.querySelectorAll("tr[data-key]")) {
+    row.classList.remove("invalid");
+    row.querySelector("td.problem").textContent = "";
+  }
+  for (const p of problems) {
+    const row = body.querySelector(`tr[data-key="${CSS.escape(p.key)}"]`)
+      || [...body.querySelectorAll("tr[data-key]")].find((r) => p.key.startsWith(`${r.dataset.key}.`));
+    if (row) {
+      row.classList.add("invalid");
+      row.querySelector("td.problem").textContent = p.message;
+    } else {
+      leftover.push(`${p.key}: ${p.message}`);
+    }
+  }
+  general.textContent = leftover.join("\n");
+}
+
+function configEditor(stage, jobId, profile) {
+  const original = new Map(flatten(profile));
+  const body = configRows(original);
   const general = el("p", { class: "problem general" });
   const name = el("input", { name: "profile-name", value: `${stage}-${jobId}`, "aria-label": "profile name", pattern: "[A-Za-z0-9][A-Za-z0-9_.\\-]{0,63}" });
   const save = el("button", { type: "button", class: "save-profile" }, "Save as profile");
@@ -65,7 +91,6 @@ function configEditor(stage, jobId, profile) {
 
   const current = () => [...body.querySelectorAll("tr[data-key]")].map((row) => [row.dataset.key, parsed(row.querySelector("input").value)]);
   let checking = null;
-  let valid = true;
   const check = async () => {
     const rows = current();
     for (const row of body.querySelectorAll("tr[data-key]")) {
@@ -80,24 +105,8 @@ function configEditor(stage, jobId, profile) {
       problems = error.body.problems || [{ key: "", message: error.message }];
     }
     if (mine !== checking) return; // a later edit's check answers instead
-    valid = problems.length === 0;
-    save.disabled = !valid;
-    const leftover = [];
-    for (const row of body.querySelectorAll("tr[data-key]")) {
-      row.classList.remove("invalid");
-      row.querySelector("td.problem").textContent = "";
-    }
-    for (const p of problems) {
-      const row = body.querySelector(`tr[data-key="${CSS.escape(p.key)}"]`)
-        || [...body.querySelectorAll("tr[data-key]")].find((r) => p.key.startsWith(`${r.dataset.key}.`));
-      if (row) {
-        row.classList.add("invalid");
-        row.querySelector("td.problem").textContent = p.message;
-      } else {
-        leftover.push(`${p.key}: ${p.message}`);
-      }
-    }
-    general.textContent = leftover.join("\n");
+    save.disabled = problems.length > 0;
+    showProblems(body, general, problems);
   };
   let pending = null;
   body.addEventListener("input", () => {
@@ -105,21 +114,23 @@ function configEditor(stage, jobId, profile) {
     clearTimeout(pending);
     pending = setTimeout(check, 250);
   });
-  save.addEventListener("click", async () => {
-    saved.replaceChildren();
-    if (!name.checkValidity()) {
-      saved.append(el("p", { class: "problem" }, "A profile name is 1 to 64 letters, digits, '_', '.' or '-'."));
-      return;
-    }
-    try {
-      const { status, data } = await api("PUT", `/profiles/${encodeURIComponent(name.value)}`, { config: treeOf(current()), stage, job_id: jobId });
-      saved.append(savedProfile(data, status === 201 ? "Saved" : "Unchanged since"));
-    } catch (error) {
-      if (error.status === 422) await check();
-      saved.append(el("p", { class: "problem" }, `Not saved: ${error.message}`));
-    }
-  });
+  save.addEventListener("click", () => saveProfile(name, saved, () => ({ config: treeOf(current()), stage, job_id: jobId }), check));
   return editor;
+}
+
+async function saveProfile(name, saved, body, check) {
+  saved.replaceChildren();
+  if (!name.checkValidity()) {
+    saved.append(el("p", { class: "problem" }, "A profile name is 1 to 64 letters, digits, '_', '.' or '-'."));
+    return;
+  }
+  try {
+    const { status, data } = await api("PUT", `/profiles/${encodeURIComponent(name.value)}`, body());
+    saved.append(savedProfile(data, status === 201 ? "Saved" : "Unchanged since"));
+  } catch (error) {
+    if (error.status === 422) await check();
+    saved.append(el("p", { class: "problem" }, `Not saved: ${error.message}`));
+  }
 }
 
 function savedProfile(profile, verb) {

@@ -80,3 +80,13 @@ def test_a_queued_job_goes_to_ray_without_the_request_waiting_for_it(tmp_path):
         manager.cancel(manager.store.get(first.id))
         assert ray.jobs[f"stagetune-{first.id}"] is JobState.CANCELLED
         assert until(lambda: manager.store.get(second.id).state is JobState.RUNNING)
+
+
+def test_a_job_stored_before_a_bound_existed_still_reads(manager):
+    """Options a request could carry before they were bounded are shown as stored, never
+    refused: a stored record must not make a read fail."""
+    record, _ = manager.store.create("old-1", {"preset": "quick", "seed": 2**64}, None)
+    public = manager.public(record, "http://127.0.0.1:8000/")
+    assert public.options.seed == 2**64
+    assert public.model_dump(mode="json")["options"]["seed"] == 2**64
+    assert public.progress == {}

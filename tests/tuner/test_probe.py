@@ -59,6 +59,25 @@ def test_largest_batch_is_within_5_percent_of_brute_force_and_never_above(size, 
     assert result.cycle_minutes == pytest.approx(450 * result.step_seconds / 60)
 
 
+@pytest.mark.parametrize(
+    ("size", "budget", "atoms"), [("small", "64MiB", 60), ("deep", "160MiB", 80)]
+)
+def test_the_atom_budget_fits_on_mixed_sizes_and_a_tenth_more_does_not(size, budget, atoms):
+    with Probe(config(size), cpu(budget), ProbeSample.synthetic(atoms)) as probe:
+        result = probe.find_max_batch()
+        assert result.fits and result.max_atoms_per_batch is not None
+        # at least the atoms of the fixed-count answer, measured on worst-case complexes
+        assert result.max_atoms_per_batch >= result.max_batch_size * atoms
+        assert result.atom_peak_bytes <= result.limit_bytes
+        assert result.probe_steps <= 9
+        packed = probe.sample.packed(result.max_atoms_per_batch)
+        assert len({c.num_nodes for c in packed.to_data_list()}) >= 3  # mixed sizes
+        assert packed.num_nodes <= result.max_atoms_per_batch
+        assert probe.measure_batch(packed, timed_steps=0).fits
+        over = probe.sample.packed(int(result.max_atoms_per_batch * 1.1))
+        assert not probe.measure_batch(over, timed_steps=0).fits
+
+
 def test_accumulation_makes_an_optimizer_step_several_micro_batches():
     plain = config("small")
     accumulated = load_train_config(
@@ -212,6 +231,25 @@ def test_cli_probe_json(tmp_path):
     assert "INFO" in log and "probing on cpu" in log
 
 
+def test_cli_probe_on_real_data_gives_the_atom_budget_and_the_datas_cycle(tmp_path, pdbbind_mini):
+    result = run_cli(
+        "probe", *SIZES["small"], f"data.cache_dir={tmp_path / 'cache'}", "--max-atoms", "600",
+        "--device", "cpu", "--memory-budget", "256MiB", "--data", str(pdbbind_mini), "--json",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["max_atoms_per_batch"] >= out["max_batch_size"] * 600
+    assert {"limit_bytes", "probe_steps"} <= set(out)
+    data = out["data"]
+    assert set(data) >= {"complexes", "atoms_mean", "atoms_max", "complexes_per_batch",
+                         "step_seconds", "cycle_minutes", "throughput"}  # fmt: skip
+    assert data["atoms_max"] <= 600 and data["complexes"] >= 10
+    # real complexes are smaller than the worst case: a batch at the budget holds more of them
+    assert data["complexes_per_batch"] > out["max_batch_size"]
+    assert data["cycle_minutes"] == pytest.approx(450 * data["step_seconds"] / 60)
+
+
 def test_cli_probe_one_batch_size(tmp_path, pdbbind_mini):
     result = run_cli(
         "probe", *SIZES["small"], "--sample", str(pdbbind_mini / "5mnn"), "--max-atoms", "100",
@@ -220,7 +258,8 @@ def test_cli_probe_one_batch_size(tmp_path, pdbbind_mini):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert set(out) == {"batch_size", "fits", "oom", "peak_bytes", "step_seconds", "step_times"}
+    assert set(out) == {"batch_size", "fits", "oom", "peak_bytes", "step_seconds", "step_times",
+                        "atoms"}  # fmt: skip
     assert out["batch_size"] == 3 and out["fits"] and out["step_seconds"] > 0
 
 

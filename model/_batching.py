@@ -1,0 +1,74 @@
+"""How a run's complexes become batches: ``train.batch_size`` complexes each, or, with
+``train.max_atoms_per_batch``, as many complexes as fit in that many atoms.
+
+Graphs differ in size, and a step's memory grows with the atoms of its batch, not with its count
+of complexes: a budget in atoms fills the memory the probe measured whatever the mix of sizes.
+The packing is PyG's ``DynamicBatchSampler`` (mode ``node``) over the complexes in an order
+shuffled each epoch by a generator seeded with ``train.seed``, so a run is the same run under
+the same seed. A complex larger than the budget is an error that names it: it would otherwise
+be a batch of its own, over the budget, or be dropped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch_geometric.data import Data
+from torch_geometric.loader import DataLoader, DynamicBatchSampler
+
+from model._config import LoopSpec
+from model._errors import ConfigError
+
+
+class Batching:
+    def __init__(self, loop: LoopSpec) -> None:
+        self.batch_size = loop.batch_size
+        self.atoms = loop.max_atoms_per_batch
+        self.eval_batch_size = loop.eval_batch_size or loop.batch_size
+        self.generator = torch.Generator().manual_seed(loop.seed)
+        self._fixed: DataLoader | None = None
+
+    def check(self, complexes: Sequence[Data]) -> None:
+        """Every complex fits in the atom budget; the error names the first that does not."""
+        if self.atoms is None:
+            return
+        for c in complexes:
+            if c.num_nodes > self.atoms:
+                name = getattr(c, "complex_id", None) or "a synthetic complex"
+                raise ConfigError(
+                    f"train.max_atoms_per_batch={self.atoms}: {name} has {c.num_nodes} atoms, "
+                    "more than a whole batch may hold; raise the budget to at least "
+                    f"{c.num_nodes}, or crop complexes with a smaller data.max_atoms"
+                )
+
+    def train_loader(self, complexes: Sequence[Data]) -> DataLoader:
+        """This epoch's training batches (a new order every epoch)."""
+        if self.atoms is None:
+            if self._fixed is None:  # one loader: its sampler draws a new order each epoch
+                self._fixed = DataLoader(
+                    list(complexes), batch_size=self.batch_size, shuffle=True,
+                    generator=self.generator,
+                )  # fmt: skip
+            return self._fixed
+        order = torch.randperm(len(complexes), generator=self.generator).tolist()
+        return self._packed([complexes[i] for i in order])
+
+    def eval_loader(self, complexes: Sequence[Data]) -> DataLoader:
+        if self.atoms is None:
+            return DataLoader(list(complexes), batch_size=self.eval_batch_size)
+        return self._packed(list(complexes))
+
+    def steps_per_epoch(self, complexes: Sequence[Data]) -> int:
+        """Batches in an epoch (for an atom budget: as packed in the data's own order; a
+        shuffled epoch packs within a batch or two of it)."""
+        if self.atoms is None:
+            return math.ceil(len(complexes) / self.batch_size)
+        packs = DynamicBatchSampler(list(complexes), max_num=self.atoms, mode="node")
+        return sum(1 for _ in packs)  # it has no len(): its count depends on the order
+
+    def _packed(self, complexes: list[Data]) -> DataLoader:
+        assert self.atoms is not None
+        sampler = DynamicBatchSampler(complexes, max_num=self.atoms, mode="node")
+        return DataLoader(complexes, batch_sampler=sampler)
