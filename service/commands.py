@@ -108,7 +108,7 @@ def _on_data(probe: Any, result: Any, root: str, max_atoms: int, overrides: list
         settings={"data.source": root, "data.max_atoms": max_atoms},
     )
     complexes = load_dataset(config).train
-    figures = on_data(probe, complexes, result.max_atoms_per_batch, seed=config.train.seed)
+    figures = on_data(probe, complexes, result, seed=config.train.seed)
     return dataclasses.replace(result, data=figures, probe_steps=probe.steps)
 
 

@@ -20,6 +20,7 @@ from stagetune_api._job import (
 from stagetune_api._json import finite_json
 from stagetune_api._progress import Progress, SearchFigures
 from stagetune_api._result import (
+    Batching,
     JobResult,
     MeasuredOn,
     ProbeFigures,
@@ -35,6 +36,7 @@ from stagetune_api._train import EpochFigures, SkippedComplex, TrainOptions, Tra
 
 __all__ = [
     "JOB_ID_PATTERN",
+    "Batching",
     "EpochFigures",
     "JobKind",
     "JobOptions",

@@ -78,6 +78,28 @@ class StageBudget(_Record):
     max_batch_size: int
 
 
+class Batching(_Record):
+    """How the stage's profile batches its data: packed up to an atom budget (what the profile
+    trains with), with its figures on the job's own data; and the fixed count, the conservative
+    answer for a fixed batch size."""
+
+    max_atoms_per_batch: int | None = Field(
+        description="the atom budget (train.max_atoms_per_batch): the most atoms a batch holds"
+    )
+    batch_size: int = Field(description="the fixed batch: complexes of max_atoms atoms each")
+    complexes_per_batch: float | None = Field(
+        description="complexes a batch holds on the job's data at the budget (mean)"
+    )
+    step_seconds_on_data: float | None = Field(description="a step on the job's data")
+    cycle_minutes_on_data: float | None = Field(
+        description="cycle_batches steps on the job's data: the cycle the stage promises"
+    )
+    throughput_on_data: float | None = Field(description="complexes per second on the data")
+    cycle_minutes_worst_case: float | None = Field(
+        description="the same cycle at the fixed batch of worst-case complexes"
+    )
+
+
 class StageResult(_Record):
     feasible: bool
     reason: str = Field(description="why this configuration, or why none")
@@ -94,6 +116,10 @@ class StageResult(_Record):
     pruned: int = Field(description="configurations answered without a probe")
     budget: StageBudget | None = Field(
         default=None, description="the stage's rules (absent from results before they were kept)"
+    )
+    batching: Batching | None = Field(
+        default=None, description="atom budget and the figures on the job's data (absent from "
+        "results before atom budgets)",
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from model import TrainConfig
 from stagetune_api import (
+    Batching,
     JobSpec,
     MeasuredOn,
     ProbeFigures,
@@ -83,6 +84,7 @@ def stage_result(
         probed=probed,
         pruned=pruned,
         budget=budget,
+        batching=_batching(choice),
     )
 
 
@@ -97,8 +99,11 @@ def _profile_config(run: StageRun, base: TrainConfig) -> tuple[TrainConfig, str]
         tree = merge_tree(base.to_dict(), {"model": run.choice.knobs})
         if tuned is not None:
             reason += "; no tune trial finished training, so the optimizer is the job's own"
-    # the profile trains like the job's base config (epochs, output folder), not like a trial
-    train = {**base.train.model_dump(mode="json"), "batch_size": run.choice.batch_size}
+    # the profile trains like the job's base config (epochs, output folder), not like a trial,
+    # with the stage's batches: its atom budget when the probe found one, else its fixed count
+    atoms = run.choice.on_data.max_atoms_per_batch if run.choice.on_data else None
+    train = {**base.train.model_dump(mode="json"), "batch_size": run.choice.batch_size,
+             "max_atoms_per_batch": atoms}  # fmt: skip
     return TrainConfig.model_validate({**tree, "train": train}), reason
 
 
@@ -119,6 +124,20 @@ def _probe_figures(run: StageRun) -> ProbeFigures:
         capacity=probe.capacity,
         probe_steps=probe.probe_steps,
         sample_atoms=probe.sample_atoms,
+    )
+
+
+def _batching(choice: StageChoice) -> Batching:
+    assert choice.batch_size is not None
+    data = choice.on_data
+    return Batching(
+        max_atoms_per_batch=data.max_atoms_per_batch if data else None,
+        batch_size=choice.batch_size,
+        complexes_per_batch=data.complexes_per_batch if data else None,
+        step_seconds_on_data=data.step_seconds if data else None,
+        cycle_minutes_on_data=data.cycle_minutes if data else None,
+        throughput_on_data=data.throughput if data else None,
+        cycle_minutes_worst_case=choice.cycle_minutes,
     )
 
 

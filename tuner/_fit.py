@@ -216,8 +216,12 @@ def _probe_variables(probe: ProbeResult | None) -> dict[str, Any]:
         return {}
     keys = ("fits", "max_batch_size", "peak_bytes", "limit_bytes", "fixed_bytes",
             "bytes_per_sample", "step_seconds", "cycle_minutes", "throughput", "capacity",
-            "probe_steps", "device", "sample_atoms")  # fmt: skip
-    return {f"probe.{k}": getattr(probe, k) for k in keys}
+            "probe_steps", "device", "sample_atoms", "max_atoms_per_batch", "bytes_per_atom",
+            "atom_peak_bytes")  # fmt: skip
+    variables = {f"probe.{k}": getattr(probe, k) for k in keys}
+    if probe.data is not None:
+        variables.update(prefixed("probe.data", probe.data.to_json()))
+    return variables
 
 
 def _describe_probe(result: dict[str, Any]) -> str:

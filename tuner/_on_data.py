@@ -19,40 +19,54 @@ from torch_geometric.loader import DynamicBatchSampler
 from model import ConfigError
 from tuner._measures import synchronize
 from tuner._probe import Probe
-from tuner._probe_records import DataFigures
+from tuner._probe_records import DataFigures, ProbeResult
 
 TIMED_STEPS = 3  # real batches timed after one untimed one (each batch has its own shape)
 
 
 def on_data(
-    probe: Probe, complexes: Sequence[Data], budget: int, seed: int = 0, steps: int = TIMED_STEPS
+    probe: Probe,
+    complexes: Sequence[Data],
+    result: ProbeResult,
+    seed: int = 0,
+    steps: int = TIMED_STEPS,
 ) -> DataFigures:
-    """Pack ``complexes`` (shuffled under ``seed``) up to ``budget`` atoms and time ``steps``
-    training steps on the first batches, after one untimed step."""
+    """Pack ``complexes`` (shuffled under ``seed``) up to ``budget`` atoms, time ``steps``
+    training steps on the fullest batches (after one untimed step), and predict the step of an
+    average batch of the epoch: the fixed part of the probe's time model plus the measured time
+    per atom times the batch's atoms. (An epoch's last batch holds what is left, often much
+    less: a cycle's step is the epoch's average, not the full batch's.)"""
+    budget, model = result.max_atoms_per_batch, result.time_model
+    assert budget is not None and model is not None, "the probe found no atom budget"
     sizes = [int(c.num_nodes) for c in complexes]
     too_big = [(getattr(c, "complex_id", "?"), n) for c, n in zip(complexes, sizes, strict=True)
                if n > budget]  # fmt: skip
     if too_big:
-        name, atoms = too_big[0]
-        raise ConfigError(f"the data's complex {name} has {atoms} atoms, over the atom budget "
+        name, count = too_big[0]
+        raise ConfigError(f"the data's complex {name} has {count} atoms, over the atom budget "
                           f"{budget}: crop complexes with a smaller data.max_atoms")  # fmt: skip
     order = torch.randperm(len(complexes), generator=torch.Generator().manual_seed(seed)).tolist()
     shuffled = [complexes[i] for i in order]
     packs = [p for p in DynamicBatchSampler(shuffled, max_num=budget, mode="node")]  # no len()
-    batches = [Batch.from_data_list([shuffled[i] for i in p]) for p in packs[: steps + 1]]
-    times = []
-    for i, batch in enumerate(batches):
-        batch = batch.to(probe.torch_device)
+    atoms = [sum(sizes[order[i]] for i in pack) for pack in packs]
+    # the fullest batches are timed (the first of them untimed: each shape is new)
+    fullest = sorted(range(len(packs)), key=lambda k: -atoms[k])[: steps + 1]
+    timed = fullest[1:] or fullest
+    micro = probe.config.optimizer.accumulate_steps
+    fixed = model.seconds_fixed / micro  # of one micro-batch, as timed here
+    per_atom = []
+    for k in fullest:
+        batch = Batch.from_data_list([shuffled[i] for i in packs[k]]).to(probe.torch_device)
         synchronize(probe.torch_device)
         t0 = time.perf_counter()
         probe.trainer.train_step(batch)
         probe.trainer.flush()
         synchronize(probe.torch_device)
         probe.steps += 1
-        if i > 0 or len(batches) == 1:
-            times.append(time.perf_counter() - t0)
-    micro = probe.config.optimizer.accumulate_steps
-    seconds = statistics.median(times) * micro
+        if k in timed:
+            per_atom.append(max(0.0, time.perf_counter() - t0 - fixed) / atoms[k])
+    # a cycle's step: the fixed part and the atoms of an average batch of the epoch
+    seconds = (fixed + statistics.median(per_atom) * statistics.mean(atoms)) * micro
     per_batch = len(complexes) / len(packs)
     return DataFigures(
         complexes=len(complexes),
@@ -62,5 +76,5 @@ def on_data(
         step_seconds=seconds,
         cycle_minutes=probe.cycle_batches * seconds / 60.0,
         throughput=per_batch * micro / seconds,
-        timed_steps=len(times),
+        timed_steps=len(per_atom),
     )

@@ -175,8 +175,9 @@ class _StageLoop:
         self, stage: Stage, choice: StageChoice
     ) -> tuple[TuneOutcome, dict[str, dict[str, Any]]]:
         assert choice.batch_size is not None
+        atoms = choice.on_data.max_atoms_per_batch if choice.on_data else None
         configs = pair_configs(
-            self.spec, self.base, choice.knobs, choice.batch_size, self.config_dir
+            self.spec, self.base, choice.knobs, choice.batch_size, self.config_dir, atoms
         )
         ctx = TuneContext(stage, configs, self.spec.max_epochs, pinned_keys(self.spec))
         run = partial(run_tune, ctx, self.spec.tune_trials, self.execution, self.board,

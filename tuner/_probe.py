@@ -234,23 +234,25 @@ class Probe:
         result = self._result(final, seen)
         if not result.fits or result.bytes_per_sample is None or result.fixed_bytes is None:
             return result
-        budget, peak = self._atom_budget(result)
+        budget, peak = self._atom_budget(result, max_batch_size)
         return dataclasses.replace(
             result, max_atoms_per_batch=budget, atom_peak_bytes=peak, probe_steps=self.steps,
             bytes_per_atom=round(result.bytes_per_sample / self.sample.atoms),
         )  # fmt: skip
 
-    def _atom_budget(self, result: ProbeResult) -> tuple[int, int | None]:
+    def _atom_budget(self, result: ProbeResult, max_batch_size: int) -> tuple[int, int | None]:
         """The most atoms a batch may hold: on the memory line in atoms (the fixed bytes plus the
         worst-case complex's bytes per atom), verified by one step on a batch packed to it from
         worst-case complexes of mixed sizes; refitted through that step if it is over the limit.
         At least the atoms of ``max_batch_size`` worst-case complexes, measured to fit already,
-        which is the answer when the packed batch runs out of memory below the line.
+        which is the answer when the packed batch runs out of memory below the line; at most
+        the atoms of the batch cap's worth of them.
         The budget and the peak of the step that verified it."""
         assert result.bytes_per_sample is not None and result.fixed_bytes is not None
         per_atom = result.bytes_per_sample / self.sample.atoms
         known = self.sample.atoms * result.max_batch_size
         budget = math.floor((self.limit_bytes - result.fixed_bytes) / per_atom)
+        budget = min(budget, max_batch_size * self.sample.atoms)
         for _ in range(3):
             if budget <= known:
                 break

@@ -79,6 +79,14 @@ def audit_markdown(result: JobResult, records: list[TrialRecord]) -> str:
                 f"scheduler: {r.scheduler.get('name')}",
                 f"- configuration hash: `{r.config_hash}` (profile `{r.profile}`)",
             ]
+            b = r.batching
+            if b is not None and b.max_atoms_per_batch is not None:
+                lines.append(
+                    f"- batches: at most {b.max_atoms_per_batch:,} atoms; on the job's data "
+                    f"{b.complexes_per_batch or 0:.1f} complexes a batch, "
+                    f"{b.cycle_minutes_on_data or 0:.1f} min per cycle, "
+                    f"{b.throughput_on_data or 0:.1f} complexes/s"
+                )
             if p is not None:
                 lines.append(
                     f"- measured on {r.device.device_model if r.device else '?'}: "

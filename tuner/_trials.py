@@ -7,6 +7,7 @@ nodes read no configuration files, so a node that has the package installed can 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -19,8 +20,9 @@ import ray
 from pydantic import ValidationError
 from ray import tune
 
-from model import TrainConfig, run_training
+from model import ConfigError, TrainConfig, load_dataset, run_training
 from tuner._hardware import Device, device_for, discover
+from tuner._on_data import on_data
 from tuner._probe import Probe, ProbeResult, ProbeSample
 from tuner._stages import Stage, StagesConfig, merge_tree
 from tuner._tune_space import apply_hyperparameters
@@ -92,6 +94,8 @@ def probe_configuration(knobs: dict[str, Any], ctx: FitContext) -> dict[str, Any
     stages, policy = ctx.stages, ctx.policy
     with Probe(config, device, sample, stages.memory_fraction, stages.cycle_batches) as probe:
         result = probe.find_max_batch(stages.max_batch_size)
+        if result.max_atoms_per_batch is not None:
+            result = _on_job_data(probe, result, config)
     score = policy_for(policy.spec).score_of(knobs, result, policy)
     return {
         SCORE: score,
@@ -104,6 +108,19 @@ def probe_configuration(knobs: dict[str, Any], ctx: FitContext) -> dict[str, Any
         "device_model": device.model,
         **where,
     }
+
+
+def _on_job_data(probe: Probe, result: ProbeResult, config: TrainConfig) -> ProbeResult:
+    """The probe's answer with its figures on the job's own training complexes (synthetic or a
+    PDBbind root) at its atom budget; without them, with a warning, if the data cannot be used
+    (the stage's time rule then judges the worst case)."""
+    try:
+        complexes = load_dataset(config).train
+        figures = on_data(probe, complexes, result, seed=config.train.seed)
+    except ConfigError as exc:
+        log.warning("the probe's figures on the job's data are left out: %s", exc)
+        return result
+    return dataclasses.replace(result, data=figures, probe_steps=probe.steps)
 
 
 def fit_trial(config: dict[str, Any], ctx: FitContext) -> None:

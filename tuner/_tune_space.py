@@ -53,9 +53,11 @@ def pair_configs(
     knobs: dict[str, Any],
     batch_size: int,
     config_dir: Path | None = None,
+    max_atoms_per_batch: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The training config of each optimizer/scheduler pair the tune search may choose, with the
-    chosen model and batch. A group the job pins (``optimizer=sgd``) is not searched."""
+    chosen model and batches (its atom budget, when it has one). A group the job pins
+    (``optimizer=sgd``) is not searched."""
     groups = ("optimizer", "scheduler")
     pinned = dict(parse_override(o) for o in spec.overrides if o.split("=", 1)[0] in groups)
     optimizers = [pinned["optimizer"]] if "optimizer" in pinned else TUNE_OPTIMIZERS
@@ -64,6 +66,7 @@ def pair_configs(
         "data.source": base.data.source,
         "data.max_atoms": base.data.max_atoms,
         "train.batch_size": batch_size,
+        "train.max_atoms_per_batch": max_atoms_per_batch,
         **{f"model.{k}": v for k, v in knobs.items()},
     }
     configs, problems = {}, []

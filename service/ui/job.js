@@ -102,10 +102,13 @@ async function showReport(job) {
 function figures(answer) {
   const p = answer.probe || {};
   const v = answer.validation;
+  const b = answer.batching || {};
   const items = [
+    ["Atom budget", b.max_atoms_per_batch ? `${b.max_atoms_per_batch.toLocaleString()} atoms a batch` : "none (fixed batches)"],
+    ["On your data", b.cycle_minutes_on_data ? `${number(b.complexes_per_batch)} complexes a batch, ${number(b.cycle_minutes_on_data)} min a cycle, ${number(b.throughput_on_data)} complexes/s` : ""],
     ["Batch size", answer.batch_size], ["Largest batch that fits", p.max_batch_size],
     ["Parameters", p.capacity?.toLocaleString()], ["Peak memory", `${bytes(p.peak_bytes)} of ${bytes(p.limit_bytes)}`],
-    ["Cycle (450 batches)", p.cycle_minutes ? `${number(p.cycle_minutes)} min` : ""],
+    ["Cycle (450 batches, worst case)", p.cycle_minutes ? `${number(p.cycle_minutes)} min` : ""],
     ["Throughput", p.throughput ? `${number(p.throughput)} samples/s` : ""],
     ["Measured on", answer.device?.device_model ?? ""], ["Probe steps", p.probe_steps],
     ["Validation loss", v ? `${number(v.val_loss, 4)} after ${v.epochs} epochs` : "not tuned"],

@@ -77,6 +77,13 @@ def test_a_job_answers_every_stage_from_trials_on_both_nodes(cluster, tmp_path):
         assert profile.digest() == answer.config_hash
         assert profile.train.batch_size == answer.batch_size
         assert (tmp_path / "out" / answer.profile).is_file()
+        # the stage's batches: its atom budget, and its cycle predicted on the job's own data
+        batching = answer.batching
+        assert batching is not None and batching.max_atoms_per_batch >= answer.batch_size
+        assert profile.train.max_atoms_per_batch == batching.max_atoms_per_batch
+        assert batching.complexes_per_batch > 0 and batching.cycle_minutes_on_data > 0
+        assert batching.cycle_minutes_worst_case == answer.probe.cycle_minutes
+        assert answer.budget is not None and answer.budget.cycle_batches == 450
 
     rows = read_trials_csv(job / "trials.csv")
     nodes = {r["node_id"] for r in rows if r["status"] != "pruned"}
@@ -92,6 +99,9 @@ def test_a_job_answers_every_stage_from_trials_on_both_nodes(cluster, tmp_path):
     assert types["model.hidden_channels"] == "int"
     assert types["model.cutoff"] == "float"  # knobs the space does not search are there too
     assert types["probe.step_seconds"] == "float"
+    assert types["probe.max_atoms_per_batch"] == "int"
+    assert types["probe.data.cycle_minutes"] == "float"
+    assert types["probe.feasible"] == "bool"
     assert types["optimizer.lookahead.enabled"] == "bool"
     assert types["optimizer.name"] == "str"
     assert types["tune.lr_factor"] == "float"
@@ -104,6 +114,7 @@ def test_a_job_answers_every_stage_from_trials_on_both_nodes(cluster, tmp_path):
     assert "production tune: trial" in (job / "job.log").read_text()
     progress = json.loads((job / "progress.json").read_text())
     assert progress["stages"]["production"]["tune"]["done"] == 6
+    assert progress["stages"]["production"]["tune"]["total"] == 6
     assert result.provenance.device_hours > 0
     assert result.hardware["nodes"] and len(result.hardware["nodes"]) == 2
 

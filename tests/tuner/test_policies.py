@@ -169,3 +169,55 @@ def test_production_needs_a_probe_sample_that_covers_the_data():
     choice = choose(Stage.PRODUCTION, STAGES, table, DataStats(atoms_needed=812))
     assert not choice.feasible and "812" in choice.reason and "max_atoms" in choice.reason
     assert choose(Stage.PRODUCTION, STAGES, table, DataStats(atoms_needed=600)).feasible
+
+
+def with_data(result, step_s, per_batch, budget):
+    """``result`` with an atom budget and its figures on the job's data."""
+    import dataclasses
+
+    from tuner import DataFigures
+
+    figures = DataFigures(
+        complexes=100, atoms_mean=300.0, atoms_max=600, complexes_per_batch=per_batch,
+        step_seconds=step_s, cycle_minutes=450 * step_s / 60, throughput=per_batch / step_s,
+        timed_steps=3,
+    )  # fmt: skip
+    return dataclasses.replace(result, max_atoms_per_batch=budget, data=figures)
+
+
+def test_the_time_rule_judges_the_datas_batches_when_they_were_measured():
+    # worst case: 32 complexes take 0.1 + 0.2 * 32 = 6.5 s a step, over prototyping's 5.33 s;
+    # the data's batches at the budget take 4 s: the whole budget keeps the cycle
+    slow = with_data(probe(1_000_000, 32, 0.1, 0.2), step_s=4.0, per_batch=40.0, budget=19_200)
+    choice = choose(Stage.PROTOTYPING, STAGES, [cand("m", slow)])
+    assert choice.feasible and choice.on_data is not None
+    assert choice.on_data.max_atoms_per_batch == 19_200
+    assert choice.on_data.cycle_minutes == pytest.approx(450 * 4.0 / 60)
+    assert choice.on_data.throughput == pytest.approx(10.0)
+    assert "on the job's data" in choice.reason
+
+
+def test_a_data_cycle_over_the_budget_shrinks_the_atom_budget_to_fit():
+    # 10 s a step on the data, 5.33 s allowed: the part above the fixed 0.1 s scales with atoms
+    slow = with_data(probe(1_000_000, 32, 0.1, 0.2), step_s=10.0, per_batch=40.0, budget=19_200)
+    choice = choose(Stage.PROTOTYPING, STAGES, [cand("m", slow)])
+    expected = int(19_200 * (PROTO_STEP - 0.1) / (10.0 - 0.1))
+    assert choice.feasible and choice.on_data.max_atoms_per_batch == expected
+    assert choice.on_data.cycle_minutes <= 40.0 + 1e-9
+    too_slow = with_data(probe(1_000_000, 32, 6.0, 0.2), step_s=60.0, per_batch=40.0, budget=19_200)
+    assert not choose(Stage.PROTOTYPING, STAGES, [cand("m", too_slow)]).feasible
+
+
+def test_throughput_stages_rank_by_complexes_per_second_on_the_data():
+    # on the worst case "a" is faster; on the data "b" packs more complexes a second
+    a = with_data(probe(1_000_000, 64, 0.05, 0.02), step_s=1.0, per_batch=20.0, budget=38_400)
+    b = with_data(probe(2_000_000, 32, 0.05, 0.04), step_s=1.0, per_batch=30.0, budget=19_200)
+    choice = choose(Stage.PROTOTYPING, STAGES, [cand("a", a), cand("b", b)])
+    assert choice.knobs == {"name": "b"} and choice.on_data.throughput == pytest.approx(30.0)
+
+
+def test_production_reports_its_largest_atom_budget():
+    table = [cand("s", with_data(probe(1_000_000, 8), step_s=2.0, per_batch=12.0, budget=5_000))]
+    choice = choose(Stage.PRODUCTION, STAGES, table)
+    assert choice.feasible and choice.batch_size == 8
+    assert choice.on_data.max_atoms_per_batch == 5_000

@@ -46,8 +46,21 @@ class DataStats:
 
 
 @dataclass(frozen=True)
+class OnData:
+    """A stage's batches of the job's own data, packed up to its atom budget."""
+
+    max_atoms_per_batch: int
+    complexes_per_batch: float
+    step_seconds: float
+    cycle_minutes: float
+    throughput: float  # complexes per second
+
+
+@dataclass(frozen=True)
 class StageChoice:
-    """A stage's answer: the configuration and batch, or why there is none."""
+    """A stage's answer: the configuration and batch (and atom budget, with its figures on the
+    job's data), or why there is none. ``step_seconds``, ``cycle_minutes`` and ``throughput`` are
+    the worst case at ``batch_size``; ``on_data`` the job's own batches."""
 
     stage: Stage
     feasible: bool
@@ -59,6 +72,13 @@ class StageChoice:
     capacity: int | None = None
     peak_bytes: int | None = None
     reason: str = ""
+    on_data: OnData | None = None
+
+    @property
+    def speed(self) -> float:
+        """What a throughput stage ranks by: complexes per second on the job's data when it was
+        measured, else on the worst case."""
+        return self.on_data.throughput if self.on_data else float(self.throughput or 0.0)
 
 
 @dataclass(frozen=True)
@@ -130,11 +150,49 @@ def step_seconds_at(probe: ProbeResult, batch: int) -> float | None:
     return None if probe.time_model is None else probe.time_model.step_seconds(batch)
 
 
-def choice_at(candidate: Candidate, batch: int, ctx: PolicyContext, reason: str) -> StageChoice:
-    """A feasible answer: ``candidate`` at ``batch``, with the figures its probe supports."""
+def on_data_at(probe: ProbeResult, atoms: int, cycle_batches: int) -> OnData | None:
+    """The probe's figures on the job's data at an atom budget of ``atoms`` (at most its own):
+    measured at its budget, and below it the step's part that grows with the batch scaled to
+    the atoms (the fixed part is the worst case's)."""
+    data, budget = probe.data, probe.max_atoms_per_batch
+    if data is None or budget is None:
+        return None
+    fixed = min(probe.time_model.seconds_fixed if probe.time_model else 0.0, data.step_seconds)
+    share = min(1.0, atoms / budget)
+    seconds = fixed + (data.step_seconds - fixed) * share
+    per_batch = data.complexes_per_batch * share
+    return OnData(
+        max_atoms_per_batch=min(atoms, budget),
+        complexes_per_batch=per_batch,
+        step_seconds=seconds,
+        cycle_minutes=cycle_batches * seconds / 60.0,
+        throughput=data.throughput * share * data.step_seconds / seconds,
+    )
+
+
+def atoms_within(probe: ProbeResult, seconds_per_step: float) -> int:
+    """The largest atom budget whose step on the job's data takes at most ``seconds_per_step``
+    (``on_data_at``'s model); 0 when even the fixed part takes longer."""
+    data, budget = probe.data, probe.max_atoms_per_batch
+    assert data is not None and budget is not None
+    if data.step_seconds <= seconds_per_step:
+        return budget
+    fixed = min(probe.time_model.seconds_fixed if probe.time_model else 0.0, data.step_seconds)
+    if seconds_per_step <= fixed:
+        return 0
+    return math.floor(budget * (seconds_per_step - fixed) / (data.step_seconds - fixed))
+
+
+def choice_at(
+    candidate: Candidate, batch: int, ctx: PolicyContext, reason: str, atoms: int | None = None
+) -> StageChoice:
+    """A feasible answer: ``candidate`` at ``batch`` (and an atom budget of ``atoms``, by default
+    its probe's), with the figures its probe supports."""
     probe = candidate.probe
     assert probe is not None
     seconds = step_seconds_at(probe, batch)
+    budget = atoms if atoms is not None else probe.max_atoms_per_batch
+    on_data = on_data_at(probe, budget, ctx.config.cycle_batches) if budget else None
     return StageChoice(
         stage=ctx.stage,
         feasible=True,
@@ -146,6 +204,7 @@ def choice_at(candidate: Candidate, batch: int, ctx: PolicyContext, reason: str)
         capacity=probe.capacity,
         peak_bytes=probe.peak_bytes if batch == probe.max_batch_size else None,
         reason=reason,
+        on_data=on_data,
     )
 
 

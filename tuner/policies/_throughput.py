@@ -10,6 +10,7 @@ from tuner.policies._base import (
     Policy,
     PolicyContext,
     StageChoice,
+    atoms_within,
     choice_at,
     nothing_fits,
     step_seconds_at,
@@ -31,18 +32,7 @@ class TimeBoundThroughput(Policy):
         minutes = ctx.spec.minutes_allowed
         assert minutes is not None
         seconds_per_step = minutes * 60.0 / config.cycle_batches
-        options = []
-        for c in candidates:
-            p = c.probe
-            if p is None or not p.fits or p.time_model is None:
-                continue
-            by_time = p.time_model.largest_batch_within(seconds_per_step)
-            batch = min(p.max_batch_size, by_time, config.max_batch_size)
-            if batch < config.min_batch_size:
-                continue
-            seconds = step_seconds_at(p, batch)
-            assert seconds is not None
-            options.append((c, batch, seconds, batch / seconds))
+        options = [c for c in (_option(c, ctx, seconds_per_step) for c in candidates) if c]
         if not options:
             fitting = any(c.probe is not None and c.probe.fits for c in candidates)
             why = (
@@ -52,14 +42,12 @@ class TimeBoundThroughput(Policy):
                 else f"no configuration fits in memory at batch {config.min_batch_size}"
             )
             return nothing_fits(ctx.stage, candidates, why)
-        best = max(o[3] for o in options)
-        close = [o for o in options if o[3] >= best * (1.0 - config.throughput_tie)]
-        c, batch, _, _ = max(close, key=lambda o: (o[0].probe.capacity, o[3]))  # type: ignore[union-attr]
-        reason = f"highest throughput with a cycle within {minutes:g} minutes"
-        return choice_at(c, batch, ctx, reason)
+        best = max(o.speed for o in options)
+        close = [o for o in options if o.speed >= best * (1.0 - config.throughput_tie)]
+        return max(close, key=lambda o: (o.capacity or 0, o.speed))
 
     def score(self, choice: StageChoice) -> float:
-        return float(choice.throughput or 0.0)
+        return choice.speed
 
     def seed_points(
         self, choices: Mapping[str, list[Any]], previous: Sequence[Mapping[str, Any]]
@@ -67,3 +55,28 @@ class TimeBoundThroughput(Policy):
         points = super().seed_points(choices, previous)
         smallest = {k: v[0] for k, v in choices.items()}
         return points if smallest in points else [*points, smallest]
+
+
+def _option(c: Candidate, ctx: PolicyContext, seconds_per_step: float) -> StageChoice | None:
+    """``c`` at the largest batch that fits in memory and keeps a cycle in time, or None.
+
+    Time is judged on the job's data when the probe measured it: the largest atom budget whose
+    step on the data's batches keeps the cycle (memory stays judged on the worst case, by the
+    budget itself). Without data, on the worst case's step-time model at a fixed batch."""
+    p, config = c.probe, ctx.config
+    if p is None or not p.fits or p.time_model is None:
+        return None
+    by_time = p.time_model.largest_batch_within(seconds_per_step)
+    batch = min(p.max_batch_size, by_time, config.max_batch_size)
+    minutes = ctx.spec.minutes_allowed
+    reason = f"highest throughput with a cycle within {minutes:g} minutes"
+    if p.data is not None and p.max_atoms_per_batch is not None:
+        atoms = atoms_within(p, seconds_per_step)
+        if atoms < p.sample_atoms * config.min_batch_size:
+            return None
+        batch = max(config.min_batch_size, min(batch, p.max_batch_size))
+        return choice_at(c, batch, ctx, reason + " on the job's data", atoms=atoms)
+    if batch < config.min_batch_size:
+        return None
+    assert step_seconds_at(p, batch) is not None
+    return choice_at(c, batch, ctx, reason)
