@@ -32,7 +32,8 @@ def on_data(
     steps: int = TIMED_STEPS,
 ) -> DataFigures:
     """Pack ``complexes`` (shuffled under ``seed``) up to ``budget`` atoms, time ``steps``
-    training steps on the fullest batches (after one untimed step), and predict the step of an
+    training steps on the fullest batches (after one untimed step; a small data set's batches
+    are timed again in turn), and predict the step of an
     average batch of the epoch: the fixed part of the probe's time model plus the measured time
     per atom times the batch's atoms. (An epoch's last batch holds what is left, often much
     less: a cycle's step is the epoch's average, not the full batch's.)"""
@@ -49,13 +50,15 @@ def on_data(
     shuffled = [complexes[i] for i in order]
     packs = [p for p in DynamicBatchSampler(shuffled, max_num=budget, mode="node")]  # no len()
     atoms = [sum(sizes[order[i]] for i in pack) for pack in packs]
-    # the fullest batches are timed (the first of them untimed: each shape is new)
-    fullest = sorted(range(len(packs)), key=lambda k: -atoms[k])[: steps + 1]
-    timed = fullest[1:] or fullest
+    # the fullest batches, one step each and again in turn until ``steps`` are timed; the first
+    # step is not timed (it is the first of the data's shapes)
+    fullest = sorted(range(len(packs)), key=lambda k: -atoms[k])[:steps]
+    fullest = [k for k in fullest if atoms[k] >= atoms[fullest[0]] / 2]  # not an epoch's rest
+    order_of_steps = [fullest[i % len(fullest)] for i in range(steps + 1)]
     micro = probe.config.optimizer.accumulate_steps
     fixed = model.seconds_fixed / micro  # of one micro-batch, as timed here
     per_atom = []
-    for k in fullest:
+    for n, k in enumerate(order_of_steps):
         batch = Batch.from_data_list([shuffled[i] for i in packs[k]]).to(probe.torch_device)
         synchronize(probe.torch_device)
         t0 = time.perf_counter()
@@ -63,7 +66,7 @@ def on_data(
         probe.trainer.flush()
         synchronize(probe.torch_device)
         probe.steps += 1
-        if k in timed:
+        if n > 0:
             per_atom.append(max(0.0, time.perf_counter() - t0 - fixed) / atoms[k])
     # a cycle's step: the fixed part and the atoms of an average batch of the epoch
     seconds = (fixed + statistics.median(per_atom) * statistics.mean(atoms)) * micro
