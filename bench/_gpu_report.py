@@ -13,6 +13,10 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:+.1%}"
 
 
+def _share(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
 def _num(x: float | None, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}g}"
 
@@ -112,6 +116,19 @@ def _precision(p: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _atoms(p: dict[str, Any]) -> list[str]:
+    return [
+        f"{p.get('model')}: {p.get('batches')} batches of {p.get('complexes')} complexes of "
+        f"mixed sizes packed up to {p.get('max_atoms_per_batch')} atoms (fixed batch "
+        f"{p.get('fixed_batch')}).",
+        "",
+        "| complexes a batch | over the limit | largest peak / limit | mean peak / limit |",
+        "|---:|---:|---:|---:|",
+        f"| {_num(p.get('complexes_per_batch'))} | {p.get('over_limit')} | "
+        f"{_share(p.get('largest_share'))} | {_share(p.get('mean_share'))} |",
+    ]
+
+
 RENDER = {
     "probe": "Probe fidelity", "lightning": "Lightning's BatchSizeFinder, side by side",
     "cycle": "A real cycle", "oom": "Out of memory", "precision": "Precision",
@@ -150,4 +167,6 @@ def markdown(report: dict[str, Any]) -> str:
             out += _oom(part)
         elif name == "precision":
             out += _precision(part)
+        elif name == "atoms" and "batches" in part:
+            out += _atoms(part)
     return "\n".join(out) + "\n"

@@ -44,9 +44,8 @@ def check(tmp_path_factory) -> tuple[dict, str]:
 def test_every_part_reports_its_figures_or_why_not(check):
     report, markdown = check
     assert set(report) == {"meta", "probe", "lightning", "cycle", "oom", "precision", "atoms"}
-    for part in ("probe", "lightning", "cycle", "oom", "precision"):
+    for part in ("probe", "lightning", "cycle", "oom", "precision", "atoms"):
         assert not {"error", "timed_out", "skipped"} & set(report[part]), report[part]
-    assert "skipped" in report["atoms"]
     assert report["meta"]["limit_bytes"] == int(512 * 2**20 * load_stages().memory_fraction)
     for title in ("Probe fidelity", "Lightning's BatchSizeFinder", "A real cycle", "Out of memory"):
         assert f"## {title}" in markdown
@@ -90,6 +89,13 @@ def test_twenty_out_of_memory_errors_leave_memory_at_its_baseline(check):
     assert oom["oom_errors"] == oom["attempts"] == 20
     assert abs(oom["leaked_bytes"]) < 2**20
     assert oom["fitting_step_after"]["fits"] is True
+
+
+def test_an_epoch_at_the_atom_budget_stays_under_the_limit(check):
+    atoms = check[0]["atoms"]
+    assert atoms["batches"] >= 2 and atoms["over_limit"] == 0
+    assert 0 < atoms["largest_share"] <= 1
+    assert atoms["largest_batch"] > atoms["fixed_batch"]  # smaller complexes: more a batch
 
 
 def test_precision_compares_fp32_and_bf16(check):
