@@ -260,3 +260,28 @@ def test_an_invalid_model_is_reported_and_prunes_nothing(cluster, tmp_path):
     status = {r["trial_id"]: r["status"] for r in rows}
     assert sorted(status.values()) == ["invalid", "probed"]  # 32 was probed, not pruned
     assert result.stages[Stage.PROTOTYPING].model["hidden_channels"] == 32
+
+
+def test_a_job_on_real_data_predicts_its_cycles_on_that_datas_batches(
+    cluster, tmp_path, pdbbind_mini
+):
+    """Every probe measures its configuration on the job's own complexes at its atom budget;
+    the stage's cycle is the one those batches take."""
+    spec = quick(
+        tmp_path, job_id="real", stages=["prototyping"], tune=False, fit_trials=2,
+        data=str(pdbbind_mini), max_atoms=120,
+        overrides=["model.num_heads=2", f"data.cache_dir={tmp_path / 'cache'}"],
+    )  # fmt: skip
+    answer = optimize(spec).stages[Stage.PROTOTYPING]
+    assert answer.feasible and "on the job's data" in answer.reason
+    batching = answer.batching
+    assert batching.max_atoms_per_batch >= 120 and batching.complexes_per_batch > 1
+    assert batching.cycle_minutes_on_data == pytest.approx(
+        450 * batching.step_seconds_on_data / 60
+    )
+    rows = read_trials_csv(spec.job_dir / "trials.csv")
+    counts = {r["value"] for r in rows if r["variable"] == "probe.data.complexes"}
+    assert counts == {16}  # the 20 complexes less the validation fifth
+    profile = load_train_config(profile=spec.job_dir / answer.profile)
+    assert profile.train.max_atoms_per_batch == batching.max_atoms_per_batch
+    assert profile.data.source == str(pdbbind_mini)
