@@ -152,14 +152,20 @@ def optimize(args: argparse.Namespace) -> int:
         if not answer.feasible:
             print(f"{stage.value}: {answer.reason}")
             continue
-        probe = answer.probe
+        probe, batches = answer.probe, answer.batching
         knobs = {k: answer.model[k] for k in ("hidden_channels", "num_layers", "num_rbf")}
+        if batches is not None and batches.max_atoms_per_batch and batches.cycle_minutes_on_data:
+            speed = (f"; batches of at most {batches.max_atoms_per_batch:,} atoms: "
+                     f"{batches.throughput_on_data:.1f} complexes/s, "
+                     f"{batches.cycle_minutes_on_data:.1f} min per cycle on the data")
+        elif probe and probe.throughput and probe.cycle_minutes:
+            speed = f"; {probe.throughput:.1f} samples/s, {probe.cycle_minutes:.1f} min per cycle"
+        else:
+            speed = ""
         print(
             f"{stage.value}: {knobs} at batch {answer.batch_size}, "
             f"{answer.optimizer.get('name')} lr {answer.optimizer.get('lr'):.2e}, "
-            f"{answer.scheduler.get('name')}"
-            + (f"; {probe.throughput:.1f} samples/s, {probe.cycle_minutes:.1f} min per cycle"
-               if probe and probe.throughput and probe.cycle_minutes else "")
+            f"{answer.scheduler.get('name')}{speed}"
         )  # fmt: skip
     print(f"job folder: {spec.job_dir} (profiles/, result.json, trials.csv, audit.md)")
     return 0

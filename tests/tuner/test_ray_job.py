@@ -87,6 +87,8 @@ def test_ray_job_submit_of_stagetune_optimize_succeeds(head, auth, tmp_path):
     assert "succeeded" in output
     # the job's output carries one line per finished trial, as the dashboard shows it
     assert "prototyping fit: trial" in output and "finished" in output
+    # the answer in words: its atom budget and the cycle it takes on the job's data
+    assert "min per cycle on the data" in output and "complexes/s" in output
     result = json.loads((storage / "submitted" / "result.json").read_text())
     assert result["stages"]["prototyping"]["feasible"]
     assert result["provenance"]["spec"]["job_id"] == "submitted"
