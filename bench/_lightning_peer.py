@@ -24,7 +24,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 
-from model import TrainConfig, build_model, build_optimizer, peak_growth
+from model import TrainConfig, build_model, build_optimizer, held_bytes, peak_growth
 
 
 def lightning() -> Any:
@@ -47,18 +47,6 @@ class _Repeated(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> Data:
         return self.data
-
-
-def _held_bytes(module: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: Any) -> int:
-    """Distinct tensor storages the training holds: weights, buffers, gradients, optimizer state
-    and the batch (as the probe counts them on a CPU)."""
-    tensors = [*module.parameters(), *module.buffers()]
-    tensors += [p.grad for p in module.parameters() if p.grad is not None]
-    for state in optimizer.state.values():
-        tensors += [v for v in state.values() if isinstance(v, torch.Tensor)]
-    tensors += [v for _, v in batch if isinstance(v, torch.Tensor)]
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
-    return sum(storages.values())
 
 
 def find_batch(
@@ -99,7 +87,7 @@ def find_batch(
                 self._profiler = None
             if self.device.type == "cpu":
                 optimizer = self.optimizers().optimizer  # type: ignore[union-attr]
-                self._held = _held_bytes(self, optimizer, batch)
+                self._held = held_bytes(self, [optimizer], batch)
                 self._profiler = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
                 self._profiler.__enter__()
 

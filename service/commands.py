@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,14 +47,6 @@ def log_to_file(path: Path) -> None:
     handler.setFormatter(LOG_FORMAT)
     handlers.append(handler)
     logging.getLogger().addHandler(handler)
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Replace ``path`` with ``data`` whole (a temporary file beside it, then a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def probe(args: argparse.Namespace) -> int:
@@ -226,6 +217,8 @@ def train(args: argparse.Namespace) -> int:
     log_to_file(Path(config.train.output_dir) / "train.log")
     report = run_training(config, measure_memory=args.measure_memory)
     if args.report is not None:  # whole, or not at all: the service reads it as the job's result
+        from tuner import write_json
+
         write_json(args.report, report.to_json())
     if args.json:
         print_json(report.to_json())

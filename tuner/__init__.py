@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from model import ConfigError
 from stagetune_api import JobResult, JobSpec, Stage, result_schema
 from tuner._data import JobData
-from tuner._folder import JobFolder, profile_yaml
+from tuner._folder import JobFolder, profile_yaml, write_json
 from tuner._hardware import Device, Hardware, device_for, discover, format_size, parse_size
 from tuner._job import (
     build_job_spec,
@@ -79,6 +79,7 @@ __all__ = [
     "stages_config",
     "train_config",
     "trial_bundle",
+    "write_json",
     "JobResult",
     "JobSpec",
     "ProbeSearcher",

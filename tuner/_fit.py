@@ -190,14 +190,10 @@ def fit_searcher(
         gamma=0.5,
         random_state_seed=seed,
     )
-    has_bound = policy.bound(0.0, ctx) is not None
-
     def bound(knobs: dict[str, Any]) -> float | None:
         return policy.bound(capacity(knobs), ctx)
 
-    return ProbeSearcher(
-        inner, grid, SCORE, no_memory_failure, bound=bound if has_bound else None
-    )
+    return ProbeSearcher(inner, grid, SCORE, no_memory_failure, bound=bound)
 
 
 def capacity_of(model: dict[str, Any]) -> float:
