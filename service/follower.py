@@ -17,12 +17,39 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from service.runner import RayJobs
+from service.records import submission_of
+from service.runner import LocalHead, RayJobs, RayUnreachable
 from service.settings import Settings
 from service.store import JobRecord, JobState, JobStore
 from stagetune_api import JobKind
 
 log = logging.getLogger(__name__)
+
+SUBMIT_TRIES = 4  # a refused submission is tried again after 2, 4 and 8 seconds, then fails
+
+
+class RayHealth:
+    """What the service knows of its Ray: it answers, or since when and why it does not."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.since: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+    def up(self) -> None:
+        if self.reason is not None:
+            down = time.time() - (self.since or 0)
+            log.warning("Ray answers again (it did not for %.0f s)", down)
+        self.reason, self.since = None, None
+
+    def down(self, reason: str) -> None:
+        if self.reason is None:
+            log.warning("Ray is unavailable: %s", reason)
+            self.since = time.time()
+        self.reason = reason
 
 
 def result_path(folder: Path, job: JobRecord) -> Path:
@@ -51,11 +78,16 @@ class Follower:
         store: JobStore,
         ray_jobs: RayJobs,
         nodes: Callable[[], list[dict[str, float]]],
+        head: LocalHead | None = None,
     ) -> None:
         self.settings, self.store, self.ray, self.nodes = settings, store, ray_jobs, nodes
+        self.head = head  # the service's own Ray head, restarted when it dies; None: not ours
+        self.health = RayHealth()
         self.lock = threading.RLock()
         self._wake = threading.Event()
         self._full = False  # every slot taken at the last dispatch: a new job need not wake it
+        self._tries: dict[str, tuple[int, float]] = {}  # refused submissions: tries, next try
+        self._lost = "Ray lost the job (was its cluster restarted?)"
 
     def folder(self, job_id: str) -> Path:
         return self.settings.jobs_dir / job_id
@@ -82,9 +114,10 @@ class Follower:
                 try:
                     if time.monotonic() >= next_poll:
                         next_poll = time.monotonic() + poll_seconds
-                        self.refresh()
-                        self.nodes()
-                    else:
+                        if self.watch():
+                            self.refresh()
+                            self.nodes()
+                    elif self.health.ok:
                         self.dispatch()
                 except Exception:  # one failed poll (Ray busy) is no reason to stop following
                     log.exception("following the jobs failed; trying again")
@@ -100,6 +133,27 @@ class Follower:
             self._wake.set()
             thread.join(timeout=60)
 
+    def watch(self) -> bool:
+        """Whether Ray answers. A head of the service's own that died is replaced by a new one
+        (the jobs it ran are then failed by ``refresh``, saying so); a cluster the service does
+        not own is reported down until it answers again."""
+        try:
+            self.ray.ping()
+        except RayUnreachable as exc:
+            if self.head is None or self.head.alive():
+                self.health.down(str(exc))
+                return False
+            self.health.down(f"the local Ray head died ({exc}); starting a new one")
+            died = time.strftime("%Y-%m-%d %H:%M:%S")
+            try:
+                self.ray.connect(self.head.restart())
+            except Exception as failed:  # reported, and tried again at the next poll
+                self.health.down(f"the local Ray head died and could not be restarted: {failed}")
+                return False
+            self._lost = f"the Ray head died at {died} and a new one was started: the job was lost"
+        self.health.up()
+        return True
+
     def dispatch(self) -> None:
         """Submit queued jobs, oldest first, while fewer than ``max_running_jobs`` run."""
         with self.lock:
@@ -111,21 +165,37 @@ class Follower:
         if free <= 0:
             return
         for job in self.store.in_state(JobState.QUEUED, limit=free):
-            submission = f"stagetune-{job.id}"
+            tries, next_try = self._tries.get(job.id, (0, 0.0))
+            if time.monotonic() < next_try:
+                continue
+            submission = submission_of(job.id)
             # a search's driver only schedules trials; a training run trains where it runs
             train = job.kind == JobKind.TRAIN.value
             gpus = 1.0 if train and any(n.get("GPU") for n in self.nodes()) else 0
             try:
                 self.ray.submit(submission, entrypoint(self.folder(job.id), job), gpus=gpus)
-            except Exception as exc:  # Ray refused it: the job fails, the service goes on
-                log.exception("job %s: submission to Ray failed", job.id)
-                self.store.update(job.id, state=JobState.FAILED, error=f"submission: {exc}",
-                                  finished=time.time())  # fmt: skip
-                self._wake.set()  # its slot is free for the next queued job
+            except RayUnreachable as exc:  # the job waits in the queue until Ray answers
+                self.health.down(str(exc))
+                return
+            except Exception as exc:  # Ray refused it: tried again, then the job fails
+                self._refused(job, tries + 1, exc)
                 continue
+            self._tries.pop(job.id, None)
             self.store.update(job.id, state=JobState.RUNNING, submission_id=submission,
                               started=time.time())  # fmt: skip
             log.info("job %s submitted to Ray as %s", job.id, submission)
+
+    def _refused(self, job: JobRecord, tries: int, exc: Exception) -> None:
+        if tries < SUBMIT_TRIES:
+            self._tries[job.id] = (tries, time.monotonic() + 2.0**tries)
+            log.warning("job %s: Ray refused its submission (%s); trying again in %.0f s",
+                        job.id, exc, 2.0**tries)  # fmt: skip
+            return
+        self._tries.pop(job.id, None)
+        log.error("job %s: Ray refused its submission %d times: %s", job.id, tries, exc)
+        self.store.update(job.id, state=JobState.FAILED, finished=time.time(),
+                          error=f"Ray refused its submission {tries} times: {exc}")  # fmt: skip
+        self._wake.set()  # its slot is free for the next queued job
 
     def refresh(self) -> None:
         """Follow every running job's Ray status; then fill freed slots from the queue.
@@ -135,8 +205,11 @@ class Follower:
         says why.
         """
         with self.lock:
-            self._refresh()
-            self._dispatch()
+            try:
+                self._refresh()
+                self._dispatch()
+            except RayUnreachable as exc:  # followed again once Ray answers
+                self.health.down(str(exc))
 
     def _refresh(self) -> None:
         for job in self.store.in_state(JobState.RUNNING):
@@ -147,7 +220,7 @@ class Follower:
                 state, message = (
                     (JobState.SUCCEEDED, None)
                     if done
-                    else (JobState.FAILED, "Ray lost the job (was its cluster restarted?)")
+                    else (JobState.FAILED, self._lost)
                 )
             else:
                 state, message = seen

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -22,8 +23,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from service.follower import Follower, result_path
-from service.runner import RayJobs
+from service.follower import Follower, RayHealth, result_path
+from service.runner import LocalHead, RayJobs, RayUnreachable
 from service.schemas import JobPublic
 from service.settings import Settings
 from service.store import JobRecord, JobState, JobStore
@@ -34,20 +35,31 @@ from stagetune_api import (
     Progress,
     TrainOptions,
     new_job_id,
+    write_atomic,
 )
 
 log = logging.getLogger(__name__)
 
-__all__ = ["InvalidJob", "JobManager"]
+__all__ = ["InvalidJob", "JobManager", "KeyReused"]
 
 
 class JobManager:
-    def __init__(self, settings: Settings, store: JobStore, ray_jobs: RayJobs) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        ray_jobs: RayJobs,
+        head: LocalHead | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.ray = ray_jobs
         self.validator = JobValidator(settings, ray_jobs)
-        self.follower = Follower(settings, store, ray_jobs, self.validator.nodes)
+        self.follower = Follower(settings, store, ray_jobs, self.validator.nodes, head)
+
+    @property
+    def health(self) -> RayHealth:
+        return self.follower.health
 
     def folder(self, job_id: str) -> Path:
         return self.settings.jobs_dir / job_id
@@ -57,19 +69,35 @@ class JobManager:
     ) -> tuple[JobRecord, bool]:
         """Validate ``options`` (the options given, as ``JobOptions.given`` has them) and queue
         the job. Without ``may_ask_ray``, the nodes are the last reading only, and a request they
-        would refuse raises ``AskRay`` instead (nothing is written before)."""
+        would refuse raises ``AskRay`` instead (nothing is written before). A repeated
+        ``idempotency_key`` returns its job, if asked with the same options (``KeyReused``
+        otherwise). A job that cannot be written whole (a full disk) leaves nothing behind."""
         if idempotency_key is not None:
             known = self.store.by_idempotency_key(idempotency_key)
             if known is not None:
-                return known, False
+                return _same_request(known, options, idempotency_key), False
         job_id = new_job_id()
         spec = self.validator.spec({**options, "job_id": job_id}, may_ask_ray)
-        folder = self.folder(job_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "spec.json").write_text(json.dumps(spec, indent=2) + "\n")
-        record, new = self.store.create(job_id, options, idempotency_key)
+        with self._made(job_id) as folder:
+            write_atomic(folder / "spec.json", json.dumps(spec, indent=2) + "\n")
+            record, new = self.store.create(job_id, options, idempotency_key)
+        if not new:  # the same key, from a concurrent request: this folder is not its job's
+            shutil.rmtree(folder, ignore_errors=True)
+            return _same_request(record, options, str(idempotency_key)), False
         self.follower.queued()
         return record, new
+
+    @contextlib.contextmanager
+    def _made(self, job_id: str) -> Iterator[Path]:
+        """The new job's folder; removed again if what is inside fails (a job is whole or
+        absent)."""
+        folder = self.folder(job_id)
+        folder.mkdir(parents=True)
+        try:
+            yield folder
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
 
     async def create_soon(
         self, options: dict[str, Any], idempotency_key: str | None
@@ -95,11 +123,10 @@ class JobManager:
         self.validator.check_data(data.get("source"), "data.source")
         self.validator.check_data(data.get("labels"), "data.labels")
         job_id = new_job_id()
-        folder = self.folder(job_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "profile.yaml").write_text(profile)
         options = TrainOptions(profile=name, version=version).model_dump()
-        record, _ = self.store.create(job_id, options, kind=JobKind.TRAIN.value)
+        with self._made(job_id) as folder:
+            write_atomic(folder / "profile.yaml", profile)
+            record, _ = self.store.create(job_id, options, kind=JobKind.TRAIN.value)
         self.follower.queued()
         return record
 
@@ -130,12 +157,20 @@ class JobManager:
         self.follower.dispatch()
 
     def cancel(self, job: JobRecord) -> JobRecord:
+        """Cancel a job: its state is written first, then a running job is stopped on Ray; if
+        Ray cannot be reached (``RayUnreachable``), the state is put back and nothing changed."""
         with self.follower.lock:
             current = self.store.get(job.id) or job
-            if current.state is JobState.RUNNING and current.submission_id is not None:
-                self.ray.stop(current.submission_id)
             if not current.state.finished:
                 self.store.update(job.id, state=JobState.CANCELLED, finished=time.time())
+                if current.state is JobState.RUNNING and current.submission_id is not None:
+                    try:
+                        self.ray.stop(current.submission_id)
+                    except RayUnreachable:
+                        self.store.update(job.id, state=current.state, finished=None)
+                        raise
+                    except RuntimeError as exc:  # Ray answered: the job had ended there
+                        log.warning("job %s: stopping it on Ray: %s", job.id, exc)
         self.follower.freed()
         updated = self.store.get(job.id)
         assert updated is not None
@@ -177,6 +212,20 @@ class JobManager:
                 "dashboard": f"{self.ray.address}/#/jobs/{record.submission_id or ''}",
             },
         )
+
+
+class KeyReused(Exception):
+    """An ``Idempotency-Key`` sent again with a different request (409)."""
+
+
+def _same_request(known: JobRecord, options: dict[str, Any], key: str) -> JobRecord:
+    """The job ``key`` created, if ``options`` are the ones it was created with."""
+    if known.options != options:
+        raise KeyReused(
+            f"Idempotency-Key {key!r} made job {known.id} with other options; send a new key "
+            "for a new job"
+        )
+    return known
 
 
 def _options(record: JobRecord) -> JobOptions | TrainOptions:

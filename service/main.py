@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
-from service.api.errors import on_invalid_request
+from service.api.errors import FAULT_HANDLERS, on_invalid_request
 from service.api.routes import health, jobs, metrics, profiles, ui
 from service.api.routes.metrics import Metrics, MetricsMiddleware
 from service.jobs import JobManager
-from service.runner import RayJobs, local_head
+from service.profile_store import ProfileStore
+from service.runner import LocalHead, RayJobs
 from service.settings import Settings
-from service.store import JobStore, ProfileStore
+from service.store import JobStore
 
 
 def create_app(
@@ -28,16 +29,21 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with contextlib.ExitStack() as stack:
+            head: LocalHead | None = None
             if ray_jobs is None:
-                address = settings.ray_address or stack.enter_context(
-                    local_head(settings.dashboard_port, settings.state_path)
-                )
-                jobs_api = RayJobs(address, settings.ray_auth_token_file)
-            store = JobStore(settings.state_path / "jobs.sqlite")
-            manager = JobManager(settings, store, ray_jobs or jobs_api)
+                address, token = settings.ray_address, settings.ray_auth_token_file
+                if address is None:  # a head of the service's own, restarted when it dies
+                    head = LocalHead(settings.dashboard_port, settings.state_path)
+                    address, token = stack.enter_context(head).url, head.token_file
+                jobs_api = RayJobs(address, token)
+            store = JobStore(settings.state_path / "jobs.sqlite", settings.jobs_dir)
+            store.rebuild()  # the job folders are the record of truth
+            profile_store = ProfileStore(store.path, settings.state_path / "profiles")
+            profile_store.rebuild()
+            manager = JobManager(settings, store, ray_jobs or jobs_api, head)
             manager.refresh()  # reconcile what was running when the service last stopped
             app.state.settings, app.state.manager = settings, manager
-            app.state.profiles = ProfileStore(store.path)
+            app.state.profiles = profile_store
             stack.enter_context(manager.following(poll_seconds))
             yield
 
@@ -45,8 +51,11 @@ def create_app(
         title="stagetune",
         description="The best ViSNet configuration per development stage, measured on Ray.",
         lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
     )
     app.add_exception_handler(RequestValidationError, on_invalid_request)
+    for fault, handler in FAULT_HANDLERS.items():
+        app.add_exception_handler(fault, handler)
     app.state.metrics = Metrics()
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.include_router(health.router)

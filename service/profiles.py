@@ -7,8 +7,8 @@ import shlex
 from typing import Any
 from urllib.parse import quote
 
+from service.profile_store import ProfileRecord
 from service.schemas import ProfilePublic
-from service.store import ProfileRecord
 from stagetune_api import Stage
 
 

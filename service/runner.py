@@ -1,21 +1,25 @@
 """The seam to Ray: submit a job's entry point, read its status, stop it (``RayJobs``), and a Ray
-head of the service's own when no cluster is configured (``local_head``)."""
+head of the service's own when no cluster is configured (``LocalHead``)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from service.store import JobState
 
@@ -30,19 +34,48 @@ _STATES = {
 }
 
 
+class RayUnreachable(Exception):
+    """Ray's job API does not answer (its head is down, or the network to it): the service says
+    so (``/healthz`` 503, a request that needs Ray 503) and tries again; nothing is failed."""
+
+
 class RayJobs:
-    """Ray's job submission API at ``address`` (the dashboard's URL)."""
+    """Ray's job submission API at ``address`` (the dashboard's URL). Every call that cannot
+    reach Ray raises ``RayUnreachable``; an answer of Ray's (a refusal) raises as Ray does."""
 
     def __init__(self, address: str, token_file: Path | None = None) -> None:
-        from ray.job_submission import JobSubmissionClient
-
         headers = {}
         if token_file is not None and token_file.expanduser().is_file():
             token = token_file.expanduser().read_text().strip()
             headers["Authorization"] = f"Bearer {token}"
-        self.address = address
         self.headers = headers
-        self.client = JobSubmissionClient(address, headers=headers)
+        self.address = address
+        self._client: Any = None
+
+    def connect(self, address: str) -> None:
+        """Use the Ray at ``address`` from now on (a restarted head)."""
+        self.address, self._client = address, None
+
+    @property
+    def client(self) -> Any:
+        from ray.job_submission import JobSubmissionClient
+
+        if self._client is None:
+            with self._reaching():
+                self._client = JobSubmissionClient(self.address, headers=self.headers)
+        return self._client
+
+    @contextmanager
+    def _reaching(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:  # requests' and urllib's errors are OSErrors
+            raise RayUnreachable(f"Ray at {self.address} does not answer: {exc}") from exc
+
+    def ping(self) -> None:
+        """Return when Ray's dashboard answers; ``RayUnreachable`` otherwise."""
+        if not _answers(self.address):
+            raise RayUnreachable(f"Ray at {self.address} does not answer")
 
     def node_resources(self) -> list[dict[str, float]]:
         """The resources of every alive node, in Ray's names (CPU, GPU, accelerator_type:T),
@@ -50,7 +83,7 @@ class RayJobs:
         request = urllib.request.Request(f"{self.address}/api/v0/nodes?limit=10000")
         for key, value in self.headers.items():
             request.add_header(key, value)
-        with urllib.request.urlopen(request, timeout=30) as answer:
+        with self._reaching(), urllib.request.urlopen(request, timeout=30) as answer:
             nodes = json.loads(answer.read())["data"]["result"]["result"]
         return [
             {str(k): float(v) for k, v in n["resources_total"].items()}
@@ -61,15 +94,17 @@ class RayJobs:
     def submit(self, submission_id: str, entrypoint: str, gpus: float = 0) -> str:
         """Submit ``entrypoint``; with ``gpus``, its process is placed on a node with them (a
         training run trains in the entry point itself)."""
-        return str(self.client.submit_job(
-            entrypoint=entrypoint, submission_id=submission_id,
-            entrypoint_num_gpus=gpus or None,
-        ))  # fmt: skip
+        with self._reaching():
+            return str(self.client.submit_job(
+                entrypoint=entrypoint, submission_id=submission_id,
+                entrypoint_num_gpus=gpus or None,
+            ))  # fmt: skip
 
     def state(self, submission_id: str) -> tuple[JobState, str | None] | None:
         """The job's state and Ray's message, or None when Ray does not know the job."""
         try:
-            info = self.client.get_job_info(submission_id)
+            with self._reaching():
+                info = self.client.get_job_info(submission_id)
         except RuntimeError as exc:  # the API answers 404 for an unknown submission
             if "does not exist" in str(exc) or "404" in str(exc):
                 return None
@@ -77,7 +112,8 @@ class RayJobs:
         return _STATES[str(info.status.value)], info.message
 
     def stop(self, submission_id: str) -> None:
-        self.client.stop_job(submission_id)
+        with self._reaching():
+            self.client.stop_job(submission_id)
 
 
 def _free_port() -> int:
@@ -86,27 +122,68 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class LocalHead:
+    """A Ray head on this machine for a service given no cluster: ``with LocalHead(...) as
+    head:`` starts it (or adopts the one a killed service left, named by ``ray-head.json`` in
+    ``state_dir``, while it answers) and stops it, with every job on it, on exit.
+
+    Every port it can be told of is on 127.0.0.1 and was free when it started (a second Ray on
+    the machine takes none of them), it requires a token of its own (``ray-auth-token`` in
+    ``state_dir``: Ray 2.60's GCS listens on every interface whatever it is told), and its
+    processes find the ``stagetune`` and ``ray`` commands of this Python's environment,
+    activated or not. When it dies, ``restart`` starts another.
+    """
+
+    def __init__(self, dashboard_port: int, state_dir: Path) -> None:
+        self.dashboard_port = dashboard_port
+        self.record = state_dir / "ray-head.json"
+        self.log_file = state_dir / "ray-head.log"
+        self.token_file = state_dir / "ray-auth-token"
+        self.url, self.pid = "", 0
+
+    def __enter__(self) -> LocalHead:
+        adopted = _running_head(self.record)
+        if adopted is not None:
+            self.url, self.pid = adopted
+            log.info("adopting the local Ray head at %s (pid %d)", self.url, self.pid)
+        else:
+            self._start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _stop(self.pid)
+        self.record.unlink(missing_ok=True)
+
+    def alive(self) -> bool:
+        return _alive(self.pid) and _answers(self.url)
+
+    def restart(self) -> str:
+        """Stop what is left of the head (its whole process group) and start a new one; its
+        dashboard's URL."""
+        log.warning("the local Ray head (pid %d, %s) died: starting a new one", self.pid, self.url)
+        with contextlib.suppress(OSError):
+            os.killpg(self.pid, signal.SIGKILL)
+        _stop(self.pid, timeout=5)
+        self._start()
+        return self.url
+
+    def _start(self) -> None:
+        port = self.dashboard_port
+        if not port or not _port_free(port):
+            port = _free_port()
+        if not self.token_file.is_file():
+            self.token_file.parent.mkdir(parents=True, exist_ok=True)
+            self.token_file.touch(mode=0o600)
+            self.token_file.write_text(secrets.token_hex(32) + "\n")
+        self.url, self.pid = _start_head(port, self.log_file, self.token_file)
+        self.record.write_text(json.dumps({"url": self.url, "pid": self.pid}) + "\n")
+
+
 @contextmanager
 def local_head(dashboard_port: int, state_dir: Path) -> Iterator[str]:
-    """A Ray head on this machine, its dashboard on 127.0.0.1; yields the dashboard's URL and
-    stops the head (and every job on it) on exit.
-
-    The head outlives a service that is killed: ``ray-head.json`` in ``state_dir`` names it, and
-    the next start adopts it while it answers, so jobs running on it are not lost.
-    """
-    record = state_dir / "ray-head.json"
-    adopted = _running_head(record)
-    if adopted is not None:
-        url, pid = adopted
-        log.info("adopting the local Ray head at %s (pid %d)", url, pid)
-    else:
-        url, pid = _start_head(dashboard_port, state_dir / "ray-head.log")
-        record.write_text(json.dumps({"url": url, "pid": pid}) + "\n")
-    try:
-        yield url
-    finally:
-        _stop(pid)
-        record.unlink(missing_ok=True)
+    """``LocalHead``'s dashboard URL, for a caller that needs no more of it."""
+    with LocalHead(dashboard_port, state_dir) as head:
+        yield head.url
 
 
 def _running_head(record: Path) -> tuple[str, int] | None:
@@ -119,21 +196,30 @@ def _running_head(record: Path) -> tuple[str, int] | None:
     return url, pid
 
 
-def _start_head(dashboard_port: int, log_file: Path) -> tuple[str, int]:
-    ray = shutil.which("ray")
+def _start_head(dashboard_port: int, log_file: Path, token_file: Path) -> tuple[str, int]:
+    bin_dir = Path(sys.executable).parent
+    ray = shutil.which("ray", path=str(bin_dir)) or shutil.which("ray")
     if ray is None:
         raise RuntimeError("the `ray` command is not installed; install ray[default]")
-    port = dashboard_port or _free_port()
+    ports = {name: _free_port() for name in _PORTS}
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]),
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(token_file),
+    }
+    env.pop("RAY_AUTH_TOKEN", None)  # the file's token, not one the service was started with
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("a") as out:
         head = subprocess.Popen(
-            [ray, "start", "--head", "--block", f"--port={_free_port()}",
+            [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1",
              "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-             f"--dashboard-port={port}", "--disable-usage-stats"],
-            stdout=out, stderr=subprocess.STDOUT,
+             f"--dashboard-port={dashboard_port}", "--disable-usage-stats",
+             *(f"--{name}={port}" for name, port in ports.items())],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
             start_new_session=True,  # not in the service's process group: it survives a kill
         )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{dashboard_port}"
     deadline = time.time() + 180
     while not _answers(url):
         if head.poll() is not None or time.time() > deadline:
@@ -142,6 +228,22 @@ def _start_head(dashboard_port: int, log_file: Path) -> tuple[str, int]:
         time.sleep(0.5)
     log.info("local Ray head up, dashboard at %s", url)
     return url, head.pid
+
+
+#: Every port of a head besides its dashboard's, each given a free one.
+_PORTS = (
+    "port", "ray-client-server-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+    "runtime-env-agent-port", "metrics-export-port", "node-manager-port", "object-manager-port",
+)  # fmt: skip
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _alive(pid: int) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from service.store import JobState
 from stagetune_api import (
@@ -17,6 +17,7 @@ from stagetune_api import (
     SearchFigures,
     Stage,
     TrainOptions,
+    check_values,
 )
 
 # --- jobs -----------------------------------------------------------------------------------
@@ -51,6 +52,16 @@ class Problem(BaseModel):
     message: str
 
 
+class Refusal(BaseModel):
+    detail: str = Field(description="why, in one sentence")
+
+
+class Health(BaseModel):
+    status: str = Field(description="ok, or unavailable")
+    ray: str = Field(description="ok, or why Ray does not answer")
+    since: float | None = Field(default=None, description="when Ray stopped answering")
+
+
 class Invalid(BaseModel):
     detail: str = Field(description="every problem, one per line")
     problems: list[Problem]
@@ -64,8 +75,14 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 class ConfigIn(BaseModel):
     config: dict[str, Any] = Field(
         description="sections of a training configuration (model, optimizer, scheduler, data, "
-        "train), e.g. a job's profiles/<stage>.yaml as JSON; missing keys come from configs/"
+        "train), e.g. a job's profiles/<stage>.yaml as JSON; missing keys come from configs/; "
+        "no text with lone surrogates or control characters, no number that is not finite"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _values(cls, data: Any) -> Any:
+        return check_values(data)
 
 
 class ConfigChecked(BaseModel):

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     data_roots: list[Path] = Field(
         default_factory=list, description="folders a job's data path must lie in"
     )
+    max_body_bytes: int = Field(
+        default=2**20, ge=1024, le=2**30, description="a request body over it is answered 413"
+    )
     access_log: bool = Field(default=True, description="a log line per request, on stdout")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, lt=65536)

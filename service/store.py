@@ -1,4 +1,5 @@
-"""Jobs and saved profiles in a SQLite file: what the service knows survives a crash of the service.
+"""Jobs and saved profiles in a SQLite file (``service.profile_store`` for profiles), the index of
+the files that are the record of truth (``service.records``).
 
 One row per job: its id, state, the options it was asked with (JSON), the Ray submission id once
 submitted, the ``Idempotency-Key`` it was created with, timestamps and the error of a failed job;
@@ -11,15 +12,28 @@ writer, and a commit survives a crash of the service (even SIGKILL) without an f
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Any
+
+from service.records import (
+    RECORD,
+    JobRecord,
+    JobState,
+    job_folders,
+    read_record,
+    write_record,
+)
+from stagetune_api import printable_json
+
+log = logging.getLogger(__name__)
+
+__all__ = ["JobRecord", "JobState", "JobStore"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -52,45 +66,47 @@ CREATE TABLE IF NOT EXISTS profiles (
 _UPDATABLE = {"state", "submission_id", "started", "finished", "error"}
 
 
-class JobState(str, Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
-
-
-@dataclass(frozen=True)
-class JobRecord:
-    id: str
-    state: JobState
-    options: dict[str, Any]
-    submission_id: str | None
-    idempotency_key: str | None
-    created: float
-    started: float | None
-    finished: float | None
-    error: str | None
-    kind: str = "optimize"  # or "train": a training run of a saved profile
-
-
 class _Database:
-    """The SQLite file: created with every table on first use, one connection per thread."""
+    """The SQLite file: created with every table on first use, one connection per thread. A file
+    SQLite cannot read (garbage, a damaged page) is set aside as ``<name>.corrupt-<time>``, with
+    a warning in the log, and a new one is made: the subclasses refill it from the files that
+    are the record of truth (``service.records``)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
         path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and not _damaged(exc):
+                raise  # a locked or read-only file is not a corrupt one
+            self._set_aside(exc)
+            self._open()
+
+    def _open(self) -> None:
         with self._connect() as db:
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {check}")
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
             columns = {row["name"] for row in db.execute("PRAGMA table_info(jobs)")}
             if "kind" not in columns:  # a file from before training runs
                 db.execute("ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'optimize'")
+
+    def _set_aside(self, exc: Exception) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        for suffix in ("", "-wal", "-shm"):
+            part = self.path.with_name(self.path.name + suffix)
+            if part.exists():
+                part.rename(aside.with_name(aside.name + suffix))
+        log.warning("%s cannot be read (%s): set aside as %s; rebuilding it from the files",
+                    self.path, exc, aside)  # fmt: skip
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -104,7 +120,58 @@ class _Database:
             yield db
 
 
+def _damaged(exc: sqlite3.OperationalError) -> bool:
+    return "malformed" in str(exc) or "not a database" in str(exc)
+
+
 class JobStore(_Database):
+    """The jobs' index. With ``jobs_dir``, every change is written to the job's folder too (its
+    ``job-record.json``, in the same transaction: the row is not kept if the file cannot be
+    written), and ``rebuild`` indexes every folder the file lacks."""
+
+    def __init__(self, path: Path, jobs_dir: Path | None = None) -> None:
+        super().__init__(path)
+        self.jobs_dir = jobs_dir
+
+    def rebuild(self) -> int:
+        """Index every job folder the SQLite file has no row for, and write the record of every
+        row whose folder has none (a job from before folders kept records); how many indexed."""
+        if self.jobs_dir is None:
+            return 0
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM jobs").fetchall()
+        known = {row["id"] for row in rows}
+        for row in rows:
+            folder = self.jobs_dir / row["id"]
+            if folder.is_dir() and not (folder / RECORD).is_file():
+                write_record(folder, _record(row))
+        found = [r for f in job_folders(self.jobs_dir) if f.name not in known
+                 and (r := read_record(f)) is not None]  # fmt: skip
+        with self._connect() as db:
+            for record in found:
+                db.execute(
+                    "INSERT INTO jobs (id, state, options, submission_id, idempotency_key, "
+                    "created, started, finished, error, kind) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (record.id, record.state.value, json.dumps(record.options),
+                     record.submission_id, record.idempotency_key, record.created,
+                     record.started, record.finished, record.error, record.kind),
+                )  # fmt: skip
+        for record in found:
+            if not (self.jobs_dir / record.id / RECORD).is_file():
+                write_record(self.jobs_dir / record.id, record)
+        if found:
+            log.warning("%d jobs were missing from %s: indexed again from their folders",
+                        len(found), self.path)  # fmt: skip
+        return len(found)
+
+    def _mirror(self, db: sqlite3.Connection, job_id: str) -> None:
+        """Write the job's row to its folder, inside the transaction that changed it."""
+        if self.jobs_dir is None:
+            return
+        row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is not None and (self.jobs_dir / job_id).is_dir():
+            write_record(self.jobs_dir / job_id, _record(row))
+
     def create(
         self,
         job_id: str,
@@ -132,6 +199,7 @@ class JobStore(_Database):
                     (job_id, JobState.QUEUED.value, json.dumps(options), idempotency_key,
                      record.created, kind),
                 )  # fmt: skip
+                self._mirror(db, job_id)
             except sqlite3.IntegrityError:
                 if idempotency_key is None:
                     raise
@@ -195,104 +263,19 @@ class JobStore(_Database):
         columns = ", ".join(f"{name} = ?" for name in fields)
         with self._connect() as db:
             db.execute(f"UPDATE jobs SET {columns} WHERE id = ?", [*fields.values(), job_id])
+            self._mirror(db, job_id)
 
 
 def _record(row: sqlite3.Row) -> JobRecord:
     return JobRecord(
         id=row["id"],
         state=JobState(row["state"]),
-        options=json.loads(row["options"]),
+        options=printable_json(json.loads(row["options"])),
         submission_id=row["submission_id"],
         idempotency_key=row["idempotency_key"],
         created=row["created"],
         started=row["started"],
         finished=row["finished"],
-        error=row["error"],
+        error=printable_json(row["error"]),
         kind=row["kind"],
-    )
-
-
-@dataclass(frozen=True)
-class ProfileRecord:
-    name: str
-    version: int
-    created: float
-    stage: str | None
-    job_id: str | None
-    description: str | None
-    config: dict[str, Any]
-    config_hash: str
-
-
-class ProfileStore(_Database):
-    """Named training configurations, versioned: saving a name again adds a version, unless the
-    configuration is the same as its latest."""
-
-    def save(
-        self,
-        name: str,
-        config: dict[str, Any],
-        config_hash: str,
-        stage: str | None = None,
-        job_id: str | None = None,
-        description: str | None = None,
-    ) -> tuple[ProfileRecord, bool]:
-        """The saved version, and whether it is new."""
-        with self._connect() as db:
-            db.execute("BEGIN IMMEDIATE")  # two saves of one name: one after the other
-            latest = db.execute(
-                "SELECT * FROM profiles WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)
-            ).fetchone()
-            if latest is not None and latest["config_hash"] == config_hash:
-                return _profile(latest), False
-            version = 1 if latest is None else int(latest["version"]) + 1
-            db.execute(
-                "INSERT INTO profiles (name, version, created, stage, job_id, description, "
-                "config, config_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, version, time.time(), stage, job_id, description, json.dumps(config),
-                 config_hash),
-            )  # fmt: skip
-        record = self.get(name, version)
-        assert record is not None
-        return record, True
-
-    def get(self, name: str, version: int | None = None) -> ProfileRecord | None:
-        """A version of the profile; the latest when ``version`` is None."""
-        with self._connect() as db:
-            if version is None:
-                row = db.execute(
-                    "SELECT * FROM profiles WHERE name = ? ORDER BY version DESC LIMIT 1", (name,)
-                ).fetchone()
-            else:
-                row = db.execute(
-                    "SELECT * FROM profiles WHERE name = ? AND version = ?", (name, version)
-                ).fetchone()
-        return None if row is None else _profile(row)
-
-    def versions(self, name: str) -> int:
-        with self._connect() as db:
-            return int(db.execute("SELECT COUNT(*) FROM profiles WHERE name = ?", (name,))
-                       .fetchone()[0])  # fmt: skip
-
-    def latest(self) -> list[tuple[ProfileRecord, int]]:
-        """The latest version of every profile, by name, with how many versions it has."""
-        with self._connect() as db:
-            rows = db.execute(
-                "SELECT p.*, n.versions FROM profiles p JOIN (SELECT name, MAX(version) AS top, "
-                "COUNT(*) AS versions FROM profiles GROUP BY name) n "
-                "ON p.name = n.name AND p.version = n.top ORDER BY p.name"
-            ).fetchall()
-        return [(_profile(r), int(r["versions"])) for r in rows]
-
-
-def _profile(row: sqlite3.Row) -> ProfileRecord:
-    return ProfileRecord(
-        name=row["name"],
-        version=int(row["version"]),
-        created=row["created"],
-        stage=row["stage"],
-        job_id=row["job_id"],
-        description=row["description"],
-        config=json.loads(row["config"]),
-        config_hash=row["config_hash"],
     )

@@ -1,6 +1,8 @@
-"""What a job request must meet before it is queued: its data inside the data roots, its options
-and configurations accepted by the tuner (``tuner.build_job_spec``, the same checks as the
-command line's), and a trial bundle some node of the cluster can hold (``tuner.trial_bundle``).
+"""What a job request must meet before it is queued: every path it names (its data, its probe
+sample, path-valued overrides) inside the data roots, its preset one of configs/presets/, its
+options and configurations accepted by the tuner (``tuner.build_job_spec``, the same checks as
+the command line's), and a trial bundle some node of the cluster can hold
+(``tuner.trial_bundle``).
 
 The nodes come from the last reading of the cluster (at most ``NODES_MAX_AGE`` seconds old);
 only a request that reading would refuse asks Ray again, so requests rarely wait for Ray.
@@ -14,10 +16,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from service.runner import RayJobs
+from service.runner import RayJobs, RayUnreachable
 from service.settings import Settings
 
 NODES_MAX_AGE = 10.0  # seconds a reading of the cluster's nodes serves requests
+#: Keys of a training configuration whose value is a path on the cluster's nodes.
+PATH_KEYS = frozenset(
+    {"data.source", "data.labels", "data.cache_dir", "train.output_dir", "optimizer.export_json"}
+)
 
 
 class InvalidJob(ValueError):
@@ -36,15 +42,37 @@ class JobValidator:
         self._nodes: list[dict[str, float]] | None = None
         self._nodes_read = 0.0
 
-    def check_data(self, data: Any, key: str) -> None:
-        """A job reads data from the data roots only (or synthetic complexes)."""
+    def check_data(self, data: Any, key: str, named: str = "") -> None:
+        """A job reads data from the data roots only (or synthetic complexes); ``named``: what
+        the refusal calls the value (``data.labels=/x``), else the value."""
         if data is None or data == "synthetic":
             return
         path = Path(str(data)).expanduser().resolve()
         roots = [r.expanduser().resolve() for r in self.settings.data_roots]
         if not any(path.is_relative_to(r) for r in roots):
             allowed = ", ".join(map(str, roots)) or "none (set STAGETUNE_DATA_ROOTS)"
-            raise InvalidJob(f"{key}: {data} is outside the data roots; accepted: {allowed}")
+            raise InvalidJob(
+                f"{key}: {named or data} is outside the data roots; accepted: {allowed}"
+            )
+
+    def check_paths(self, options: dict[str, Any]) -> None:
+        """Every path a job names lies in the data roots: its data, its probe sample, and each
+        override of a path-valued key (``PATH_KEYS``)."""
+        self.check_data(options.get("data"), "data")
+        self.check_data(options.get("sample"), "sample")
+        for i, text in enumerate(options.get("overrides") or ()):
+            key, _, value = str(text).partition("=")
+            if key.strip().lstrip("+~") in PATH_KEYS and _named_path(value):
+                self.check_data(value.strip(), f"overrides[{i}]", str(text))
+
+    def check_preset(self, options: dict[str, Any]) -> None:
+        """A preset is one of configs/presets/, by name (never a path)."""
+        from tuner import presets
+
+        name = options.get("preset")
+        known = presets()
+        if name is not None and name not in known:
+            raise InvalidJob(f"preset: {name!r} is not a preset; accepted: {', '.join(known)}")
 
     def spec(self, options: dict[str, Any], may_ask_ray: bool = True) -> dict[str, Any]:
         """The validated spec (as JSON) of ``options`` with its ``job_id``; ``InvalidJob`` names
@@ -52,7 +80,8 @@ class JobValidator:
         refuse raises ``AskRay`` instead."""
         from tuner import ConfigError, build_job_spec, trial_bundle
 
-        self.check_data(options.get("data"), "data")
+        self.check_paths(options)
+        self.check_preset(options)
         try:
             spec = build_job_spec({**options, "storage": str(self.settings.jobs_dir)})
             try:  # against the cluster, not left pending
@@ -67,9 +96,15 @@ class JobValidator:
 
     def nodes(self, fresh: bool = False) -> list[dict[str, float]]:
         """The resources of the cluster's alive nodes, read from Ray at most every
-        ``NODES_MAX_AGE`` seconds unless ``fresh``."""
+        ``NODES_MAX_AGE`` seconds unless ``fresh``; while Ray does not answer, the last reading
+        (``RayUnreachable`` when there is none)."""
         if fresh or not self.nodes_recent():
-            self._nodes = self.ray.node_resources()
+            try:
+                self._nodes = self.ray.node_resources()
+            except RayUnreachable:
+                if self._nodes is None:
+                    raise
+                return self._nodes  # the last reading: a job waits in the queue for Ray
             self._nodes_read = time.monotonic()
         assert self._nodes is not None
         return self._nodes
@@ -90,3 +125,8 @@ class JobValidator:
             gc.freeze()
         finally:
             self.warm.set()
+
+
+def _named_path(value: str) -> bool:
+    """Whether an override's value names a path (not null, a boolean or synthetic data)."""
+    return value.strip().lower() not in ("", "null", "none", "~", "true", "false", "synthetic")

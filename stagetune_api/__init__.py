@@ -9,6 +9,7 @@ Dependencies point one way: ``service`` and ``tuner`` import this package; it im
 """
 
 from stagetune_api._enums import JobKind, Search, Stage, TrialStatus
+from stagetune_api._files import write_atomic
 from stagetune_api._job import (
     JOB_ID_PATTERN,
     JobOptions,
@@ -32,6 +33,7 @@ from stagetune_api._result import (
     result_schema,
 )
 from stagetune_api._sizes import format_size, parse_size
+from stagetune_api._text import check_values, printable_json, value_problems
 from stagetune_api._train import EpochFigures, SkippedComplex, TrainOptions, TrainRunReport
 
 __all__ = [
@@ -59,9 +61,13 @@ __all__ = [
     "TrialRecord",
     "TrialStatus",
     "ValidationFigures",
+    "check_values",
     "finite_json",
     "format_size",
     "new_job_id",
     "parse_size",
+    "printable_json",
     "result_schema",
+    "value_problems",
+    "write_atomic",
 ]

@@ -22,9 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from stagetune_api._enums import Stage
 from stagetune_api._sizes import parse_size
+from stagetune_api._text import check_values
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+PRESET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"  # a file name of configs/presets/, no path
+MIN_MEMORY_BUDGET = 2**20  # a trial's budget below 1 MiB cannot hold a model and a batch
 _TEXT = 4096  # the longest string option (a path, an override)
 _MANY = 10_000  # the most trials, epochs or concurrent trials a job may ask for
 
@@ -67,7 +70,10 @@ class JobSpec(BaseModel):
         description="names the job's folder; the same id resumes the job",
     )
     preset: str = Field(
-        default="default", max_length=64, description="a preset of configs/presets/, by name"
+        default="default",
+        max_length=64,
+        pattern=PRESET_PATTERN,
+        description="a preset of configs/presets/, by name",
     )
     stages: tuple[Stage, ...] = Field(
         default=tuple(Stage), min_length=1, max_length=3, description="the stages to answer"
@@ -93,7 +99,7 @@ class JobSpec(BaseModel):
         default=None, max_length=_TEXT, description="a real complex ROOT/ID to probe with"
     )
     memory_budget: str | None = Field(
-        default=None, max_length=32, description="CPU budget per trial, e.g. 4GiB"
+        default=None, max_length=32, description="CPU budget per trial, at least 1MiB, e.g. 4GiB"
     )
     fit_trials: int = Field(default=16, gt=0, le=_MANY, description="architecture probes per stage")
     tune_trials: int = Field(
@@ -125,6 +131,11 @@ class JobSpec(BaseModel):
         max_length=_TEXT,
         description="folder of job folders, shared by all nodes",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _values(cls, data: Any) -> Any:
+        return check_values(data)
 
     @field_validator("job_id")
     @classmethod
@@ -162,8 +173,8 @@ class JobSpec(BaseModel):
 
 
 def _check_budget(value: str | None) -> str | None:
-    if value is not None:
-        parse_size(value)
+    if value is not None and parse_size(value) < MIN_MEMORY_BUDGET:
+        raise ValueError(f"{value!r} is below the least memory budget a trial can use, 1MiB")
     return value
 
 
@@ -184,7 +195,10 @@ def _optional(name: str) -> tuple[Any, Any]:
 _Options: type[BaseModel] = create_model(  # type: ignore[call-overload]
     "_Options",
     __config__=ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False),
-    __validators__={"budget": field_validator("memory_budget")(_check_budget)},
+    __validators__={
+        "budget": field_validator("memory_budget")(_check_budget),
+        "values": model_validator(mode="before")(lambda cls, data: check_values(data)),
+    },
     **{name: _optional(name) for name in JobSpec.model_fields if name not in SERVER_FIELDS},
 )
 

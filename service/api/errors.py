@@ -7,7 +7,10 @@ client reads one format; the OpenAPI document declares it for every route (``REF
 
 from __future__ import annotations
 
+import errno
+import logging
 import re
+import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,8 +19,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from service.schemas import Invalid, Problem
+from service.jobs import KeyReused
+from service.runner import RayUnreachable
+from service.schemas import Invalid, Problem, Refusal
 from stagetune_api import JobOptions
+
+log = logging.getLogger(__name__)
 
 #: Keys of a job the service sets itself.
 SERVER_SET = ("storage", "address", "job_id")
@@ -27,6 +34,28 @@ _KEYED = re.compile(r"^\s*([A-Za-z_][\w.\[\]-]*): (.+)$")
 
 REFUSED: dict[int | str, dict[str, Any]] = {
     422: {"model": Invalid, "description": "what was refused, key by key"}
+}
+#: What any route that needs the token answers without it.
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"model": Refusal, "description": "no valid bearer token (STAGETUNE_API_TOKEN)"}
+}
+#: What a route that writes to the state folder or reaches Ray may answer besides.
+FAULTS: dict[int | str, dict[str, Any]] = {
+    503: {"model": Refusal, "description": "Ray does not answer, or the state folder is "
+          "read-only; the reason is in detail, nothing was changed"},
+    507: {"model": Refusal, "description": "the state folder's disk is full; nothing was changed"},
+}  # fmt: skip
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Refusal, "description": "no such"}}
+#: What a route with a body answers to one that cannot be read: not UTF-8 (400), or over
+#: ``STAGETUNE_MAX_BODY_BYTES`` (413). Text that is not JSON is a 422, naming the body.
+BODY: dict[int | str, dict[str, Any]] = {
+    400: {"model": Refusal, "description": "the body is not text (UTF-8)"},
+    413: {
+        "model": Refusal,
+        "description": "the body is over STAGETUNE_MAX_BODY_BYTES: refused unread, as text when "
+        "its Content-Length says so, else as JSON",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
 }
 
 
@@ -47,7 +76,18 @@ def problems_in(text: str) -> list[tuple[str, str]]:
 async def on_invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     body = _BODIES.get(request.url.path)
-    return invalid(_describe(error, body) for error in exc.errors())
+    return invalid(problem for error in exc.errors() for problem in _described(error, body))
+
+
+def _described(error: dict[str, Any], body: type[BaseModel] | None) -> list[tuple[str, str]]:
+    """The problems of one error: a check of the whole body (its values' text and numbers)
+    names each key in a line of its own, under the key of the part it checked."""
+    key, message = _describe(error, body)
+    lines = [m.groups() for m in map(_KEYED.match, message.splitlines()) if m]
+    if not lines:
+        return [(key, message)]
+    prefix = "" if key == "body" else f"{key}."
+    return [(prefix + k, v) for k, v in lines]
 
 
 def _describe(error: dict[str, Any], body: type[BaseModel] | None) -> tuple[str, str]:
@@ -64,3 +104,40 @@ def _describe(error: dict[str, Any], body: type[BaseModel] | None) -> tuple[str,
         return key, f"unknown option{accepted}"
     message = str(error.get("msg", "")).removeprefix("Value error, ")
     return key, message
+
+
+def _refusal(status_code: int, detail: str, **headers: str) -> JSONResponse:
+    return JSONResponse(Refusal(detail=detail).model_dump(), status_code, headers=headers or None)
+
+
+async def on_key_reused(request: Request, exc: Exception) -> JSONResponse:
+    return _refusal(status.HTTP_409_CONFLICT, str(exc))
+
+
+async def on_ray_unreachable(request: Request, exc: Exception) -> JSONResponse:
+    return _refusal(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), **{"Retry-After": "5"})
+
+
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+_READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+async def on_storage_fault(request: Request, exc: Exception) -> JSONResponse:
+    """A write to the state folder that failed: 507 when its disk is full, 503 when it is
+    read-only (the reason in ``detail``); anything else is the server's error (500)."""
+    text = str(exc)
+    if (isinstance(exc, OSError) and exc.errno in _FULL) or "disk is full" in text:
+        return _refusal(status.HTTP_507_INSUFFICIENT_STORAGE, f"the state folder is full: {text}")
+    if (isinstance(exc, OSError) and exc.errno in _READ_ONLY) or "readonly" in text:
+        return _refusal(status.HTTP_503_SERVICE_UNAVAILABLE,
+                        f"the state folder cannot be written: {text}")  # fmt: skip
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return _refusal(status.HTTP_500_INTERNAL_SERVER_ERROR, "internal error; see the service's log")
+
+
+FAULT_HANDLERS = {
+    KeyReused: on_key_reused,
+    RayUnreachable: on_ray_unreachable,
+    sqlite3.OperationalError: on_storage_fault,
+    OSError: on_storage_fault,
+}

@@ -36,6 +36,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def call(
+    url: str, method: str, path: str, body: Any = None, token: str | None = TOKEN,
+    headers: dict[str, str] | None = None, raw: bytes | None = None,
+) -> tuple[int, Any]:  # fmt: skip
+    """One request to the service at ``url``: its status, and its body as JSON (else text)."""
+    data = raw if raw is not None else None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url + path, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    for key, value in (headers or {}).items():
+        request.add_header(key, value)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            status, text = answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        status, text = error.code, error.read().decode()
+    try:
+        return status, json.loads(text)
+    except ValueError:
+        return status, text
+
+
 @contextmanager
 def app_in_thread(settings: Settings, ray_jobs: Any) -> Iterator[str]:
     """The app of ``settings`` (its port set) under uvicorn in a thread, ``ray_jobs`` its Ray
@@ -58,6 +81,7 @@ class Server:
     """``with Server(state, data_root) as server:`` starts it, and stops it on exit."""
 
     def __init__(self, state: Path, data_root: Path) -> None:
+        self.state = state
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -105,22 +129,7 @@ class Server:
         self, method: str, path: str, body: Any = None, token: str | None = TOKEN,
         headers: dict[str, str] | None = None, raw: bytes | None = None,
     ) -> tuple[int, Any]:  # fmt: skip
-        data = raw if raw is not None else None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        if token is not None:
-            request.add_header("Authorization", f"Bearer {token}")
-        for key, value in (headers or {}).items():
-            request.add_header(key, value)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as answer:
-                status, text = answer.status, answer.read().decode()
-        except urllib.error.HTTPError as error:
-            status, text = error.code, error.read().decode()
-        try:
-            return status, json.loads(text)
-        except ValueError:
-            return status, text
+        return call(self.url, method, path, body, token, headers, raw)
 
     def wait(self, job_id: str, states: set[str], timeout: float = 300) -> dict[str, Any]:
         deadline = time.time() + timeout

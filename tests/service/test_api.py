@@ -25,7 +25,9 @@ def server(tmp_path_factory, pdbbind_mini):
 
 
 def test_every_route_but_healthz_needs_the_token(server):
-    assert server.call("GET", "/healthz", token=None) == (200, {"status": "ok"})
+    assert server.call("GET", "/healthz", token=None) == (
+        200, {"status": "ok", "ray": "ok", "since": None}
+    )
     assert server.call("GET", "/jobs", token=None)[0] == 401
     assert server.call("GET", "/jobs", token="wrong")[0] == 401
     assert server.call("POST", "/optimize", QUICK, token=None)[0] == 401
@@ -86,13 +88,13 @@ def test_a_job_runs_to_its_result_profile_and_trials(server, tmp_path):
     assert job_id in [j["job_id"] for j in listed["jobs"]]
 
 
-def ray_job_status(dashboard_link: str) -> str:
-    """The Ray job's own status, from the dashboard the service links to."""
+def ray_job_status(server: Server, dashboard_link: str) -> str:
+    """The Ray job's own status, from the dashboard the service links to, with the token of
+    the service's own head."""
     base, submission = dashboard_link.split("/#/jobs/")
     request = urllib.request.Request(f"{base}/api/jobs/{submission}")
-    token_file = Path("~/.ray/auth_token").expanduser()
-    if token_file.is_file():
-        request.add_header("Authorization", f"Bearer {token_file.read_text().strip()}")
+    token = (server.state / "ray-auth-token").read_text().strip()
+    request.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(request, timeout=30) as answer:
         return str(json.loads(answer.read())["status"])
 
@@ -105,7 +107,7 @@ def test_a_cancelled_job_is_stopped_on_ray_within_seconds(server):
     assert status == 200 and cancelled["state"] == "cancelled"
     assert server.call("GET", f"/jobs/{job['job_id']}/result")[0] == 409
     deadline = time.time() + 20
-    while ray_job_status(running["links"]["dashboard"]) != "STOPPED":
+    while ray_job_status(server, running["links"]["dashboard"]) != "STOPPED":
         assert time.time() < deadline, "Ray did not stop the job within 20 s"
         time.sleep(0.5)
     assert server.call("GET", f"/jobs/{job['job_id']}")[1]["state"] == "cancelled"
@@ -168,3 +170,36 @@ def test_the_curl_example_of_docs_service_md_works(server, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "result.json").read_text())["stages"]["prototyping"]["feasible"]
     assert "val_rmse" in done.stdout + done.stderr  # the profile trained
+
+
+def test_the_services_own_head_requires_its_token(server):
+    head = json.loads((server.state / "ray-head.json").read_text())
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{head['url']}/api/jobs/", timeout=10)
+    assert refused.value.code == 401
+
+
+def test_a_killed_ray_head_is_replaced_and_its_jobs_fail_saying_why(server):
+    """Last in this module: the head the other tests used is killed, with all its processes."""
+    body = {**QUICK, "tune": True, "tune_trials": 4, "max_epochs": 30}
+    job = server.call("POST", "/optimize", body)[1]
+    server.wait(job["job_id"], {"running"})
+    head = json.loads((server.state / "ray-head.json").read_text())
+    os.killpg(head["pid"], signal.SIGKILL)
+    killed, unhealthy = time.time(), []
+    while time.time() - killed < 60:
+        status, health = server.call("GET", "/healthz", token=None)
+        if status == 503:
+            unhealthy.append(health["ray"])
+        if server.call("GET", f"/jobs/{job['job_id']}")[1]["state"] != "running":
+            break
+        time.sleep(0.2)
+    lost = server.call("GET", f"/jobs/{job['job_id']}")[1]
+    assert lost["state"] == "failed" and "Ray head died" in lost["error"], lost
+    assert unhealthy and "died" in unhealthy[0], unhealthy
+
+    assert server.call("GET", "/healthz", token=None)[0] == 200
+    assert json.loads((server.state / "ray-head.json").read_text())["pid"] != head["pid"]
+    status, again = server.call("POST", "/optimize", QUICK)
+    assert status == 202
+    assert server.wait(again["job_id"], {"succeeded", "failed"})["state"] == "succeeded"

@@ -1,6 +1,6 @@
 """The OpenAPI document fuzzed with schemathesis against a real server on loopback: no request
 the schema allows gets a 5xx, and every answer matches the schema the document gives it (its
-status's body schema and content type).
+status's body schema and content type, and the status is one it documents).
 
 Fuzzed bodies that are valid jobs are queued like any other, so this server's one seam to Ray
 records submissions instead of running them (tests/service/test_api.py runs real jobs).
@@ -15,6 +15,7 @@ from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
     response_schema_conformance,
+    status_code_conformance,
 )
 
 from service.settings import Settings
@@ -46,5 +47,10 @@ def test_no_request_the_schema_allows_gets_a_server_error(case, fuzzed_server):
     case.call_and_validate(
         base_url=fuzzed_server,
         headers={"Authorization": f"Bearer {TOKEN}"},
-        checks=[not_a_server_error, response_schema_conformance, content_type_conformance],
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            response_schema_conformance,
+            content_type_conformance,
+        ],
     )

@@ -9,26 +9,46 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, s
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from service.api.deps import Job, Manager, authorized
-from service.api.errors import REFUSED, invalid, problems_in
+from service.api.errors import (
+    BODY,
+    FAULTS,
+    NOT_FOUND,
+    REFUSED,
+    UNAUTHORIZED,
+    invalid,
+    problems_in,
+)
 from service.jobs import InvalidJob
-from service.schemas import JobList, JobPublic
+from service.schemas import JobList, JobPublic, Refusal
 from service.store import JobState
 from stagetune_api import JobOptions, JobResult, Stage, TrainRunReport, finite_json
 
-router = APIRouter(tags=["jobs"], dependencies=[Depends(authorized)], responses=REFUSED)
+router = APIRouter(
+    tags=["jobs"], dependencies=[Depends(authorized)], responses={**REFUSED, **UNAUTHORIZED}
+)
+_STATE: dict[int | str, dict[str, Any]] = {
+    409: {"model": Refusal, "description": "the job has no such file (yet): its state"}
+}
 
 
 @router.post(
     "/optimize",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=JobPublic,
-    responses={200: {"model": JobPublic, "description": "the job this Idempotency-Key made"}},
+    responses={
+        200: {"model": JobPublic, "description": "the job this Idempotency-Key made"},
+        409: {"model": Refusal, "description": "this Idempotency-Key made a job of other options"},
+        **BODY,
+        **FAULTS,
+    },
 )
 async def optimize(
     request: Request,
     jobs: Manager,
     options: JobOptions,
-    idempotency_key: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=200, pattern=r"^[\x21-\x7e]+$")
+    ] = None,
 ) -> Response:
     """Queue a job; 202 with its id and links. An option not given takes the preset's value.
     A repeated ``Idempotency-Key`` returns the job created with it (200)."""
@@ -53,7 +73,7 @@ async def list_jobs(
     return JobList(jobs=[jobs.public(r, base) for r in records], total=total)
 
 
-@router.get("/jobs/{job_id}", response_model=JobPublic)
+@router.get("/jobs/{job_id}", response_model=JobPublic, responses=NOT_FOUND)
 async def get_job(request: Request, jobs: Manager, job: Job) -> JobPublic:
     """A job's state and progress (on the event loop: a SQLite row and one small file)."""
     return jobs.public(job, str(request.base_url))
@@ -62,7 +82,7 @@ async def get_job(request: Request, jobs: Manager, job: Job) -> JobPublic:
 @router.get(
     "/jobs/{job_id}/result",
     response_model=JobResult | TrainRunReport,
-    responses={409: {"description": "the job has not succeeded (yet)"}},
+    responses={**NOT_FOUND, **_STATE},
 )
 def get_result(jobs: Manager, job: Job) -> Response:
     """The job's result.json (``JobResult``); a training run's report (``TrainRunReport``).
@@ -73,13 +93,13 @@ def get_result(jobs: Manager, job: Job) -> Response:
     return JSONResponse(finite_json(result))
 
 
-@router.delete("/jobs/{job_id}", response_model=JobPublic)
+@router.delete("/jobs/{job_id}", response_model=JobPublic, responses={**NOT_FOUND, **FAULTS})
 def cancel_job(request: Request, jobs: Manager, job: Job) -> JobPublic:
     """Cancel: a queued job never starts, a running one is stopped on Ray."""
     return jobs.public(jobs.cancel(job), str(request.base_url))
 
 
-@router.get("/jobs/{job_id}/trials")
+@router.get("/jobs/{job_id}/trials", responses={**NOT_FOUND, **_STATE})
 def get_trials(jobs: Manager, job: Job) -> list[dict[str, Any]]:
     """trials.csv as typed rows: every variable of every trial; 409 while there is none. JSON
     has no NaN or infinity: such a value (a diverged loss) is null."""
@@ -93,8 +113,11 @@ def get_trials(jobs: Manager, job: Job) -> list[dict[str, Any]]:
 
 @router.get(
     "/jobs/{job_id}/profiles/{stage}",
-    response_class=PlainTextResponse,
-    responses={200: {"content": {"application/yaml": {}, "application/json": {}}}},
+    responses={
+        200: {"content": {"application/yaml": {}, "application/json": {}}},
+        **NOT_FOUND,
+        **_STATE,
+    },
 )
 def get_profile(
     jobs: Manager, job: Job, stage: Stage, format: Literal["yaml", "json"] = "yaml"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import PlainTextResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -18,9 +17,10 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.deps import Manager, authorized
+from service.api.errors import UNAUTHORIZED
 from service.store import JobState
 
-router = APIRouter(tags=["metrics"], dependencies=[Depends(authorized)])
+router = APIRouter(tags=["metrics"], dependencies=[Depends(authorized)], responses=UNAUTHORIZED)
 
 
 class Metrics:
@@ -72,7 +72,6 @@ class MetricsMiddleware:
 
 @router.get(
     "/metrics",
-    response_class=PlainTextResponse,
     responses={
         200: {
             "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},

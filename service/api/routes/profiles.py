@@ -14,8 +14,17 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from service import profiles
 from service.api.deps import Manager, authorized
-from service.api.errors import REFUSED, invalid, problems_in
+from service.api.errors import (
+    BODY,
+    FAULTS,
+    NOT_FOUND,
+    REFUSED,
+    UNAUTHORIZED,
+    invalid,
+    problems_in,
+)
 from service.jobs import InvalidJob
+from service.profile_store import ProfileStore
 from service.profiles import InvalidConfig
 from service.schemas import (
     NAME,
@@ -27,17 +36,18 @@ from service.schemas import (
     ProfileList,
     ProfilePublic,
 )
-from service.store import ProfileStore
 from stagetune_api import Stage
 
-router = APIRouter(tags=["profiles"], dependencies=[Depends(authorized)], responses=REFUSED)
+router = APIRouter(
+    tags=["profiles"], dependencies=[Depends(authorized)], responses={**REFUSED, **UNAUTHORIZED}
+)
 
 
 def _store(request: Request) -> ProfileStore:
     return request.app.state.profiles  # type: ignore[no-any-return]
 
 
-@router.post("/configs/check", response_model=ConfigChecked)
+@router.post("/configs/check", response_model=ConfigChecked, responses=BODY)
 async def check_config(given: ConfigIn) -> Response:
     """Check a training configuration with the rules of ``stagetune train``; nothing is saved."""
     try:
@@ -58,7 +68,11 @@ def list_profiles(request: Request) -> ProfileList:
     "/profiles/{name}",
     response_model=ProfilePublic,
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"description": "the same configuration as the latest version"}},
+    responses={
+        200: {"description": "the same configuration as the latest version"},
+        **BODY,
+        **FAULTS,
+    },
 )
 async def save_profile(
     request: Request,
@@ -85,7 +99,7 @@ async def save_profile(
 @router.get(
     "/profiles/{name}",
     response_model=ProfilePublic,
-    responses={200: {"content": {"application/yaml": {}}}},
+    responses={200: {"content": {"application/yaml": {}}}, **NOT_FOUND},
 )
 def get_profile(
     request: Request,
@@ -111,7 +125,10 @@ def get_profile(
 
 
 @router.post(
-    "/profiles/{name}/train", response_model=JobPublic, status_code=status.HTTP_202_ACCEPTED
+    "/profiles/{name}/train",
+    response_model=JobPublic,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={**NOT_FOUND, **FAULTS},
 )
 def train_profile(
     request: Request,

@@ -1,0 +1,155 @@
+"""The record of truth: each job's folder keeps its own record (``job-record.json``), and each
+saved profile version a file of its own (``profiles/<name>/<version>.json`` in the state folder).
+SQLite (``service.store``) is their index, fast to query; when it is missing, empty or corrupt,
+it is rebuilt from these files, so no job and no profile is forgotten.
+
+A job folder from before records were kept is read from what it holds: ``spec.json`` (a search)
+or ``profile.yaml`` (a training run), a ``result.json``/``report.json`` when it finished. Its
+state is then what Ray says of its submission (``stagetune-<id>``), and, where Ray no longer
+knows it, what its folder shows (see ``service.follower``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stagetune_api import JobKind, printable_json, write_atomic
+
+log = logging.getLogger(__name__)
+
+RECORD = "job-record.json"
+
+
+class JobState(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    id: str
+    state: JobState
+    options: dict[str, Any]
+    submission_id: str | None
+    idempotency_key: str | None
+    created: float
+    started: float | None
+    finished: float | None
+    error: str | None
+    kind: str = "optimize"  # or "train": a training run of a saved profile
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "state": self.state.value}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobRecord:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        known = {k: v for k, v in printable_json(data).items() if k in fields}
+        return cls(**{**known, "state": JobState(known["state"])})
+
+
+def submission_of(job_id: str) -> str:
+    """The Ray submission id of a job: one per job, so a job is never submitted twice."""
+    return f"stagetune-{job_id}"
+
+
+def write_record(folder: Path, record: JobRecord) -> None:
+    write_atomic(folder / RECORD, json.dumps(record.to_json(), indent=2) + "\n")
+
+
+def read_record(folder: Path) -> JobRecord | None:
+    """The record ``folder`` keeps, or one made from its files; None for a folder that holds
+    no job."""
+    path = folder / RECORD
+    if path.is_file():
+        try:
+            return JobRecord.from_json(json.loads(path.read_text()))
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("%s cannot be read (%s); reading the job from its other files", path, exc)
+    return _from_files(folder)
+
+
+def _from_files(folder: Path) -> JobRecord | None:
+    if (folder / "profile.yaml").is_file():
+        kind, result = JobKind.TRAIN.value, folder / "report.json"
+        meta = (_load(folder / "profile.yaml", yaml.safe_load) or {}).get("meta") or {}
+        options = {"profile": str(meta.get("profile", "?")), "version": meta.get("version", 1)}
+    elif (folder / "spec.json").is_file():
+        kind, result = JobKind.OPTIMIZE.value, folder / "result.json"
+        spec = _load(folder / "spec.json", json.loads) or {}
+        options = {k: v for k, v in spec.items() if k not in ("job_id", "storage", "address")}
+    else:
+        return None
+    created = _created(folder)
+    done = result.is_file()
+    return JobRecord(
+        id=folder.name,
+        state=JobState.SUCCEEDED if done else JobState.RUNNING,
+        options=options,
+        submission_id=submission_of(folder.name),
+        idempotency_key=None,
+        created=created,
+        started=created,
+        finished=result.stat().st_mtime if done else None,
+        error=None,
+        kind=kind,
+    )
+
+
+def _load(path: Path, parse: Any) -> Any:
+    try:
+        return parse(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        log.warning("%s cannot be read: %s", path, exc)
+        return None
+
+
+def _created(folder: Path) -> float:
+    """When the job was asked for: its id says so (``20261130-045236-1f2e3d``, local time, as
+    ``new_job_id`` writes it), else the folder's time."""
+    try:
+        return time.mktime(time.strptime(folder.name[:15], "%Y%m%d-%H%M%S"))
+    except ValueError:
+        return folder.stat().st_mtime
+
+
+def job_folders(jobs_dir: Path) -> list[Path]:
+    return sorted(p for p in jobs_dir.iterdir() if p.is_dir()) if jobs_dir.is_dir() else []
+
+
+# --- profiles -----------------------------------------------------------------------------------
+
+
+def profile_path(profiles_dir: Path, name: str, version: int) -> Path:
+    return profiles_dir / name / f"{version}.json"
+
+
+def write_profile_version(profiles_dir: Path, row: dict[str, Any]) -> None:
+    path = profile_path(profiles_dir, str(row["name"]), int(row["version"]))
+    write_atomic(path, json.dumps(row, indent=2) + "\n")
+
+
+def profile_versions(profiles_dir: Path) -> list[dict[str, Any]]:
+    """Every saved profile version's row, as its file keeps it."""
+    rows = []
+    for path in sorted(profiles_dir.glob("*/*.json")) if profiles_dir.is_dir() else []:
+        row = _load(path, json.loads)
+        if isinstance(row, dict) and {"name", "version", "config", "config_hash"} <= row.keys():
+            rows.append(row)
+    return rows

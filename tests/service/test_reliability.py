@@ -1,0 +1,250 @@
+"""What a careful attacker tried against the service, each a request to a real server on loopback
+and a real SQLite file: text that UTF-8 cannot hold, paths outside the data roots, absurd numbers,
+a reused Idempotency-Key, a body too large, Ray gone, a corrupt index, a full disk. Ray's job API
+is the in-memory seam here (tests/service/test_api.py kills a real head)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import sqlite3
+import time
+
+import pytest
+
+from service.settings import Settings
+from service.store import JobStore
+from tests.service.live_server import QUICK, TOKEN, app_in_thread, call, free_port
+from tests.service.recording_ray import RecordingRay
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("roots") / "pdbbind"
+    root.mkdir()
+    return root
+
+
+def settings(state, data_root, **more) -> Settings:
+    return Settings(state_dir=state, api_token=TOKEN, port=free_port(), data_roots=[data_root],
+                    **more)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, data_root):
+    ray = RecordingRay()
+    with app_in_thread(settings(tmp_path_factory.mktemp("state"), data_root), ray) as url:
+        yield url, ray
+
+
+def post(url: str, raw: str, path: str = "/optimize", **headers: str):
+    return call(url, "POST", path, raw=raw.encode(), headers=headers)
+
+
+def keys(answer) -> set[str]:
+    return {p["key"] for p in answer["problems"]}
+
+
+# Each request the attacker sent (JSON as sent: "\\ud800" is a lone surrogate), and the key the
+# refusal must name.
+REFUSED = [
+    ('"sample": "\\ud800"', "sample"),
+    ('"preset": "quick\\ud800"', "preset"),
+    ('"data": "quick\\u0000"', "data"),
+    ('"overrides": ["optimizer=\\ud800"]', "overrides[0]"),
+    ('"space": {"prototyping": {"model.hidden_channels": [1e999]}}', "space.prototyping"),
+    ('"preset": "../../../../etc/x"', "preset"),
+    ('"preset": "nonexistent"', "preset"),
+    ('"sample": "/etc/ssl"', "sample"),
+    ('"sample": "~/.ray"', "sample"),
+    ('"overrides": ["data.labels=/etc/passwd"]', "overrides[0]"),
+    ('"overrides": ["data.cache_dir=/tmp/elsewhere"]', "overrides[0]"),
+    ('"overrides": ["train.output_dir=/root"]', "overrides[0]"),
+    ('"fit_trials": 9223372036854775808', "fit_trials"),
+    ('"max_epochs": 1e30', "max_epochs"),
+    ('"max_concurrent": 100000000', "max_concurrent"),
+    ('"max_atoms": 9223372036854775807', "max_atoms"),
+    ('"seed": 18446744073709551616', "seed"),
+    ('"reduction_factor": Infinity', "reduction_factor"),
+    ('"gpus_per_trial": Infinity', "gpus_per_trial"),
+    ('"memory_budget": "1KiB"', "memory_budget"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("field", "named"), REFUSED, ids=[f for f, _ in REFUSED])
+def test_a_refused_request_names_its_field_and_leaves_no_job(service, field, named):
+    url, _ = service
+    before = call(url, "GET", "/jobs")[1]["total"]
+    status, answer = post(url, "{" + f'"preset": "quick", "tune": false, {field}' + "}")
+    assert status == 422, answer
+    assert any(k.startswith(named) for k in keys(answer)), answer
+    assert "/site-packages/" not in answer["detail"] and "configs/presets" not in answer["detail"]
+    assert call(url, "GET", "/jobs")[1]["total"] == before
+
+
+def test_a_sample_inside_the_data_roots_is_accepted(service, data_root):
+    url, _ = service
+    status, job = call(url, "POST", "/optimize", {**QUICK, "sample": str(data_root / "1abc")})
+    assert status == 202, job
+
+
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        ("/configs/check", '{"config": {"optimizer": {"lr": 1e999}}}'),
+        ("/configs/check", '{"config": {"optimizer": {"lr": Infinity}}}'),
+        ("/configs/check", '{"config": {"optimizer": {"lr": NaN}}}'),
+        ("/configs/check", '{"config": {"data": {"source": "\\ud800"}}}'),
+    ],
+)
+def test_a_configuration_that_json_cannot_hold_is_refused(service, path, raw):
+    status, answer = post(service[0], raw, path)
+    assert status == 422 and all(k.startswith("config.") for k in keys(answer)), answer
+
+
+def test_a_profile_description_with_a_lone_surrogate_is_refused(service):
+    status, answer = call(service[0], "PUT", "/profiles/p", raw=b'{"config": {}, "description": '
+                          b'"\\ud800"}')  # fmt: skip
+    assert status == 422 and keys(answer) == {"description"}, answer
+
+
+def test_a_stored_record_that_predates_the_checks_never_fails_a_read(tmp_path, data_root):
+    """A row written by an older service with a lone surrogate in its options is shown (as
+    U+FFFD), listed, and cancelled; the page still loads."""
+    store = JobStore(tmp_path / "jobs.sqlite")
+    with sqlite3.connect(store.path) as db:
+        db.execute("INSERT INTO jobs (id, state, options, created) VALUES (?, ?, ?, ?)",
+                   ("old", "queued", '{"sample": "\\ud800", "preset": "quick"}', time.time()))
+    with app_in_thread(settings(tmp_path, data_root, max_running_jobs=1), RecordingRay()) as url:
+        status, listed = call(url, "GET", "/jobs")
+        assert status == 200 and listed["total"] == 1, listed
+        assert call(url, "GET", "/jobs/old")[1]["options"]["sample"] == "\ufffd"
+        assert call(url, "DELETE", "/jobs/old")[0] == 200
+        assert call(url, "GET", "/", token=None)[0] == 200
+
+
+def test_a_reused_idempotency_key_with_other_options_is_a_conflict(service):
+    url, _ = service
+    first = call(url, "POST", "/optimize", QUICK, headers={"Idempotency-Key": "k-1"})
+    again = call(url, "POST", "/optimize", QUICK, headers={"Idempotency-Key": "k-1"})
+    other = call(url, "POST", "/optimize", {**QUICK, "seed": 7}, headers={"Idempotency-Key": "k-1"})
+    assert first[0] == 202 and again[0] == 200 and again[1]["job_id"] == first[1]["job_id"]
+    assert other[0] == 409 and first[1]["job_id"] in other[1]["detail"], other
+
+
+def test_a_body_over_the_limit_is_refused_unread_while_healthz_answers(service):
+    url, _ = service
+    overrides = [f"model.lmax={i % 3}" for i in range(100_000)]  # about 1.6 MB
+    status, answer = call(url, "POST", "/optimize", {**QUICK, "overrides": overrides})
+    assert status == 413, answer
+    started = time.perf_counter()
+    assert call(url, "GET", "/healthz", token=None)[0] == 200
+    assert time.perf_counter() - started < 1.0
+
+
+def test_ray_gone_is_reported_jobs_wait_and_nothing_is_lost(tmp_path, data_root):
+    ray = RecordingRay()
+    with app_in_thread(settings(tmp_path, data_root, max_running_jobs=2), ray) as url:
+        status, running = call(url, "POST", "/optimize", QUICK)
+        assert status == 202
+        job = f"/jobs/{running['job_id']}"
+        assert until(lambda: call(url, "GET", job)[1]["state"] == "running")
+        ray.down = True
+        assert until(lambda: call(url, "GET", "/healthz", token=None)[0] == 503)
+        status, health = call(url, "GET", "/healthz", token=None)
+        assert health["status"] == "unavailable" and "does not answer" in health["ray"]
+
+        status, answer = call(url, "DELETE", job)
+        assert status == 503 and "does not answer" in answer["detail"], answer
+        assert call(url, "GET", job)[1]["state"] == "running"
+        status, waiting = call(url, "POST", "/optimize", {**QUICK, "seed": 1})
+        assert status == 202 and waiting["state"] == "queued", waiting  # the last reading serves
+
+        time.sleep(2)  # the follower keeps trying: the job waits, it is not failed
+        assert call(url, "GET", f"/jobs/{waiting['job_id']}")[1]["state"] == "queued"
+        ray.down = False
+        assert until(lambda: call(url, "GET", "/healthz", token=None)[0] == 200)
+        queued = f"/jobs/{waiting['job_id']}"
+        assert until(lambda: call(url, "GET", queued)[1]["state"] == "running")
+
+
+def test_a_refused_submission_is_tried_again_then_fails_with_rays_message(tmp_path, data_root,
+                                                                          monkeypatch):  # fmt: skip
+    monkeypatch.setattr("service.follower.SUBMIT_TRIES", 2)
+    ray = RecordingRay()
+    with app_in_thread(settings(tmp_path, data_root, max_running_jobs=5), ray) as url:
+        ray.refusals = 1
+        _, retried = call(url, "POST", "/optimize", QUICK)
+        assert until(lambda: call(url, "GET", f"/jobs/{retried['job_id']}")[1]["state"]
+                     == "running", timeout=15)  # fmt: skip
+        ray.refusals = 2
+        _, failed = call(url, "POST", "/optimize", {**QUICK, "seed": 2})
+        assert until(lambda: call(url, "GET", f"/jobs/{failed['job_id']}")[1]["state"]
+                     == "failed", timeout=15)  # fmt: skip
+        error = call(url, "GET", f"/jobs/{failed['job_id']}")[1]["error"]
+        assert "refused its submission 2 times" in error and "No available agent" in error
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty", "garbage"])
+def test_a_lost_or_corrupt_index_is_rebuilt_from_the_job_folders(tmp_path, data_root, damage,
+                                                                  caplog):  # fmt: skip
+    ray = RecordingRay()
+    with app_in_thread(settings(tmp_path, data_root, max_running_jobs=1), ray) as url:
+        made = [call(url, "POST", "/optimize", {**QUICK, "seed": s})[1] for s in range(3)]
+        assert until(lambda: call(url, "GET", f"/jobs/{made[0]['job_id']}")[1]["state"]
+                     == "running")  # fmt: skip
+        call(url, "DELETE", f"/jobs/{made[2]['job_id']}")
+        before = {j["job_id"]: j["state"] for j in call(url, "GET", "/jobs")[1]["jobs"]}
+    index = tmp_path / "jobs.sqlite"
+    for part in tmp_path.glob("jobs.sqlite*"):
+        part.unlink()
+    if damage == "empty":
+        index.write_bytes(b"")
+    elif damage == "garbage":
+        index.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 32)
+    with app_in_thread(settings(tmp_path, data_root, max_running_jobs=1), ray) as url:
+        after = {j["job_id"]: j["state"] for j in call(url, "GET", "/jobs")[1]["jobs"]}
+    assert after == before  # running, queued and cancelled, as they were
+    assert "indexed again from their folders" in caplog.text
+    if damage == "garbage":
+        assert len(list(tmp_path.glob("jobs.sqlite.corrupt-*"))) == 1
+        assert "set aside" in caplog.text
+
+
+def test_a_job_folder_from_before_records_reads_as_its_files_say(tmp_path, data_root):
+    """A folder an older service wrote (spec.json and result.json, no job-record.json) is listed
+    as succeeded after its index is lost, and gains its record."""
+    folder = tmp_path / "jobs" / "20260101-120000-abcdef"
+    folder.mkdir(parents=True)
+    (folder / "spec.json").write_text(json.dumps({**QUICK, "job_id": folder.name, "storage": "x"}))
+    (folder / "result.json").write_text("{}")
+    with app_in_thread(settings(tmp_path, data_root), RecordingRay()) as url:
+        job = call(url, "GET", f"/jobs/{folder.name}")[1]
+    assert job["state"] == "succeeded" and job["options"]["preset"] == "quick", job
+    assert (folder / "job-record.json").is_file()
+
+
+@pytest.mark.parametrize(("code", "status"), [(errno.ENOSPC, 507), (errno.EROFS, 503)])
+def test_a_full_or_read_only_disk_is_said_and_leaves_no_half_made_job(
+    tmp_path, data_root, monkeypatch, code, status
+):
+    with app_in_thread(settings(tmp_path, data_root), RecordingRay()) as url:
+        before = call(url, "GET", "/jobs")[1]["total"]
+
+        def fails(path, text):
+            raise OSError(code, "simulated", str(path))
+
+        monkeypatch.setattr("service.jobs.write_atomic", fails)  # the seam: the job's first file
+        answered, answer = call(url, "POST", "/optimize", QUICK)
+        assert answered == status and "state folder" in answer["detail"], answer
+        assert call(url, "GET", "/jobs")[1]["total"] == before
+        assert list((tmp_path / "jobs").iterdir()) == []
+
+
+def until(predicate, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
