@@ -5,6 +5,7 @@
         result.json               the answer (stagetune_api.JobResult)
         profiles/<stage>.yaml     what `stagetune train --profile` accepts
         trials.csv                every variable of every trial, typed (stagetune_api.TrialRecord)
+        trials-wide.csv           the same, one row per trial and one column per variable
         audit.md                  for people, with the hash of each configuration
         job.log                   every INFO line of the job
         progress.json             the searches so far (stagetune_api.Progress)
@@ -27,10 +28,10 @@ from typing import Any
 import yaml
 
 from stagetune_api import JobResult, JobSpec, Search, Stage, TrialRecord, finite_json
-from tuner._results import audit_markdown, trials_csv
+from tuner._results import audit_markdown, trials_csv, trials_wide_csv
 
 #: What ``--output`` copies out of the job folder.
-SHARED = ("result.json", "trials.csv", "audit.md", "job.log", "profiles")
+SHARED = ("result.json", "trials.csv", "trials-wide.csv", "audit.md", "job.log", "profiles")
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -76,6 +77,10 @@ class JobFolder:
         return self.path / "trials.csv"
 
     @property
+    def trials_wide_csv(self) -> Path:
+        return self.path / "trials-wide.csv"
+
+    @property
     def audit_md(self) -> Path:
         return self.path / "audit.md"
 
@@ -111,7 +116,9 @@ class JobFolder:
         write_json(self.result_json, result.model_dump(mode="json"))
 
     def write_trials(self, records: list[TrialRecord]) -> None:
+        """``trials.csv`` (typed, one row per variable) and ``trials-wide.csv`` (one per trial)."""
         write_atomic(self.trials_csv, trials_csv(records))
+        write_atomic(self.trials_wide_csv, trials_wide_csv(records))
 
     def write_audit(self, result: JobResult, records: list[TrialRecord]) -> None:
         write_atomic(self.audit_md, audit_markdown(result, records))
@@ -138,4 +145,3 @@ class JobFolder:
                 shutil.copytree(source, output / name, dirs_exist_ok=True)
             elif source.is_file():
                 shutil.copy2(source, output / name)
-

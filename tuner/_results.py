@@ -1,5 +1,7 @@
 """The formats of the job's files for people and spreadsheets: ``trials.csv`` (every variable of
-every trial, typed, and read back typed) and ``audit.md``. ``tuner._folder`` writes them."""
+every trial, one row each, typed, and read back typed), ``trials-wide.csv`` (the same, one row per
+trial and one column per variable, to compare trials without a pivot) and ``audit.md``.
+``tuner._folder`` writes them."""
 
 from __future__ import annotations
 
@@ -10,7 +12,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stagetune_api import JobResult, TrialRecord
+from stagetune_api import JobResult, Search, StageResult, TrialRecord, format_size
+
+_HEAD = ("stage", "search", "trial_id", "status", "node_id", "retries", "seconds", "started")
+
+
+def _head(r: TrialRecord) -> list[Any]:
+    return [r.stage.value, r.search.value, r.trial_id, r.status.value, r.node_id or "",
+            r.retries, f"{r.seconds:.3f}", f"{r.started:.3f}"]  # fmt: skip
+
+
+def _cell(value: Any) -> Any:
+    """A value as both CSV forms write it: JSON for lists and mappings, nothing for null."""
+    return json.dumps(value) if _type(value) == "json" else "" if value is None else value
 
 
 def trials_csv(records: list[TrialRecord]) -> str:
@@ -19,15 +33,24 @@ def trials_csv(records: list[TrialRecord]) -> str:
     and value."""
     with io.StringIO(newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["stage", "search", "trial_id", "status", "node_id", "retries",
-                         "seconds", "started", "variable", "type", "value"])  # fmt: skip
+        writer.writerow([*_HEAD, "variable", "type", "value"])
         for r in records:
-            head = [r.stage.value, r.search.value, r.trial_id, r.status.value, r.node_id or "",
-                    r.retries, f"{r.seconds:.3f}", f"{r.started:.3f}"]  # fmt: skip
+            head = _head(r)
             for name, value in sorted(r.variables.items()):
-                kind = _type(value)
-                shown = json.dumps(value) if kind == "json" else "" if value is None else value
-                writer.writerow([*head, name, kind, shown])
+                writer.writerow([*head, name, _type(value), _cell(value)])
+        return f.getvalue()
+
+
+def trials_wide_csv(records: list[TrialRecord]) -> str:
+    """One row per trial: the columns of ``trials.csv``'s head, then one column per variable
+    (every variable of any trial, sorted; empty where a trial has none). Values are written as
+    in ``trials.csv``; their types are in ``trials.csv``."""
+    names = sorted({name for r in records for name in r.variables})
+    with io.StringIO(newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*_HEAD, *names])
+        for r in records:
+            writer.writerow([*_head(r), *(_cell(r.variables.get(name)) for name in names)])
         return f.getvalue()
 
 
@@ -56,57 +79,134 @@ def read_trials_csv(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-_AUDITED = ("tune.", "probe.max_batch", "probe.config_hash", "result.val", "result.config_hash")
+def model_words(model: dict[str, Any]) -> str:
+    """A model as people name it: ``16 channels x 2 layers, 2 heads, 8 RBF, cutoff 5 Å``."""
+    parts = []
+    if "hidden_channels" in model:
+        parts.append(f"{model['hidden_channels']} channels")
+    if "num_layers" in model:
+        layers = model["num_layers"]
+        parts.append(f"{layers} layer{'' if layers == 1 else 's'}")
+    rest = [" x ".join(parts)] if parts else []
+    for key, unit in (("num_heads", "heads"), ("num_rbf", "RBF")):
+        if key in model:
+            rest.append(f"{model[key]} {unit}")
+    if model.get("cutoff") is not None:
+        rest.append(f"cutoff {model['cutoff']:g} Å")
+    return ", ".join(rest)
+
+
+def _n(value: Any, digits: int = 3) -> str:
+    """A measured number rounded for people (``1,938``, ``0.302``, ``1.32e-06``); '' for none."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if not isinstance(value, int | float):
+        return "" if value is None else str(value)
+    if isinstance(value, int) or abs(value) >= 10**digits:
+        return f"{round(value):,}"
+    return f"{value:.{digits}g}"
 
 
 def audit_markdown(result: JobResult, records: list[TrialRecord]) -> str:
+    p = result.provenance
     lines = [f"# stagetune job {result.job_id}", "",
-             f"- finished: {result.provenance.finished} ({result.provenance.elapsed_seconds:.0f} s,"
-             f" {result.provenance.device_hours:.4f} device-hours)",
-             f"- seed: {result.provenance.seed}",
-             f"- versions: {', '.join(f'{k} {v}' for k, v in result.provenance.versions.items())}",
+             f"- finished: {p.finished} ({p.elapsed_seconds:.0f} s, {p.device_hours:.4f} "
+             "device-hours)",
+             f"- seed: {p.seed}",
+             f"- versions: {', '.join(f'{k} {v}' for k, v in p.versions.items())}",
              ""]  # fmt: skip
     for stage, r in result.stages.items():
         lines += [f"## {stage.value}", ""]
-        if not r.feasible:
-            lines += [f"No configuration: {r.reason}", ""]
-        else:
-            p = r.probe
-            lines += [
-                f"- model: {r.model}",
-                f"- batch size: {r.batch_size} ({r.reason})",
-                f"- optimizer: {r.optimizer.get('name')} lr {r.optimizer.get('lr')}; "
-                f"scheduler: {r.scheduler.get('name')}",
-                f"- configuration hash: `{r.config_hash}` (profile `{r.profile}`)",
-            ]
-            b = r.batching
-            if b is not None and b.max_atoms_per_batch is not None:
-                lines.append(
-                    f"- batches: at most {b.max_atoms_per_batch:,} atoms; on the job's data "
-                    f"{b.complexes_per_batch or 0:.1f} complexes a batch, "
-                    f"{b.cycle_minutes_on_data or 0:.1f} min per cycle, "
-                    f"{b.throughput_on_data or 0:.1f} complexes/s"
-                )
-            if p is not None:
-                lines.append(
-                    f"- measured on {r.device.device_model if r.device else '?'}: "
-                    f"{p.throughput or 0:.1f} samples/s, {p.cycle_minutes or 0:.1f} min per "
-                    f"cycle, peak {p.peak_bytes} of {p.limit_bytes} bytes"
-                )
-            if r.validation is not None:
-                v = r.validation
-                lines.append(
-                    f"- validation: loss {v.val_loss:.4f}, rmse {v.val_rmse}, after {v.epochs} "
-                    f"epochs; {v.trials} trials, {v.stopped_early} stopped early by ASHA"
-                )
-            lines.append("")
+        lines += _answer(r) if r.feasible else [f"No configuration: {r.reason}", ""]
         ours = [t for t in records if t.stage is stage]
-        lines += ["| search | trial | status | node | variables |", "|---|---|---|---|---|"]
-        for t in ours:
-            shown = ", ".join(f"{k}={v}" for k, v in t.variables.items() if k.startswith(_AUDITED))
-            node = (t.node_id or "")[:8]
-            lines.append(
-                f"| {t.search.value} | {t.trial_id} | {t.status.value} | {node} | {shown} |"
-            )
-        lines.append("")
+        lines += _fit_table([t for t in ours if t.search is Search.FIT])
+        lines += _tune_table([t for t in ours if t.search is Search.TUNE])
     return "\n".join(lines)
+
+
+def _answer(r: StageResult) -> list[str]:
+    p = r.probe
+    capacity = f" ({p.capacity:,} parameters)" if p is not None else ""
+    lines = [
+        f"- model: {model_words(r.model)}{capacity}",
+        f"- every knob: {', '.join(f'{k}={v}' for k, v in r.model.items())}",
+        f"- batch size: {r.batch_size} ({r.reason})",
+        f"- optimizer: {r.optimizer.get('name')} lr {_n(r.optimizer.get('lr'), 4)}; "
+        f"scheduler: {r.scheduler.get('name')}",
+        f"- configuration hash: `{r.config_hash}` (profile `{r.profile}`)",
+    ]
+    b = r.batching
+    if b is not None and b.max_atoms_per_batch is not None:
+        lines.append(
+            f"- batches: at most {b.max_atoms_per_batch:,} atoms; on the job's data "
+            f"{b.complexes_per_batch or 0:.1f} complexes a batch, "
+            f"{b.cycle_minutes_on_data or 0:.2f} min per cycle, "
+            f"{_n(b.throughput_on_data or 0)} complexes/s"
+        )
+    if p is not None:
+        peak = format_size(p.peak_bytes) if p.peak_bytes is not None else "?"
+        lines.append(
+            f"- measured on {r.device.device_model if r.device else '?'}: "
+            f"{_n(p.throughput or 0)} complexes/s, {p.cycle_minutes or 0:.2f} min per cycle "
+            f"(worst-case complexes), peak {peak} of {format_size(p.limit_bytes)}"
+        )
+    if r.validation is not None:
+        v = r.validation
+        lines.append(
+            f"- validation: loss {v.val_loss:.4f}, rmse {_n(v.val_rmse, 4)}, after {v.epochs} "
+            f"epochs; {v.trials} trials, {v.stopped_early} stopped early by ASHA"
+        )
+    return [*lines, ""]
+
+
+def _hash(value: Any) -> str:
+    return f"`{value}`" if value else ""
+
+
+def _table(heading: str, columns: list[str], rows: list[list[str]]) -> list[str]:
+    if not rows:
+        return []
+    return [heading, "", f"| {' | '.join(columns)} |", f"|{'---|' * len(columns)}",
+            *(f"| {' | '.join(row)} |" for row in rows), ""]  # fmt: skip
+
+
+def _fit_table(trials: list[TrialRecord]) -> list[str]:
+    """The fit search's trials: each one's model, what the probe measured, rounded."""
+    rows = []
+    for t in trials:
+        v = t.variables
+        model = {k.removeprefix("model."): x for k, x in v.items() if k.startswith("model.")}
+        peak = v.get("probe.peak_bytes")
+        why = ", ".join(f"{k.removeprefix('pruned_by.')}={x}" for k, x in v.items()
+                        if k.startswith("pruned_by."))  # fmt: skip
+        rows.append([
+            t.trial_id, t.status.value, (t.node_id or "")[:8], model_words(model),
+            _n(v.get("probe.capacity")), _n(v.get("probe.max_batch_size")),
+            format_size(peak) if isinstance(peak, int) else "",
+            _n(v.get("probe.cycle_minutes")), _n(v.get("probe.throughput")),
+            _n(v.get("probe.data.throughput")), _n(v.get("probe.feasible")),
+            f"dominates {why}, which did not fit" if why else _hash(v.get("probe.config_hash")),
+        ])  # fmt: skip
+    columns = ["trial", "status", "node", "model", "parameters", "largest batch", "peak memory",
+               "cycle (min)", "complexes/s", "complexes/s on the data", "feasible",
+               "configuration hash"]  # fmt: skip
+    return _table("### fit search", columns, rows)
+
+
+def _tune_table(trials: list[TrialRecord]) -> list[str]:
+    """The tune search's trials: the hyperparameters tried and the validation figures."""
+    rows = []
+    for t in trials:
+        v = t.variables
+        tried = ", ".join(f"{k.removeprefix('tune.')}={_n(x)}" for k, x in sorted(v.items())
+                          if k.startswith("tune."))  # fmt: skip
+        loss = v.get("result.val_loss")
+        rows.append([
+            t.trial_id, t.status.value, (t.node_id or "")[:8], tried,
+            _n(v.get("train.epochs_run")), f"{loss:.4f}" if isinstance(loss, float) else "",
+            _n(v.get("result.val_rmse"), 4), _n(v.get("result.val_pearson"), 2),
+            _hash(v.get("result.config_hash")),
+        ])  # fmt: skip
+    columns = ["trial", "status", "node", "hyperparameters", "epochs", "validation loss",
+               "rmse", "pearson r", "configuration hash"]  # fmt: skip
+    return _table("### tune search", columns, rows)

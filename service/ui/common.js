@@ -94,6 +94,29 @@ function number(x, digits = 3) {
   return String(Number(Number(x).toPrecision(digits)));
 }
 
+// a figure for people: three significant digits, thousands grouped (1,940; 0.302; 58,772)
+function figure(x, digits = 3) {
+  if (x === null || x === undefined || !Number.isFinite(Number(x))) return "";
+  const n = Number(x);
+  if (Math.abs(n) >= 10 ** digits) return Math.round(n).toLocaleString("en");
+  if (n !== 0 && Math.abs(n) < 1e-3) return n.toExponential(digits - 1).replace(/\.?0+e/, "e");
+  return new Intl.NumberFormat("en", { maximumSignificantDigits: digits }).format(n);
+}
+
+// the loss as the job's log writes it: four decimals
+function loss(x) {
+  return x === null || x === undefined || !Number.isFinite(x) ? "" : x.toFixed(4);
+}
+
+function minutes(m) {
+  if (m === null || m === undefined) return "";
+  return m >= 180 ? `${figure(m / 60)} h` : `${figure(m)} min`;
+}
+
+function plural(n, one, many = `${one}s`) {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
 function when(epochSeconds) {
   return new Date(epochSeconds * 1000).toLocaleString();
 }

@@ -36,22 +36,26 @@ function treeOf(rows) {
   return tree;
 }
 
-// One row per key of the configuration, grouped by section, each value an input.
+// One table per section of the configuration (model, optimizer, ...), one row per key, each
+// value an input; the tables flow in columns.
 function configRows(original) {
-  const body = el("tbody");
+  const sections = el("div", { class: "config-sections" });
+  let body = null;
   let section = null;
   for (const [path, value] of original) {
     const top = path.split(".")[0];
     if (top !== section) {
       section = top;
-      body.append(el("tr", { class: "section" }, el("td", { colspan: 3 }, top)));
+      body = el("tbody");
+      sections.append(el("table", { class: "config", "data-section": top },
+        el("thead", {}, el("tr", { class: "section" }, el("th", { colspan: 3 }, top))), body));
     }
     body.append(el("tr", { "data-key": path },
       el("td", { class: "key" }, path.slice(top.length + 1)),
       el("td", {}, el("input", { value: shown(value), "aria-label": path, spellcheck: "false" })),
       el("td", { class: "problem" })));
   }
-  return body;
+  return sections;
 }
 
 // Each refused key's message beside its row (or its section's); the rest under the table.
@@ -82,12 +86,12 @@ function configEditor(stage, jobId, profile) {
   const save = el("button", { type: "button", class: "save-profile" }, "Save as profile");
   const saved = el("div", { class: "saved" });
   const editor = el("div", { class: "editor" },
-    el("h2", {}, "Configuration"),
+    el("h2", {}, `${stage}: configuration (profiles/${stage}.yaml)`),
     el("p", { class: "note" }, "Every value can be edited; each edit is checked with the rules of stagetune train."),
-    el("table", { class: "config" }, el("thead", {}, el("tr", {}, el("th", {}, "Key"), el("th", {}, "Value"), el("th", {}, ""))), body),
-    general,
     el("div", { class: "save" }, name, save),
-    saved);
+    saved,
+    general,
+    body);
 
   const current = () => [...body.querySelectorAll("tr[data-key]")].map((row) => [row.dataset.key, parsed(row.querySelector("input").value)]);
   let checking = null;

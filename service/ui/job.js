@@ -1,4 +1,5 @@
-// One job: its progress while it runs, then its three stage answers side by side with the figures behind them.
+// One job: its stages side by side, live while it runs (compare.js), then each stage's answer,
+// and per stage its editable configuration (editor.js), plots (plots.js) and trials (trials.js).
 "use strict";
 
 // --- one job -------------------------------------------------------------------------------
@@ -8,7 +9,8 @@ async function showJob(id) {
     el("h1", {}, "Job ", el("code", {}, id), " ", el("span", { id: "job-state" })),
     el("p", { class: "note", id: "job-summary" }),
     el("p", { class: "problem", id: "job-problem" }),
-    el("table", { id: "job-progress" })));
+    el("div", { id: "job-stages" })));
+  const choices = await api("GET", "/choices").then((a) => a.data).catch(() => null);
   let shown = null;
   const update = async () => {
     let job;
@@ -19,6 +21,7 @@ async function showJob(id) {
       clearInterval(timer);
       return;
     }
+    if (location.hash !== `#/jobs/${id}`) return; // the person went elsewhere
     document.getElementById("job-state").replaceChildren(stateBadge(job.state));
     const what = job.kind === "train"
       ? `training run of profile ${job.options.profile} version ${job.options.version}`
@@ -26,34 +29,18 @@ async function showJob(id) {
     document.getElementById("job-summary").textContent =
       `${what}; elapsed ${seconds(job.elapsed_seconds)}; created ${when(job.created)}`;
     document.getElementById("job-problem").textContent = job.error || "";
-    renderProgress(job.progress);
-    if (["succeeded", "failed", "cancelled"].includes(job.state)) {
-      clearInterval(timer);
-      if (job.state === "succeeded" && shown !== id) {
-        shown = id;
-        await (job.kind === "train" ? showReport(job) : showResult(job));
-      }
+    const done = ["succeeded", "failed", "cancelled"].includes(job.state);
+    if (done) clearInterval(timer);
+    if (job.kind !== "train" && !(done && job.state === "succeeded")) {
+      document.getElementById("job-stages").replaceChildren(...progressView(job, choices).filter(Boolean));
+    }
+    if (job.state === "succeeded" && shown !== id) {
+      shown = id;
+      await (job.kind === "train" ? showReport(job) : showResult(job));
     }
   };
   await update();
   if (!shown) timer = setInterval(update, 2000);
-}
-
-function renderProgress(progress) {
-  const rows = [];
-  for (const [stage, searches] of Object.entries(progress || {})) {
-    for (const [search, p] of Object.entries(searches)) {
-      rows.push(el("tr", {}, el("td", {}, stage), el("td", {}, search),
-        el("td", { class: "num" }, `${p.done ?? 0}${p.total ? ` of ${p.total}` : ""}`),
-        el("td", { class: "num" }, p.running ?? 0), el("td", { class: "num" }, p.pruned ?? 0),
-        el("td", { class: "num" }, p.stopped_early ?? 0), el("td", {}, p.best ?? "")));
-    }
-  }
-  const table = document.getElementById("job-progress");
-  if (!rows.length) return table.replaceChildren(); // a training run has no searches
-  table.replaceChildren(
-    el("thead", {}, el("tr", {}, ...["Stage", "Search", "Done", "Running", "Pruned", "Stopped early", "Best so far"].map((h) => el("th", {}, h)))),
-    el("tbody", {}, ...rows));
 }
 
 async function showResult(job) {
@@ -61,24 +48,42 @@ async function showResult(job) {
     api("GET", `/jobs/${job.job_id}/result`).then((a) => a.data),
     api("GET", `/jobs/${job.job_id}/trials`).then((a) => a.data).catch(() => []),
   ]);
+  const stages = ALL_STAGES.filter((s) => result.stages[s]?.feasible);
+  const profiles = await Promise.all(stages.map((s) => api("GET", `/jobs/${job.job_id}/profiles/${s}?format=json`).then((a) => a.data)));
+  if (location.hash !== `#/jobs/${job.job_id}`) return; // the person went elsewhere
   const byTrial = groupTrials(trials);
-  for (const [stage, answer] of Object.entries(result.stages)) {
-    if (location.hash !== `#/jobs/${job.job_id}`) return; // the person went elsewhere
-    const card = el("section", { class: "card stage", "data-stage": stage }, el("h1", {}, stage));
-    view.append(card);
-    card.append(el("p", { class: answer.feasible ? "note" : "problem" }, answer.reason));
-    if (!answer.feasible) continue;
-    card.append(figures(answer));
-    const profile = (await api("GET", `/jobs/${job.job_id}/profiles/${stage}?format=json`)).data;
+  const details = el("section", { class: "card", id: "stage-details" });
+  const open = (stage, which, scroll = true) => {
+    for (const node of details.querySelectorAll("[data-stage]")) {
+      const mine = node.dataset.stage === stage && (!node.dataset.view || node.dataset.view === which);
+      if (node.matches("button")) node.setAttribute("aria-pressed", String(mine));
+      else node.hidden = !mine;
+    }
+    if (scroll) details.scrollIntoView({ behavior: "instant", block: "start" });
+  };
+  document.getElementById("job-stages").replaceChildren(answersView(result, open));
+  details.append(el("h1", {}, "Stage details"), el("div", { class: "tabs" }, ...stages.flatMap((s) => [
+    el("button", { type: "button", class: "tab", "data-stage": s, "data-view": "config", onclick: () => open(s, "config") }, `${s}: configuration`),
+    el("button", { type: "button", class: "tab", "data-stage": s, "data-view": "trials", onclick: () => open(s, "trials") }, `${s}: trials and plots`),
+  ])));
+  stages.forEach((stage, i) => {
+    const answer = result.stages[stage];
+    const profile = profiles[i];
     delete profile.meta;
-    const editor = configEditor(stage, job.job_id, profile);
-    const plots = el("div", {},
-      el("h2", {}, "Fit search: capacity against throughput"),
-      fitPlot(byTrial.filter((t) => t.stage === stage && t.search === "fit"), answer),
-      el("h2", {}, "Tune search: validation loss against epochs"),
-      tunePlot(byTrial.filter((t) => t.stage === stage && t.search === "tune")));
-    card.append(el("div", { class: "stage-grid" }, editor, plots));
-  }
+    const mine = byTrial.filter((t) => t.stage === stage);
+    const fit = mine.filter((t) => t.search === "fit");
+    const tune = mine.filter((t) => t.search === "tune");
+    details.append(el("section", { class: "stage", "data-stage": stage },
+      el("div", { "data-stage": stage, "data-view": "config" }, configEditor(stage, job.job_id, profile)),
+      el("div", { "data-stage": stage, "data-view": "trials" },
+        el("div", { class: "plots" },
+          el("div", {}, el("h2", {}, "Fit search: parameters against throughput"), fitPlot(fit, answer)),
+          el("div", {}, el("h2", {}, "Tune search: validation loss by epoch"), tunePlot(tune))),
+        el("h2", {}, `Fit search: ${plural(fit.length, "configuration")} (click a heading to sort)`), trialsTable(fit, "fit", answer),
+        el("h2", {}, `Tune search: ${plural(tune.length, "trial")}`), trialsTable(tune, "tune", answer))));
+  });
+  view.append(details);
+  if (stages.length) open(stages[0], "trials", false);
 }
 
 async function showReport(job) {
@@ -97,21 +102,4 @@ async function showReport(job) {
     el("table", { class: "epochs" },
       el("thead", {}, el("tr", {}, ...columns.map((c) => el("th", {}, c)))),
       el("tbody", {}, ...report.epochs.map((e) => el("tr", {}, ...columns.map((c) => el("td", { class: "num" }, c === "epoch" ? e[c] : number(e[c], 4)))))))));
-}
-
-function figures(answer) {
-  const p = answer.probe || {};
-  const v = answer.validation;
-  const b = answer.batching || {};
-  const items = [
-    ["Atom budget", b.max_atoms_per_batch ? `${b.max_atoms_per_batch.toLocaleString()} atoms a batch` : "none (fixed batches)"],
-    ["On your data", b.cycle_minutes_on_data ? `${number(b.complexes_per_batch)} complexes a batch, ${number(b.cycle_minutes_on_data)} min a cycle, ${number(b.throughput_on_data)} complexes/s` : ""],
-    ["Batch size", answer.batch_size], ["Largest batch that fits", p.max_batch_size],
-    ["Parameters", p.capacity?.toLocaleString()], ["Peak memory", `${bytes(p.peak_bytes)} of ${bytes(p.limit_bytes)}`],
-    ["Cycle (450 batches, worst case)", p.cycle_minutes ? `${number(p.cycle_minutes)} min` : ""],
-    ["Throughput", p.throughput ? `${number(p.throughput)} samples/s` : ""],
-    ["Measured on", answer.device?.device_model ?? ""], ["Probe steps", p.probe_steps],
-    ["Validation loss", v ? `${number(v.val_loss, 4)} after ${v.epochs} epochs` : "not tuned"],
-  ];
-  return el("dl", { class: "figures" }, ...items.flatMap(([k, value]) => [el("div", {}, el("dt", {}, k), el("dd", {}, value ?? ""))]));
 }

@@ -1,7 +1,8 @@
 """The results page in a real headless Chromium (Debian's package, driven by Playwright) against
-``stagetune serve`` on loopback with a real finished job: open it, edit a cell, see an invalid
-value refused, save a profile, download it, and train with it (from the command line, and as a
-Ray job started from the page).
+``stagetune serve`` on loopback with a real finished job of the three stages: compare them side by
+side, sort their trials, open one's configuration, edit a cell, see an invalid value refused, save
+a profile, download it, and train with it (from the command line, and as a Ray job started from
+the page); follow a running job.
 
 ``STAGETUNE_SCREENSHOTS=<folder>`` keeps a screenshot of each page there (docs/ holds them).
 """
@@ -22,9 +23,10 @@ from tests.service.live_server import TOKEN, Server
 
 CHROMIUM = "/usr/bin/chromium"
 JOB = {
-    "preset": "quick", "stages": ["prototyping"], "fit_trials": 2, "tune_trials": 3,
-    "max_epochs": 2, "grace_period": 1, "reduction_factor": 2,
+    "preset": "quick", "fit_trials": 2, "tune_trials": 3, "max_epochs": 2, "grace_period": 1,
+    "reduction_factor": 2,
 }  # fmt: skip
+STAGES = ("prototyping", "validation", "production")
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +69,12 @@ def page(browser, server):
     assert not errors, errors  # no script error on any page
 
 
-def screenshot(page, name: str) -> None:
+def screenshot(page, name: str, full_page: bool = True) -> None:
+    """The whole page, or what the 1400x1000 window shows (``full_page=False``)."""
     folder = os.environ.get("STAGETUNE_SCREENSHOTS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"ui-{name}.png"), full_page=True)
+        page.screenshot(path=str(Path(folder) / f"ui-{name}.png"), full_page=full_page)
 
 
 def sign_in(page, server, where: str, token: str = TOKEN) -> None:
@@ -88,30 +91,93 @@ def test_the_page_asks_for_the_token_and_refuses_a_wrong_one(page, server):
     assert page.locator("#jobs tbody tr").count() == 0  # nothing was shown without the token
 
 
+def test_the_three_stages_side_by_side_in_one_screen(page, server, finished_job):
+    sign_in(page, server, f"#/jobs/{finished_job}")
+    table = page.locator("table#stages")
+    table.locator("button.open-config").first.wait_for()
+    result = server.call("GET", f"/jobs/{finished_job}/result")[1]["stages"]
+    assert [h.inner_text().lower() for h in table.locator("thead th[data-stage]").all()] == list(
+        STAGES
+    )
+    box = table.bounding_box()
+    assert box is not None and box["y"] + box["height"] <= 1000  # no scrolling at 1400x1000
+    for stage in STAGES:
+        answer = result[stage]
+        column = {
+            row: table.locator(f'tr[data-row="{row}"] td[data-stage="{stage}"]').inner_text()
+            for row in ("model", "batch", "atoms", "memory", "cycle", "throughput", "validation")
+        }  # fmt: skip
+        model = answer["model"]
+        assert f"{model['hidden_channels']} channels" in column["model"]
+        assert f"{answer['probe']['capacity']:,} parameters" in column["model"]
+        assert f"{answer['batch_size']} complexes" in column["batch"]
+        assert f"{answer['batching']['max_atoms_per_batch']:,} atoms" in column["atoms"]
+        assert "MiB of" in column["memory"] and "%" in column["memory"]
+        allowed = answer["budget"]["minutes_allowed"]
+        assert (f"of {allowed:g} min allowed" if allowed else "no time limit") in column["cycle"]
+        assert "complexes/s on the job's data" in column["throughput"]
+        # the validation figure is the chosen answer's, to the digits the job's log writes
+        assert f"loss {answer['validation']['val_loss']:.4f} (MSE)" in column["validation"]
+    screenshot(page, "job", full_page=False)
+
+    # every trial of a search in a table, sorted by a click on a heading
+    page.click('button.open-trials[data-stage="production"]')
+    fit = page.locator('section.stage[data-stage="production"] table.fit-trials')
+    fit.wait_for()
+    assert (
+        fit.locator("tbody tr").count()
+        == result["production"]["probed"] + result["production"]["pruned"]
+    )
+    fit.locator('button.sort[data-key="probe.capacity"]').click()
+    ascending = [
+        int(t.replace(",", ""))
+        for t in fit.locator("tbody tr td:nth-child(5)").all_inner_texts()
+        if t
+    ]
+    assert ascending == sorted(ascending) and len(ascending) == result["production"]["probed"]
+    fit.locator('button.sort[data-key="probe.capacity"]').click()
+    descending = [
+        int(t.replace(",", ""))
+        for t in fit.locator("tbody tr td:nth-child(5)").all_inner_texts()
+        if t
+    ]
+    assert descending == sorted(ascending, reverse=True)
+    assert "(chosen)" in fit.locator("tr.chosen").inner_text()
+    # the plots: readable ticks (round numbers, whole epochs) and every trial drawn
+    tune_plot = page.locator('section.stage[data-stage="production"] svg.tune-plot')
+    epochs = tune_plot.locator("text.x-tick").all_text_contents()
+    assert epochs and all(e.isdigit() for e in epochs), epochs
+    for label in page.locator(
+        'section.stage[data-stage="production"] text.tick'
+    ).all_text_contents():
+        assert len(label.replace(",", "").replace(".", "").strip("0")) <= 3, label
+    screenshot(page, "job-trials")
+
+
 def test_edit_refuse_save_download_and_train(page, server, finished_job, tmp_path):
     sign_in(page, server, f"#/jobs/{finished_job}")
+    page.click('button.open-config[data-stage="prototyping"]')  # one click from the comparison
     stage = page.locator("section.stage[data-stage=prototyping]")
     lr = stage.locator('tr[data-key="optimizer.lr"]')
     lr.wait_for()
     save = stage.locator("button.save-profile")
 
-    # every variable of the stage's configuration is on the page, with the measured figures
+    # every variable of the stage's configuration is on the page
     result = server.call("GET", f"/jobs/{finished_job}/result")[1]["stages"]["prototyping"]
     batch = stage.locator('tr[data-key="train.batch_size"] input')
     assert batch.input_value() == str(result["batch_size"])
     for key in ("model.hidden_channels", "optimizer.lookahead.enabled", "scheduler.name",
                 "data.max_atoms", "train.epochs"):  # fmt: skip
         assert stage.locator(f'tr[data-key="{key}"] input').count() == 1, key
-    assert str(result["probe"]["max_batch_size"]) in stage.locator("dl.figures").inner_text()
 
     # the plots: every probe of the fit search, the chosen point, every trial of the tune search
     fit = stage.locator("svg.fit-plot")
     assert fit.locator("circle.chosen").count() == 1
     assert fit.locator("circle.feasible, rect.infeasible").count() == result["probed"]
+    assert fit.locator("path.pruned").count() == result["pruned"]
     tune = stage.locator("svg.tune-plot")
     assert tune.locator("polyline").count() == result["validation"]["trials"]
     assert tune.locator("polyline.stopped").count() == result["validation"]["stopped_early"]
-    screenshot(page, "job")
 
     # an invalid value is shown as such next to its cell and cannot be saved
     lr.locator("input").fill("fast")
@@ -204,8 +270,7 @@ def test_the_jobs_page_follows_jobs_and_starts_one_from_the_form(page, server, f
     assert "data: /etc is outside the data roots" in problem.inner_text()  # the API's rules
     form.locator("input[name=data]").fill("synthetic")
 
-    for stage in ("validation", "production"):
-        form.locator(f"input[name=stages][value={stage}]").uncheck()
+    form.locator("input[name=stages][value=validation]").uncheck()
     form.locator("input[name=fit_trials]").fill("1")
     form.locator("input[name=tune]").uncheck()
     form.locator("button[type=submit]").click()
@@ -214,7 +279,79 @@ def test_the_jobs_page_follows_jobs_and_starts_one_from_the_form(page, server, f
     page.wait_for_selector("#job-state [data-state]")
     status, job = server.call("GET", f"/jobs/{job_id}")
     assert status == 200
-    assert job["options"]["stages"] == ["prototyping"] and job["options"]["fit_trials"] == 1
-    assert job["options"]["tune"] is False
+    assert job["options"]["stages"] == ["prototyping", "production"]
+    assert job["options"]["fit_trials"] == 1 and job["options"]["tune"] is False
+    # live: both stages listed from the start, the one not started yet as such
+    page.wait_for_selector('#stages th[data-stage="production"]')
+    if page.locator("#time-left").count():  # still running at the first look
+        assert "Time left:" in page.locator("#time-left").inner_text()
+        assert page.locator('tr[data-row="tune"] td[data-stage="production"]').inner_text() == (
+            "off: hardware-only answer"
+        )
+        # once a trial has finished (unless the job ended first), the time left is estimated
+        page.wait_for_function(
+            "() => !document.querySelector('#time-left')"
+            " || document.querySelector('#time-left').textContent.includes('about')",
+            timeout=120_000,
+        )
+        if page.locator("#time-left").count():
+            screenshot(page, "job-live", full_page=False)
     # the page follows it live to its end
     page.wait_for_selector("#job-state [data-state=succeeded]", timeout=300_000)
+
+
+RUNNING = {
+    "state": "running", "elapsed_seconds": 60, "options": {"preset": "quick", "fit_trials": 2},
+    "progress": {"prototyping": {
+        "fit": {"total": 2, "done": 2, "best": "hidden_channels=8 num_layers=1 score 1,938.4"},
+        "tune": {"total": 3, "done": 1, "running": 2, "best": "val_loss 0.7387"},
+    }},
+}  # fmt: skip
+
+
+def test_a_running_job_lists_every_stage_with_the_time_left(page, server):
+    """The page's live view of a job's progress (what GET /jobs/{id} says while it runs): 3
+    trials in 60 s, 12 to go (the quick preset runs 4 tune trials a stage, 3 here as started)."""
+    sign_in(page, server, "#/profiles")
+    page.wait_for_selector("#profiles")
+    page.evaluate(
+        "(job) => { const choices = {presets: {quick: {tune_trials: 3}}};"
+        " view.replaceChildren(...progressView(job, choices).filter(Boolean)); }",
+        RUNNING,
+    )
+    cell = lambda row, stage: page.locator(f'tr[data-row="{row}"] td[data-stage="{stage}"]')  # noqa: E731
+    assert page.locator("#time-left").inner_text().startswith("Time left: about 4.0 min")
+    assert "20 s" in page.locator("#time-left").inner_text()  # the basis: one trial every 20 s
+    assert cell("state", "prototyping").inner_text() == "running"
+    assert cell("state", "production").inner_text() == "not started"
+    assert "ends in about 40 s" in cell("left", "prototyping").inner_text()
+    assert "ends in about 4.0 min" in cell("left", "production").inner_text()
+    assert (
+        "8 channels \u00d7 1 layer: 1,938.4 complexes/s" in cell("fit", "prototyping").inner_text()
+    )
+    tune = cell("tune", "prototyping").inner_text()
+    assert "lowest validation loss so far, of any finished trial" in tune and "0.7387" in tune
+
+
+def test_a_pruned_configuration_is_drawn_as_pruned(page, server):
+    sign_in(page, server, "#/profiles")
+    page.wait_for_selector("#profiles")
+    probed = lambda channels, capacity, fits: {  # noqa: E731
+        "stage": "production", "search": "fit", "trial_id": f"t{channels}", "status": "probed",
+        "v": {"model.hidden_channels": channels, "model.num_layers": 2,
+              "probe.capacity": capacity, "probe.fits": fits, "probe.feasible": fits,
+              "probe.throughput": 150.0 if fits else 0, "probe.max_batch_size": 8 if fits else 0},
+    }  # fmt: skip
+    pruned = {
+        "stage": "production", "search": "fit", "trial_id": "pruned-32-3", "status": "pruned",
+        "v": {"model.hidden_channels": 32, "model.num_layers": 3,
+              "pruned_by.hidden_channels": 16, "pruned_by.num_layers": 2},
+    }  # fmt: skip
+    drawn = page.evaluate(
+        "(trials) => { const figure = fitPlot(trials, {batch_size: 8, probe: null});"
+        " return [...figure.querySelectorAll('path.pruned title')].map((t) => t.textContent); }",
+        [probed(8, 2440, True), probed(16, 11732, False), pruned],
+    )
+    assert len(drawn) == 1
+    assert "dominates hidden_channels 16, num_layers 2, which did not fit" in drawn[0]
+    assert "at least 11,732 parameters" in drawn[0]
