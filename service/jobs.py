@@ -56,6 +56,7 @@ class JobManager:
         self.ray = ray_jobs
         self.validator = JobValidator(settings, ray_jobs)
         self.follower = Follower(settings, store, ray_jobs, self.validator.nodes, head)
+        self._large = asyncio.Semaphore(1)
 
     @property
     def health(self) -> RayHealth:
@@ -106,14 +107,18 @@ class JobManager:
         CPU that holds the GIL wherever it runs; a thread per request only adds switches) when
         it needs no more than that: the validation code loaded and a recent reading of the
         nodes that accepts the request. Otherwise (the first requests, while torch imports; a
-        request to refuse, or a stale reading, which Ray must be asked about) in a thread, so
-        the loop never waits for an import or for Ray."""
-        if self.validator.warm.is_set() and self.validator.nodes_recent():
+        request to refuse, or a stale reading, which Ray must be asked about; a request of many
+        overrides or knobs, whose validation takes longer) in a thread, so the loop never waits
+        for an import, for Ray or for a large request."""
+        if self.validator.warm.is_set() and self.validator.nodes_recent() and _small(options):
             try:
                 return self.create(options, idempotency_key, may_ask_ray=False)
             except AskRay:
                 pass
-        return await asyncio.to_thread(self.create, options, idempotency_key)
+        if _small(options):
+            return await asyncio.to_thread(self.create, options, idempotency_key)
+        async with self._large:  # one at a time: threads of pure Python starve the event loop
+            return await asyncio.to_thread(self.create, options, idempotency_key)
 
     def create_training(self, name: str, version: int, profile: str) -> JobRecord:
         """Queue a training run of version ``version`` of saved profile ``name`` (``profile``:
@@ -212,6 +217,15 @@ class JobManager:
                 "dashboard": f"{self.ray.address}/#/jobs/{record.submission_id or ''}",
             },
         )
+
+
+#: The most overrides and knobs a request validated on the event loop may have.
+SMALL_REQUEST = 32
+
+
+def _small(options: dict[str, Any]) -> bool:
+    knobs = sum(len(k) for k in (options.get("space") or {}).values())
+    return len(options.get("overrides") or ()) + knobs <= SMALL_REQUEST
 
 
 class KeyReused(Exception):

@@ -59,10 +59,23 @@ BODY: dict[int | str, dict[str, Any]] = {
 }
 
 
+#: A refusal lists this many problems at most, each message this long at most: a request of a
+#: thousand bad overrides is told of the first ones, not sent a megabyte back.
+MAX_PROBLEMS, MAX_MESSAGE = 50, 500
+
+
 def invalid(problems: Iterable[tuple[str, str]]) -> JSONResponse:
-    listed = [Problem(key=k, message=m) for k, m in problems]
+    every = list(problems)
+    listed = [Problem(key=k, message=_clip(m)) for k, m in every[:MAX_PROBLEMS]]
+    if len(every) > MAX_PROBLEMS:
+        more = len(every) - MAX_PROBLEMS
+        listed.append(Problem(key="(request)", message=f"and {more} more problems like these"))
     body = Invalid(detail="\n".join(f"{p.key}: {p.message}" for p in listed), problems=listed)
     return JSONResponse(body.model_dump(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+def _clip(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
 
 
 def problems_in(text: str) -> list[tuple[str, str]]:

@@ -1,0 +1,157 @@
+"""``/healthz`` while the service is hit: ``stagetune serve`` on loopback with its own local Ray
+head, and, for ``--seconds``:
+
+- ``--clients`` clients in a closed loop (each sends its next request when the last is answered)
+  over keep-alive connections, in turn ``GET /jobs``, ``GET /jobs/{id}`` and ``POST /optimize``
+  of a body just under the 1 MiB limit (1,000 overrides of about a kilobyte, refused by
+  validation with a 422: the most work a body can ask for);
+- one client sending a 2 MiB body, again and again (refused with a 413 before it is read);
+- one probe asking ``GET /healthz`` every 20 ms, on a connection of its own: its latencies are
+  the table (the goal: p99 within 100 ms).
+
+The clients are coroutines of this process, beside the server, on the same cores.
+
+    python bench/healthz.py [--clients 50 --seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+TOKEN = "bench-token"
+SMALL = {"preset": "quick", "stages": ["prototyping"], "tune": False, "fit_trials": 1}
+NEAR_LIMIT = {**SMALL, "overrides": [f"model.no_such_knob_{i}={'x' * 1000}" for i in range(1000)]}
+OVER_LIMIT = {**SMALL, "overrides": ["model.lmax=1" * 100] * 2000}
+
+
+def raw_request(method: str, path: str, body: object | None, token: bool = True) -> bytes:
+    data = b"" if body is None else json.dumps(body).encode()
+    auth = f"Authorization: Bearer {TOKEN}\r\n" if token else ""
+    return (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    ).encode() + data
+
+
+async def exchange(port: int, request: bytes, conn: list) -> tuple[int, float]:
+    """One request on the connection ``conn`` holds (opened again if the server closed it)."""
+    started = time.perf_counter()
+    if not conn:
+        conn.extend(await asyncio.open_connection("127.0.0.1", port))
+    reader, writer = conn
+    writer.write(request)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    lines = head.split(b"\r\n")
+    length = next(int(x.split(b":")[1]) for x in lines if x.lower().startswith(b"content-length:"))
+    await reader.readexactly(length)
+    if any(x.lower() == b"connection: close" for x in lines):
+        writer.close()
+        conn.clear()
+    return status, time.perf_counter() - started
+
+
+async def loop(port: int, requests: list[bytes], until: float, seen: dict[int, int]) -> None:
+    conn: list = []
+    i = 0
+    while time.perf_counter() < until:
+        try:
+            status, _ = await exchange(port, requests[i % len(requests)], conn)
+        except (ConnectionError, asyncio.IncompleteReadError):  # refused unread, then closed
+            conn.clear()
+            status = -1
+        seen[status] = seen.get(status, 0) + 1
+        i += 1
+
+
+async def probe(port: int, until: float) -> list[float]:
+    conn: list = []
+    took = []
+    while time.perf_counter() < until:
+        status, seconds = await exchange(port, raw_request("GET", "/healthz", None, False), conn)
+        assert status == 200, status
+        took.append(seconds)
+        await asyncio.sleep(0.02)
+    return took
+
+
+async def hit(port: int, job: str, clients: int, seconds: float) -> tuple[list[float], dict]:
+    until = time.perf_counter() + seconds
+    mix = [raw_request("GET", "/jobs", None), raw_request("GET", f"/jobs/{job}", None),
+           raw_request("POST", "/optimize", NEAR_LIMIT)]  # fmt: skip
+    seen: dict[int, int] = {}
+    loops = [loop(port, mix[i % 3 :] + mix[: i % 3], until, seen) for i in range(clients)]
+    loops.append(loop(port, [raw_request("POST", "/optimize", OVER_LIMIT)], until, seen))
+    took, *_ = await asyncio.gather(probe(port, until), *loops)
+    return took, seen
+
+
+def call(base: str, method: str, path: str, body: object | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(base + path, method=method,
+                                     data=None if body is None else json.dumps(body).encode())
+    request.add_header("Authorization", f"Bearer {TOKEN}")
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=20)
+    args = parser.parse_args()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    print(f"bodies: {len(json.dumps(NEAR_LIMIT)) / 2**20:.2f} MiB (422), "
+          f"{len(json.dumps(OVER_LIMIT)) / 2**20:.2f} MiB (413)")  # fmt: skip
+    with tempfile.TemporaryDirectory() as state:
+        env = {**os.environ, "STAGETUNE_STATE_DIR": state, "STAGETUNE_PORT": str(port),
+               "STAGETUNE_API_TOKEN": TOKEN, "STAGETUNE_DASHBOARD_PORT": "0",
+               "STAGETUNE_ACCESS_LOG": "false"}  # fmt: skip
+        with (Path(state) / "server.log").open("w") as out:
+            server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], env=env,
+                                      stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        try:
+            while True:
+                try:
+                    if call(base, "GET", "/healthz")[0] == 200:
+                        break
+                except OSError:
+                    time.sleep(0.5)
+            status, job = call(base, "POST", "/optimize", SMALL)
+            assert status == 202, job
+            call(base, "DELETE", f"/jobs/{job['job_id']}")
+            assert call(base, "POST", "/optimize", NEAR_LIMIT)[0] == 422  # warm: torch loaded
+            took, seen = asyncio.run(hit(port, job["job_id"], args.clients, args.seconds))
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=120)
+    ms = sorted(t * 1000 for t in took)
+    p = statistics.quantiles(ms, n=100)
+    print(f"answers by status: {dict(sorted(seen.items()))}")
+    print("| /healthz probes | p50 | p95 | p99 | max |")
+    print("|---:|---:|---:|---:|---:|")
+    print(f"| {len(ms)} | {p[49]:.1f} ms | {p[94]:.1f} ms | {p[98]:.1f} ms | {ms[-1]:.1f} ms |")
+
+
+if __name__ == "__main__":
+    main()
