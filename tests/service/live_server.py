@@ -36,6 +36,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def until(predicate: Any, timeout: float = 20.0) -> bool:
+    """Whether ``predicate()`` comes true within ``timeout`` seconds (asked every 0.05 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def call(
     url: str, method: str, path: str, body: Any = None, token: str | None = TOKEN,
     headers: dict[str, str] | None = None, raw: bytes | None = None,

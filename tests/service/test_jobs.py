@@ -13,6 +13,7 @@ import pytest
 from service.jobs import InvalidJob, JobManager
 from service.settings import Settings
 from service.store import JobState, JobStore
+from tests.service.live_server import until
 from tests.service.recording_ray import RecordingRay
 
 SMALL = {"preset": "quick", "stages": ["prototyping"], "tune": False, "fit_trials": 1}
@@ -34,15 +35,6 @@ class SlowRay(RecordingRay):
 def manager(tmp_path):
     settings = Settings(state_dir=tmp_path)
     return JobManager(settings, JobStore(tmp_path / "jobs.sqlite"), RecordingRay())  # type: ignore[arg-type]
-
-
-def until(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_request_waits_for_ray_only_to_be_refused(manager):

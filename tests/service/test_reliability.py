@@ -15,7 +15,7 @@ import pytest
 
 from service.settings import Settings
 from service.store import JobStore
-from tests.service.live_server import QUICK, TOKEN, app_in_thread, call, free_port
+from tests.service.live_server import QUICK, TOKEN, app_in_thread, call, free_port, until
 from tests.service.recording_ray import RecordingRay
 
 
@@ -246,11 +246,3 @@ def test_a_full_or_read_only_disk_is_said_and_leaves_no_half_made_job(
         assert call(url, "GET", "/jobs")[1]["total"] == before
         assert list((tmp_path / "jobs").iterdir()) == []
 
-
-def until(predicate, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
