@@ -20,26 +20,25 @@ writing leaves the old file or the new one, never half of one. Readers see the s
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from stagetune_api import JobResult, JobSpec, Search, Stage, TrialRecord, finite_json
+from stagetune_api import (
+    JobResult,
+    JobSpec,
+    Search,
+    Stage,
+    TrialRecord,
+    finite_json,
+    write_atomic,
+)
 from tuner._results import audit_markdown, trials_csv, trials_wide_csv
 
 #: What ``--output`` copies out of the job folder.
 SHARED = ("result.json", "trials.csv", "trials-wide.csv", "audit.md", "job.log", "profiles")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` whole (a temporary file beside it, then a rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def write_json(path: Path, data: Any) -> None:
