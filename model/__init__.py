@@ -4,8 +4,10 @@ Knows nothing of Ray: callers get progress through callbacks.
 """
 
 from model._atoms import ELEMENTS, NUM_ATOM_TYPES, atom_token, element_index
-from model._compose import group_choices, load_train_config, parse_override
+from model._audit import RunStopped, append_audit_entry, export_config, export_path
+from model._compose import group_choices, load_train_config, parse_override, split_sweep
 from model._config import (
+    AutoParamGroupsSpec,
     DataSpec,
     LoopSpec,
     ModelSpec,
@@ -47,6 +49,7 @@ __all__ = [
     "NUM_ATOM_TYPES",
     "AffinityViSNet",
     "AtomPolicy",
+    "AutoParamGroupsSpec",
     "ComplexError",
     "ComplexSummary",
     "ConfigError",
@@ -57,6 +60,7 @@ __all__ = [
     "FileVersion",
     "LoadReport",
     "Lookahead",
+    "RunStopped",
     "LoopSpec",
     "ModelSpec",
     "OptimizerSpec",
@@ -66,6 +70,7 @@ __all__ = [
     "TrainConfig",
     "TrainReport",
     "Trainer",
+    "append_audit_entry",
     "atom_policy",
     "atom_token",
     "build_model",
@@ -75,6 +80,8 @@ __all__ = [
     "default_cache_dir",
     "default_config_dir",
     "element_index",
+    "export_config",
+    "export_path",
     "group_choices",
     "inspect_root",
     "held_bytes",
@@ -92,6 +99,7 @@ __all__ = [
     "resolve_device",
     "resolve_precision",
     "run_training",
+    "split_sweep",
     "synthetic_complex",
     "synthetic_complexes",
     "to_data",

@@ -22,14 +22,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ValidationError
 
 from model._config import TrainConfig, default_config_dir, did_you_mean
 from model._errors import ConfigError
-from model._yaml import copy_tree, parse_yaml, read_yaml_mapping
+from model._yaml import _Loader, copy_tree, parse_yaml, read_yaml_mapping
 
 GROUPS = ("optimizer", "scheduler")
 _PROFILE_META_KEY = "meta"
+
+#: Sections a bare true/false may stand for, and the key it sets: ``auto_param_groups: true``
+#: is ``{enabled: true}``, so ``optimizer.auto_param_groups.enabled=false`` works over either.
+_SHORTHANDS = {"optimizer.auto_param_groups": "enabled"}
 
 
 def group_choices(config_dir: Path, group: str) -> list[str]:
@@ -38,12 +43,36 @@ def group_choices(config_dir: Path, group: str) -> list[str]:
 
 def parse_override(text: str) -> tuple[str, Any]:
     """``key.path=value`` into its key and its YAML-typed value."""
+    key, raw = _split_key(text)
+    return key, parse_yaml(raw, f"override {text!r}") if raw.strip() else None
+
+
+def split_sweep(text: str) -> tuple[str, list[str]]:
+    """``key=a,b,c`` into its key and the text of each value, as a sweep reads it (``stagetune
+    train -m``). Commas inside brackets, braces or quotes do not separate values, so
+    ``optimizer.betas=[0.9,0.95]`` is one value and ``optimizer.betas=[0.9,0.95],[0.8,0.9]`` two;
+    a value that is not such a list is one value. YAML's own flow-sequence parser finds them."""
+    key, raw = _split_key(text)
+    if "," not in raw:
+        return key, [raw]
+    wrapped = f"[{raw}]"
+    try:
+        node = yaml.compose(wrapped, Loader=_Loader)
+    except yaml.YAMLError:
+        return key, [raw]
+    if not isinstance(node, yaml.SequenceNode) or len(node.value) < 2:
+        return key, [raw]
+    values = [wrapped[n.start_mark.index : n.end_mark.index].strip() for n in node.value]
+    return key, values
+
+
+def _split_key(text: str) -> tuple[str, str]:
     key, sep, raw = text.partition("=")
     if not sep or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key.strip()):
         raise ConfigError(
             f"override {text!r} is not KEY=VALUE (for example optimizer=sgd or optimizer.lr=0.01)"
         )
-    return key.strip(), parse_yaml(raw, f"override {text!r}") if raw.strip() else None
+    return key.strip(), raw
 
 
 class _Composer:
@@ -73,6 +102,9 @@ class _Composer:
         node = self.tree
         for depth, key in enumerate(parents):
             child = node.setdefault(key, {})
+            shorthand = _SHORTHANDS.get(".".join(parents[: depth + 1]))
+            if shorthand is not None and isinstance(child, bool):
+                child = node[key] = {shorthand: child}  # a bare switch, opened up
             if not isinstance(child, dict):
                 where = ".".join(parents[: depth + 1])
                 raise ConfigError(f"{path}: {where} is a value, not a section ({origin})")

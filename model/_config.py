@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 GROUPS = ("optimizer", "scheduler")
@@ -66,6 +73,27 @@ class LookaheadSpec(_Spec):
     k: int = Field(gt=0)
 
 
+#: The default of ``auto_param_groups.no_decay_patterns``: with the rule that 1-D tensors take no
+#: decay, exactly the parameter groups of ``auto_param_groups: true`` before the key had fields.
+NO_DECAY_PATTERNS = ("*.bias",)
+
+
+class AutoParamGroupsSpec(_Spec):
+    """Parameter groups for weight decay. With ``enabled``, 1-D tensors (biases, norm scales) and
+    the parameters whose dotted names match one of ``no_decay_patterns`` (shell-style,
+    ``fnmatch``) get ``override_no_decay_weight`` as their weight decay; the rest keep the
+    optimizer's ``weight_decay``. A bare ``true`` / ``false`` is ``enabled`` with the defaults."""
+
+    enabled: bool
+    no_decay_patterns: tuple[str, ...] = NO_DECAY_PATTERNS
+    override_no_decay_weight: float = Field(default=0.0, ge=0)
+
+    @property
+    def is_shorthand(self) -> bool:
+        """Whether a bare ``true`` / ``false`` says all of it."""
+        return (self.no_decay_patterns, self.override_no_decay_weight) == (NO_DECAY_PATTERNS, 0.0)
+
+
 class OptimizerSpec(BaseModel):
     """The optimizer contract; every other key is a hyperparameter of ``torch.optim.<type>``."""
 
@@ -73,7 +101,7 @@ class OptimizerSpec(BaseModel):
 
     name: str
     type: str
-    auto_param_groups: bool
+    auto_param_groups: AutoParamGroupsSpec
     lookahead: LookaheadSpec
     scheduler_hook: Literal["step", "epoch"]
     warmup_steps: int = Field(ge=0)
@@ -84,11 +112,39 @@ class OptimizerSpec(BaseModel):
     fused: bool
     detect_anomaly: bool
     log_config: bool
-    export_json: bool
+    export_json: bool | str
+    hash_to_debuglog: bool = True
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+    @field_validator("export_json", mode="before")
+    @classmethod
+    def _switch_or_path(cls, value: Any) -> Any:
+        if isinstance(value, bool) or (isinstance(value, str) and value.strip()):
+            return value
+        raise ValueError(
+            f"must be true (config.json in the run folder), false, or a path: a .json file or "
+            f"a folder (got {value!r})"
+        )
+
+    @field_validator("auto_param_groups", mode="before")
+    @classmethod
+    def _bare_switch(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
+
+    @field_serializer("auto_param_groups")
+    def _shorthand(self, value: AutoParamGroupsSpec) -> bool | dict[str, Any]:
+        """The defaults are written as the bare switch, as every configuration was before the key
+        had fields: exported configurations and their hashes stay what they were."""
+        if value.is_shorthand:
+            return value.enabled
+        return {
+            "enabled": value.enabled,
+            "no_decay_patterns": list(value.no_decay_patterns),
+            "override_no_decay_weight": value.override_no_decay_weight,
+        }
 
     @model_validator(mode="before")
     @classmethod
@@ -189,18 +245,21 @@ class TrainConfig(_Spec):
 
     def digest(self) -> str:
         """SHA-256 of the canonical JSON of the whole configuration. A key added since hashes
-        were first published (``_LATER``) counts only when it is set, so a configuration that
-        does not use it keeps the hash it always had."""
+        were first published (``_LATER``) counts only when it differs from its default, so a
+        configuration that does not use it keeps the hash it always had."""
         tree = self.to_dict()
-        for section, key in _LATER:
-            if tree[section].get(key) is None:
-                del tree[section][key]
+        for section, key, default in _LATER:
+            if tree[section].get(key, default) == default:
+                tree[section].pop(key, None)
         text = json.dumps(tree, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-#: (section, key) of the keys added to the configuration after its first release, default None.
-_LATER = (("train", "max_atoms_per_batch"),)
+#: (section, key, default) of the keys added to the configuration after its first release.
+_LATER: tuple[tuple[str, str, Any], ...] = (
+    ("train", "max_atoms_per_batch", None),
+    ("optimizer", "hash_to_debuglog", True),
+)
 
 
 # --- optimizer classes ------------------------------------------------------------------------

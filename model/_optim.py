@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable
+from fnmatch import fnmatchcase
 from functools import partial
 from typing import Any
 
@@ -13,8 +15,10 @@ import torch
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
-from model._config import OptimizerSpec, SchedulerSpec, optimizer_class
+from model._config import AutoParamGroupsSpec, OptimizerSpec, SchedulerSpec, optimizer_class
 from model._errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 class Lookahead(Optimizer):
@@ -74,16 +78,26 @@ def base_optimizer(optimizer: Optimizer) -> Optimizer:
     return optimizer.base if isinstance(optimizer, Lookahead) else optimizer
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float, auto: bool) -> list[dict[str, Any]]:
-    """One group, or with ``auto`` two: biases and norm weights (1-D tensors) get no decay."""
+def param_groups(
+    model: torch.nn.Module, weight_decay: float, spec: AutoParamGroupsSpec
+) -> list[dict[str, Any]]:
+    """One group, or when ``spec.enabled`` two: 1-D tensors (biases, norm scales) and the
+    parameters named by ``spec.no_decay_patterns`` get ``spec.override_no_decay_weight``."""
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if not auto:
+    if not spec.enabled:
         return [{"params": [p for _, p in params]}]
-    decay = [p for n, p in params if p.ndim > 1 and not n.endswith(".bias")]
-    no_decay = [p for n, p in params if p.ndim <= 1 or n.endswith(".bias")]
-    groups = [{"params": decay, "weight_decay": weight_decay}]
+
+    def exempt(name: str, param: torch.Tensor) -> bool:
+        return param.ndim <= 1 or any(fnmatchcase(name, pat) for pat in spec.no_decay_patterns)
+
+    for pattern in spec.no_decay_patterns:
+        if not any(fnmatchcase(n, pattern) for n, _ in params):
+            log.warning("auto_param_groups.no_decay_patterns: %r names no parameter", pattern)
+    decay = [p for n, p in params if not exempt(n, p)]
+    no_decay = [p for n, p in params if exempt(n, p)]
+    groups = [{"params": decay, "weight_decay": weight_decay}] if decay else []
     if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+        groups.append({"params": no_decay, "weight_decay": spec.override_no_decay_weight})
     return groups
 
 

@@ -21,8 +21,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from torch_geometric.data import Batch, Data
 from torch_geometric.loader import DataLoader
+from tqdm import tqdm
 
-from model._audit import append_audit_entry
+from model._audit import append_audit_entry, export_config
 from model._batching import Batching
 from model._config import ModelSpec, TrainConfig
 from model._dataset import Dataset, load_dataset
@@ -231,16 +232,19 @@ def run_training(
     on_epoch: Callable[[EpochMetrics], None] | None = None,
     dataset: Dataset | None = None,
     measure_memory: bool = False,
+    progress: bool = False,
 ) -> TrainReport:
     """Train for ``config.train.epochs`` epochs; write the audit entry and the run's files.
 
-    The run's folder, ``<output_dir>/<config hash[:12]>/``, receives ``config.json`` (when
-    ``optimizer.export_json``; ``stagetune train --profile`` replays it), ``metrics.json`` and
-    ``model.pt``. ``<output_dir>/audit.md`` receives one entry per run, failed runs included.
+    The run's folder, ``<output_dir>/<config hash[:12]>/``, receives ``config.json`` (or where
+    ``optimizer.export_json`` says; ``stagetune train --profile`` replays it), ``metrics.json``
+    and ``model.pt``. ``<output_dir>/audit.md`` receives one entry per run, failed runs included.
 
     Each epoch reports its training steps, their median time, the complexes per step and the
     peak memory of its steps: on a GPU always; on the CPU with ``measure_memory`` (each step is
-    then profiled, which slows it).
+    then profiled, which slows it). ``progress`` shows a progress bar on stderr (tqdm: steps,
+    epoch, loss, time left). The run's folder is made once the training has finished, so a run
+    that fails or is interrupted leaves none.
     """
     started = time.time()
     digest = config.digest()
@@ -252,12 +256,11 @@ def run_training(
     report: TrainReport | None = None
     error: BaseException | None = None
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
         data = dataset or load_dataset(config)
-        report = _train(config, device, data, on_epoch, run_dir, measure_memory)
+        report = _train(config, device, data, on_epoch, run_dir, measure_memory, progress)
         report.seconds = time.time() - started
-        if config.optimizer.export_json:
-            (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+        export_config(config, run_dir)
         (run_dir / "metrics.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
         return report
     except BaseException as exc:
@@ -274,6 +277,7 @@ def _train(
     on_epoch: Callable[[EpochMetrics], None] | None,
     run_dir: Path,
     measure_memory: bool = False,
+    progress: bool = False,
 ) -> TrainReport:
     loop = config.train
     batching = Batching(loop)
@@ -288,21 +292,18 @@ def _train(
         else f"batches of {loop.batch_size}",
     )  # fmt: skip
     history: list[EpochMetrics] = []
+    bar = _bar(loop.epochs * batching.steps_per_epoch(data.train), progress)
     for epoch in range(1, loop.epochs + 1):
         t0 = time.perf_counter()
-        steps = _train_epoch(trainer, batching.train_loader(data.train), measure_memory)
+        bar.set_description(f"epoch {epoch}/{loop.epochs}")
+        steps = _train_epoch(trainer, batching.train_loader(data.train), measure_memory, bar)
         trainer.end_epoch()
         val_loss, val_rmse, val_pearson = trainer.evaluate(val_loader)
         metrics = EpochMetrics(
-            epoch=epoch,
-            train_loss=steps.loss / len(data.train),
-            val_loss=val_loss,
-            val_rmse=val_rmse,
-            val_pearson=val_pearson,
-            seconds=time.perf_counter() - t0,
-            lr=trainer.lr,
-            **steps.figures(),
-        )
+            epoch=epoch, train_loss=steps.loss / len(data.train), val_loss=val_loss,
+            val_rmse=val_rmse, val_pearson=val_pearson, seconds=time.perf_counter() - t0,
+            lr=trainer.lr, **steps.figures(),
+        )  # fmt: skip
         history.append(metrics)
         log.info(
             "epoch %d/%d: train_loss %.4f val_loss %.4f val_rmse %.4f val_pearson %.3f (%.1fs, "
@@ -311,6 +312,8 @@ def _train(
         )  # fmt: skip
         if on_epoch is not None:
             on_epoch(metrics)
+    bar.close()
+    run_dir.mkdir(parents=True, exist_ok=True)  # made once the run has something to keep
     torch.save(trainer.model.state_dict(), run_dir / "model.pt")
     return TrainReport(
         epochs=history,
@@ -324,6 +327,11 @@ def _train(
         run_dir=str(run_dir),
         skipped=data.skipped,
     )
+
+
+def _bar(steps: int, shown: bool) -> tqdm:
+    """The run's progress bar on stderr: steps, epoch, loss, rate and time left."""
+    return tqdm(total=steps, unit="step", disable=not shown, dynamic_ncols=True, leave=False)
 
 
 class _Steps:
@@ -347,10 +355,12 @@ class _Steps:
         }  # fmt: skip
 
 
-def _train_epoch(trainer: Trainer, loader: DataLoader, measure_memory: bool) -> _Steps:
+def _train_epoch(
+    trainer: Trainer, loader: DataLoader, measure_memory: bool, bar: tqdm | None = None
+) -> _Steps:
     """One epoch of training steps, each timed (on a GPU, synchronised). On a CPU with
     ``measure_memory``, every other step is profiled for its peak and the others are timed (the
-    profiler slows the steps it measures)."""
+    profiler slows the steps it measures). ``bar`` advances a step at a time, with the loss."""
     steps, device = _Steps(), trainer.device
     cuda = device.type == "cuda"
     if cuda:
@@ -372,6 +382,9 @@ def _train_epoch(trainer: Trainer, loader: DataLoader, measure_memory: bool) -> 
             steps.seconds.append(time.perf_counter() - t0)
         steps.complexes.append(batch.num_graphs)
         total += loss * batch.num_graphs
+        if bar is not None and not bar.disable:
+            bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
+            bar.update()
     if cuda:
         steps.peak = int(torch.cuda.max_memory_allocated(device))
     steps.loss = float(total)

@@ -44,7 +44,13 @@ def _parser() -> argparse.ArgumentParser:
         prog="stagetune",
         description="Stage-aware configurations for ViSNet binding-affinity models.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="more output: debug logs with their sources, Ray Tune's own tables, the trials' "
+        "worker output and torch's profiler lines (otherwise in the job's log or left out)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_train, _probe, _optimize, _serve, _schema, _hardware, _data):
@@ -55,11 +61,21 @@ def _parser() -> argparse.ArgumentParser:
 def _train(sub: Any) -> None:
     train = sub.add_parser(
         "train",
-        help="train the affinity model",
+        help="train the affinity model (-m: a sweep of every combination, on Ray Tune)",
         description="Train with configs/ composed with a profile and KEY=VALUE overrides, e.g. "
-        "optimizer=sgd optimizer.lr=0.01 scheduler=onecycle model.hidden_channels=64.",
+        "optimizer=sgd optimizer.lr=0.01 scheduler=onecycle model.hidden_channels=64. With -m, "
+        "KEY=A,B,C lists values and every combination trains as one trial of a Ray Tune grid "
+        "search (commas inside [], {} or quotes do not separate values), e.g. -m "
+        "optimizer=adamw,sgd optimizer.lr=1e-4,1e-3.",
     )
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    train.add_argument(
+        "-m",
+        "--multirun",
+        action="store_true",
+        help="sweep: train every combination of the KEY=A,B,C lists as Ray Tune trials; a "
+        "summary by validation loss at the end, every run in OUTPUT/sweeps/ID/sweep.csv",
+    )
     train.add_argument("--data", help="synthetic, or a PDBbind-style root (data.source)")
     train.add_argument(
         "--profile", type=Path, help="a YAML or JSON profile (e.g. a run's config.json)"
@@ -77,7 +93,26 @@ def _train(sub: Any) -> None:
         action="store_true",
         help="on a CPU, measure each step's peak memory (slower; a GPU always measures it)",
     )
+    _sweep_flags(train)
     train.set_defaults(handler=commands.train)
+
+
+def _sweep_flags(train: argparse.ArgumentParser) -> None:
+    """The flags of a sweep (-m): its cluster, each trial's resources as ``optimize`` has them,
+    and ASHA."""
+    train.add_argument(
+        "--address",
+        default=os.environ.get("RAY_ADDRESS"),
+        help="with -m: a Ray cluster to join (default: RAY_ADDRESS, else a new local instance)",
+    )
+    for name in commands.SWEEP_FLAGS:
+        _job_flag(train, name)
+    train.add_argument(
+        "--asha",
+        action="store_true",
+        help="with -m: stop runs early on validation loss (ASHA; --grace-period, "
+        "--reduction-factor)",
+    )
 
 
 def _probe(sub: Any) -> None:
@@ -215,6 +250,21 @@ def _stage_list(text: str) -> list[str]:
     return names
 
 
+class _ConsoleFormat(logging.Formatter):
+    """One short line a message on the terminal: its time and words; a warning or an error says
+    so. (Log files, and ``-v``, keep the full format with the logger's name.)"""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(message)s", datefmt="%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.levelno >= logging.WARNING:
+            stamp, _, message = text.partition(" ")
+            text = f"{stamp} {record.levelname.lower()}: {message}"
+        return text
+
+
 def _setup_logging(verbose: bool, quiet: bool) -> None:
     root = logging.getLogger()
     while commands.handlers:  # main() called again in one process: replace, do not pile up
@@ -222,10 +272,15 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
         root.removeHandler(handler)
         handler.close()
     console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(commands.LOG_FORMAT)
+    console.setFormatter(commands.LOG_FORMAT if verbose else _ConsoleFormat())
     commands.handlers.append(console)
     root.addHandler(console)
     root.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    if not verbose:
+        # torch's profiler (kineto, which measures a step's memory on a CPU) prints two lines a
+        # profiled step at its highest level (USDT, 5); above it, none. Read when torch starts
+        # it, here and in the Ray workers this process starts (they inherit the environment).
+        os.environ.setdefault("KINETO_LOG_LEVEL", "6")
 
 
 if __name__ == "__main__":

@@ -124,7 +124,13 @@ def _say_probe(result: Any, cycle_batches: int) -> None:
         )
 
 
+#: ``stagetune optimize``'s exit status when the job finished but a stage has no answer
+INFEASIBLE = 3
+
+
 def optimize(args: argparse.Namespace) -> int:
+    """Run a job and print each stage's answer; exit status 0 when every stage has one,
+    ``INFEASIBLE`` (3) when one has none (the job's files say why), 130 after Ctrl-C."""
     from tuner import build_job_spec
     from tuner import optimize as run_job
 
@@ -132,13 +138,17 @@ def optimize(args: argparse.Namespace) -> int:
     given["overrides"] = args.overrides or None
     given["tune"] = False if args.no_tune else None
     spec = build_job_spec(given, spec_file=args.spec)
-    log.info("job %s: %s", spec.job_id, spec.job_dir)
-    # Ray Tune prints its own tables to stdout: keep stdout for the answer (or the JSON)
-    with contextlib.redirect_stdout(sys.stderr):
-        result = run_job(spec, address=args.address, output=args.output)
+    try:
+        # Ray Tune prints its own tables to stdout: keep stdout for the answer (or the JSON)
+        with contextlib.redirect_stdout(sys.stderr):
+            result = run_job(spec, address=args.address, output=args.output, verbose=args.verbose)
+    except KeyboardInterrupt:
+        _say_resume(spec)
+        return 130
+    status = 0 if all(a.feasible for a in result.stages.values()) else INFEASIBLE
     if args.json:
         print_json(result.model_dump(mode="json"))
-        return 0
+        return status
     for stage, answer in result.stages.items():
         if not answer.feasible:
             print(f"{stage.value}: {answer.reason}")
@@ -159,7 +169,21 @@ def optimize(args: argparse.Namespace) -> int:
             f"{answer.scheduler.get('name')}{speed}"
         )  # fmt: skip
     print(f"job folder: {spec.job_dir} (profiles/, result.json, trials.csv, audit.md)")
-    return 0
+    for note in result.provenance.reproducibility:
+        print(f"not repeatable: {note}")
+    return status
+
+
+def _say_resume(spec: JobSpec) -> None:
+    """How to go on after Ctrl-C: what is finished is kept, and the same job id resumes it."""
+    if not (spec.job_dir / "job.json").is_file():
+        print("stagetune: interrupted before the job started; nothing was kept", file=sys.stderr)
+        return
+    print(
+        f"stagetune: interrupted; job {spec.job_id} keeps what it finished in {spec.job_dir}. "
+        f"To resume it, run the same command with --job-id {spec.job_id}",
+        file=sys.stderr,
+    )
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -202,23 +226,41 @@ def hardware(args: argparse.Namespace) -> int:
     return 0
 
 
-def train(args: argparse.Namespace) -> int:
-    from model import load_train_config, run_training
+#: The ``JobSpec`` fields ``stagetune train -m`` takes as flags (``tuner.SWEEP_FIELDS``).
+SWEEP_FLAGS = (
+    "cpus_per_trial",
+    "gpus_per_trial",
+    "accelerator_type",
+    "max_concurrent",
+    "grace_period",
+    "reduction_factor",
+)
 
-    flags = {
-        "data.source": args.data,
-        "train.epochs": args.epochs,
-        "train.device": args.device,
-        "train.output_dir": args.output,
-    }
-    config = load_train_config(
-        args.overrides,
-        profile=args.profile,
-        config_dir=args.config_dir,
-        settings={key: value for key, value in flags.items() if value is not None},
-    )
+
+def train(args: argparse.Namespace) -> int:
+    from model import ConfigError, load_train_config, run_training
+
+    if args.multirun:
+        return _sweep(args)
+    given = [f"--{n.replace('_', '-')}" for n in SWEEP_FLAGS if getattr(args, n) is not None]
+    if given or args.asha:
+        raise ConfigError(f"{', '.join(given or ['--asha'])}: only a sweep takes it; add -m")
+    try:
+        config = load_train_config(
+            args.overrides,
+            profile=args.profile,
+            config_dir=args.config_dir,
+            settings=_train_settings(args),
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}{_sweep_hint(args.overrides)}", exc.problems) from None
     log_to_file(Path(config.train.output_dir) / "train.log")
-    report = run_training(config, measure_memory=args.measure_memory)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm():  # log lines above the progress bar, not through it
+        report = run_training(
+            config, measure_memory=args.measure_memory, progress=sys.stderr.isatty()
+        )
     if args.report is not None:  # whole, or not at all: the service reads it as the job's result
         from tuner import write_json
 
@@ -232,6 +274,52 @@ def train(args: argparse.Namespace) -> int:
             f"({report.precision}) in {report.seconds:.1f}s: val_rmse {last.val_rmse:.3f}, "
             f"val_pearson {last.val_pearson:.3f}\nrun folder: {report.run_dir}"
         )
+    return 0
+
+
+def _train_settings(args: argparse.Namespace) -> dict[str, Any]:
+    flags = {
+        "data.source": args.data,
+        "train.epochs": args.epochs,
+        "train.device": args.device,
+        "train.output_dir": args.output,
+    }
+    return {key: value for key, value in flags.items() if value is not None}
+
+
+def _sweep_hint(overrides: list[str]) -> str:
+    """A hint when an override lists values (KEY=A,B) and -m is missing."""
+    from model import split_sweep
+
+    listed = [text for text in overrides if "=" in text and len(split_sweep(text)[1]) > 1]
+    return f"\n(to sweep {', '.join(listed)}, add -m)" if listed else ""
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """``stagetune train -m``: every combination of the listed values, as Ray Tune trials."""
+    from model import ConfigError
+    from tuner import SweepOptions, plan_sweep, run_sweep, summary_table
+
+    if args.report is not None:
+        raise ConfigError(
+            "--report is for one run: a sweep writes sweep.csv (and each run its metrics.json)"
+        )
+    plan = plan_sweep(args.overrides, args.profile, args.config_dir, _train_settings(args))
+    options = SweepOptions.of(
+        {name: getattr(args, name) for name in SWEEP_FLAGS},
+        asha=args.asha,
+        measure_memory=args.measure_memory,
+    )
+    log.info("sweep of %d runs over %s", len(plan.runs), ", ".join(plan.keys) or "no list")
+    # Ray Tune prints its own tables to stdout: keep stdout for the summary (or the JSON)
+    with contextlib.redirect_stdout(sys.stderr):
+        result = run_sweep(plan, options, address=args.address)
+    if args.json:
+        print_json({"sweep_id": result.sweep_id, "sweep_csv": str(result.sweep_csv),
+                    "runs": result.ranked()})  # fmt: skip
+        return 0
+    print(summary_table(result))
+    print(f"sweep.csv: {result.sweep_csv}")
     return 0
 
 

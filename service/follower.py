@@ -224,6 +224,10 @@ class Follower:
                 )
             else:
                 state, message = seen
+                if state is JobState.FAILED and job.kind != JobKind.TRAIN.value and (
+                    result_path(self.folder(job.id), job).is_file()
+                ):  # a search that answered, some stage with no answer (its exit status 3)
+                    state, message = JobState.SUCCEEDED, None
             if state is JobState.RUNNING:
                 continue
             self.store.update(job.id, state=state, finished=time.time(),

@@ -131,6 +131,11 @@ class Provenance(_Record):
     finished: str
     elapsed_seconds: float
     device_hours: float = Field(description="trial time x devices held, over every trial")
+    reproducibility: list[str] = Field(
+        default_factory=list,
+        description="what of this result the same options, seed and hardware need not repeat, "
+        "and why (empty: a rerun gives the same answers; absent from results before it was kept)",
+    )
 
 
 class JobResult(_Record):

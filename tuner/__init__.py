@@ -1,4 +1,5 @@
-"""Hardware discovery, the memory and time probe, stage policies and the Ray Tune searches.
+"""Hardware discovery, the memory and time probe, stage policies, the Ray Tune searches and
+sweeps (``stagetune train -m``).
 
 The probe needs torch and the model only: it runs on any machine, Ray or not. The searches and
 ``optimize`` import Ray; they are loaded on first use, so ``from tuner import Probe`` works on a
@@ -43,14 +44,33 @@ if TYPE_CHECKING:
     from tuner._fit import FitOutcome, fit_searcher
     from tuner._optimize import optimize
     from tuner._searcher import ProbeSearcher
+    from tuner._sweep import (
+        SWEEP_FIELDS,
+        SweepOptions,
+        SweepPlan,
+        SweepResult,
+        plan_sweep,
+        run_sweep,
+        summary_table,
+    )
     from tuner._tune import TuneOutcome
 
+_SWEEP_PARTS = (
+    "SWEEP_FIELDS",
+    "SweepOptions",
+    "SweepPlan",
+    "SweepResult",
+    "plan_sweep",
+    "run_sweep",
+    "summary_table",
+)
 _RAY_PARTS = {
     "optimize": "tuner._optimize",
     "fit_searcher": "tuner._fit",
     "FitOutcome": "tuner._fit",
     "TuneOutcome": "tuner._tune",
     "ProbeSearcher": "tuner._searcher",
+    **dict.fromkeys(_SWEEP_PARTS, "tuner._sweep"),
 }
 
 
@@ -83,6 +103,13 @@ __all__ = [
     "JobResult",
     "JobSpec",
     "ProbeSearcher",
+    "SWEEP_FIELDS",
+    "SweepOptions",
+    "SweepPlan",
+    "SweepResult",
+    "plan_sweep",
+    "run_sweep",
+    "summary_table",
     "POLICIES",
     "Candidate",
     "DataStats",

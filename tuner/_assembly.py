@@ -31,7 +31,7 @@ from tuner._folder import JobFolder
 from tuner._stages import StagesConfig, merge_tree
 from tuner._tune import TuneOutcome
 from tuner._tune_space import apply_hyperparameters
-from tuner.policies import StageChoice
+from tuner.policies import StageChoice, policy_for
 
 
 @dataclass(frozen=True)
@@ -172,6 +172,7 @@ def provenance(
     finished: float,
     records: list[TrialRecord],
     resources: dict[str, float],
+    stages: StagesConfig,
 ) -> Provenance:
     devices = resources.get("GPU") or 1.0
     return Provenance(
@@ -182,7 +183,34 @@ def provenance(
         finished=_iso(finished),
         elapsed_seconds=round(finished - started, 2),
         device_hours=round(sum(r.seconds for r in records) * devices / 3600.0, 6),
+        reproducibility=reproducibility(spec, stages),
     )
+
+
+def reproducibility(spec: JobSpec, stages: StagesConfig) -> list[str]:
+    """What a rerun of ``spec`` with the same seed need not repeat, and why.
+
+    With one trial at a time, each search sees its trials' results in the order the seed
+    gives, and memory is measured exactly: the searches and the memory-bound answers repeat.
+    Concurrent trials finish in an order that varies, and TPE and ASHA learn in that order.
+    A stage ranked by throughput ranks by measured step times, which vary between runs."""
+    notes = []
+    if spec.max_concurrent > 1:
+        notes.append(
+            f"max_concurrent={spec.max_concurrent}: trials ran at the same time and finished in "
+            "an order that varies between runs; the searches (TPE, ASHA) learn from results in "
+            "that order, so they may try other configurations and choose others. With "
+            "--max-concurrent 1 the order is the seed's."
+        )
+    timed = [s.value for s in spec.stages if policy_for(stages.stages[s]).ranks_by_time]
+    if timed:
+        notes.append(
+            f"{', '.join(timed)}: ranked by measured throughput (step times vary between runs, "
+            "a few percent on a quiet machine, more on a busy one): configurations within that "
+            "of each other can swap, and the fit search follows the measured times to its next "
+            "proposals."
+        )
+    return notes
 
 
 def _versions() -> dict[str, str]:

@@ -16,13 +16,26 @@ log = logging.getLogger(__name__)
 
 
 @contextmanager
-def connected(address: str | None) -> Iterator[None]:
+def connected(address: str | None, verbose: bool = False) -> Iterator[None]:
     """Ray for the job: the cluster this process is connected to, the one at ``address``, or a
-    new local instance (``"local"``: never a cluster some earlier ``ray start`` left behind)."""
+    new local instance (``"local"``: never a cluster some earlier ``ray start`` left behind).
+
+    Unless ``verbose``, the workers' own output (the profiler's lines, library warnings) stays
+    in Ray's worker logs instead of being forwarded to this process's terminal, and the notice
+    that a new local instance uses token authentication is not shown (the instance listens on
+    127.0.0.1 only and ends with the job)."""
     if ray.is_initialized():
         yield
         return
-    ray.init(address=address or "local", dashboard_host="127.0.0.1", configure_logging=False)
+    notice = logging.getLogger("ray._private.authentication")
+    level = notice.level
+    if not verbose and address is None:
+        notice.setLevel(logging.ERROR)
+    try:
+        ray.init(address=address or "local", dashboard_host="127.0.0.1",
+                 configure_logging=False, log_to_driver=verbose)  # fmt: skip
+    finally:
+        notice.setLevel(level)
     try:
         yield
     finally:
@@ -33,7 +46,7 @@ def trial_resources(spec: JobSpec) -> dict[str, float]:
     """One trial's bundle, checked against the live nodes (``tuner._job.trial_bundle``)."""
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     if spec.gpus_per_trial > 0 and not any(n.get("GPU", 0.0) > 0 for n in nodes):
-        log.warning("no node of the cluster has a GPU: trials probe and train on CPUs")
+        log.info("no GPU in the cluster: trials probe and train on CPUs")
     return trial_bundle(spec, nodes)
 
 

@@ -4,11 +4,15 @@ restored (``run_experiment``), and a finished trial as a ``TrialRecord`` with fl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import os
+import signal
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +34,14 @@ class Execution:
     storage: Path
     seed: int
     max_failures: int = 2
+    #: where Ray Tune's own output (its tables, hints and log lines) goes: a file (the job's
+    #: log), or None for the terminal
+    tune_output: Path | None = None
+
+
+class Interrupted(KeyboardInterrupt):
+    """A search stopped by Ctrl-C (SIGINT): Ray Tune saved its experiment, and the same job id
+    run again resumes it."""
 
 
 def run_experiment(
@@ -40,7 +52,7 @@ def run_experiment(
     tune_config: tune.TuneConfig,
 ) -> list[Any]:
     """Run (or resume) one Tune experiment; its trials as ``Result`` objects, in the order of
-    their folders."""
+    their folders. ``Interrupted`` when Ctrl-C stopped it (Tune saves the experiment first)."""
     trainable = tune.with_resources(trainable, tune.PlacementGroupFactory([execution.resources]))
     path = execution.storage / name
     tuner = _restored(name, path, trainable)
@@ -56,8 +68,60 @@ def run_experiment(
                 verbose=0,
             ),
         )
-    grid = tuner.fit()
+    with _tune_output(execution.tune_output), _interrupts() as interrupted:
+        grid = tuner.fit()
+        stopped = interrupted()
+    if stopped:
+        raise Interrupted(f"{name} was interrupted; its experiment is saved in {path}")
     return sorted((grid[i] for i in range(len(grid))), key=lambda r: str(r.path))
+
+
+@contextlib.contextmanager
+def _interrupts() -> Iterator[Callable[[], bool]]:
+    """Whether Ctrl-C (SIGINT) stopped the experiment. Tune catches it while it runs, stops the
+    trials, saves the experiment and returns as if it had finished (every trial marked
+    terminated); its handler puts back the one it found, which is this one, so finding this
+    handler again afterwards means Tune caught a signal. Afterwards the process's own handler is
+    put back (Tune leaves its own behind), so a Ctrl-C between searches stops the job too."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False  # no signal reaches this thread
+        return
+    caught: list[int] = []
+
+    def on_sigint(signum: int, frame: Any) -> None:  # when Tune does not catch it itself
+        caught.append(signum)
+        raise KeyboardInterrupt
+
+    tune_catches = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") in ("", "0")
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield lambda: bool(caught) or (
+            tune_catches and signal.getsignal(signal.SIGINT) is on_sigint
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _tune_output(path: Path | None) -> Iterator[None]:
+    """Ray Tune prints its experiment tables and hints and logs through ``ray.tune``: with
+    ``path``, both go to that file (the job's log) instead of the terminal."""
+    if path is None:
+        yield
+        return
+    tune_log = logging.getLogger("ray.tune")
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    propagate = tune_log.propagate
+    tune_log.addHandler(handler)
+    tune_log.propagate = False
+    try:
+        with open(path, "a") as sink, contextlib.redirect_stdout(sink):
+            yield
+    finally:
+        tune_log.removeHandler(handler)
+        tune_log.propagate = propagate
+        handler.close()
 
 
 def _restored(name: str, path: Path, trainable: Any) -> tune.Tuner | None:

@@ -30,8 +30,9 @@ from tuner._experiment import (
     training_settings,
     trial_record,
 )
+from tuner._hardware import format_size
 from tuner._probe import ProbeResult
-from tuner._progress import ProgressBoard, SearchProgress
+from tuner._progress import ProgressBoard, SearchProgress, short
 from tuner._searcher import ProbeSearcher, Pruned
 from tuner._trials import SCORE, FitContext, fit_trial, no_memory_failure, probe_of
 from tuner.policies import Candidate, Policy, PolicyContext, policy_for
@@ -92,7 +93,7 @@ def run_fit(
     board.update(stage.value, Search.FIT.value, {"total": num_samples})
     progress = SearchProgress(
         stage.value, Search.FIT.value, board, _describe_probe, _best_probe,
-        pruned=lambda: len(searcher.pruned),
+        pruned=lambda: len(searcher.pruned), total=num_samples,
     )  # fmt: skip
     results = run_experiment(
         name, tune.with_parameters(fit_trial, ctx=ctx), execution, progress,
@@ -221,16 +222,20 @@ def _probe_variables(probe: ProbeResult | None) -> dict[str, Any]:
 
 
 def _describe_probe(result: dict[str, Any]) -> str:
-    knobs = result.get("config", {})
+    knobs = short(result.get("config", {}))
     probe = probe_of(result)
     if result.get("invalid"):
-        return f"{knobs} is not a valid model: {result['invalid']}"
+        return f"{knobs}: not a valid model ({result['invalid']})"
     if probe is None or not probe.fits:
-        return f"{knobs} does not fit"
+        return f"{knobs}: does not fit in memory at batch 1"
+    speed = (
+        f"{probe.data.throughput:.1f} complexes/s on the data"
+        if probe.data is not None
+        else f"{probe.throughput or 0:.1f} samples/s"
+    )
     return (
-        f"{knobs} batch {probe.max_batch_size}, {probe.throughput or 0:.1f} samples/s, "
-        f"{probe.cycle_minutes or 0:.1f} min/cycle, {probe.capacity:,} parameters on "
-        f"{result.get('device_model')}"
+        f"{knobs} ({probe.capacity:,} parameters): batch {probe.max_batch_size}, {speed}, "
+        f"peak {format_size(probe.peak_bytes or 0)} of {format_size(probe.limit_bytes)}"
     )
 
 
@@ -239,4 +244,4 @@ def _best_probe(results: list[dict[str, Any]]) -> str | None:
     if not scored:
         return None
     best = max(scored, key=lambda r: r[SCORE])
-    return f"{best.get('config')} score {best[SCORE]:,.1f}"
+    return f"{short(best.get('config', {}))} score {best[SCORE]:,.1f}"

@@ -33,7 +33,9 @@ def parse_size(text: str | int) -> int:
 
 @dataclass(frozen=True)
 class Device:
-    """One device a probe can run on. ``memory_bytes`` is what a probe may fill."""
+    """One device a probe can run on. ``memory_bytes`` is what a probe may fill, and
+    ``free_bytes`` the part of it free now: a GPU's free memory; for the CPU, its budget as far
+    as the host's available memory holds it (never more than the budget)."""
 
     name: str  # "cuda:0" or "cpu"
     kind: str  # "cuda" or "cpu"
@@ -54,6 +56,7 @@ class Hardware:
     devices: tuple[Device, ...]
     cpu_count: int
     host_memory_bytes: int
+    host_available_bytes: int | None = None  # the host's memory available now
 
     @property
     def gpus(self) -> tuple[Device, ...]:
@@ -64,6 +67,7 @@ class Hardware:
             "devices": [d.to_json() for d in self.devices],
             "cpu_count": self.cpu_count,
             "host_memory_bytes": self.host_memory_bytes,
+            "host_available_bytes": self.host_available_bytes,
         }
 
 
@@ -76,15 +80,19 @@ def discover(memory_budget: str | int | None = None) -> Hardware:
             f"The value of `memory_budget` is {format_size(budget)}, but must be at most the "
             f"host's memory ({format_size(total)})."
         )
+    memory = budget or int(available * DEFAULT_CPU_SHARE)
     cpu = Device(
         name="cpu",
         kind="cpu",
         model=_cpu_model(),
-        memory_bytes=budget or int(available * DEFAULT_CPU_SHARE),
-        free_bytes=available,
+        memory_bytes=memory,
+        free_bytes=min(memory, available),
         bf16=True,  # CPU autocast supports bf16; the trainer still defaults to fp32 there
     )
-    return Hardware(devices=(*_gpus(), cpu), cpu_count=os.cpu_count() or 1, host_memory_bytes=total)
+    return Hardware(
+        devices=(*_gpus(), cpu), cpu_count=os.cpu_count() or 1, host_memory_bytes=total,
+        host_available_bytes=available,
+    )  # fmt: skip
 
 
 def device_for(hardware: Hardware, name: str | None) -> Device:

@@ -9,6 +9,7 @@ seeds the next stage's fit search. Finished searches are saved in the job folder
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +18,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from model import TrainConfig
-from stagetune_api import JobResult, JobSpec, Search, Stage, StageResult, TrialRecord
+from stagetune_api import (
+    JobResult,
+    JobSpec,
+    Provenance,
+    Search,
+    Stage,
+    StageResult,
+    TrialRecord,
+)
 from tuner._assembly import StageRun, provenance, stage_result
 from tuner._cluster import cluster_hardware, connected, trial_resources
 from tuner._data import JobData
@@ -26,12 +35,12 @@ from tuner._fit import FitOutcome, run_fit
 from tuner._folder import JobFolder
 from tuner._job import check_resume, stages_config, train_config
 from tuner._local import choose
-from tuner._progress import ProgressBoard
-from tuner._stages import StagesConfig
+from tuner._progress import ProgressBoard, short
+from tuner._stages import StagesConfig, StageSpec, merge_tree
 from tuner._trials import FitContext, TuneContext
 from tuner._tune import TuneOutcome, run_tune
 from tuner._tune_space import pair_configs, pinned_keys
-from tuner.policies import DataStats, StageChoice, policy_for
+from tuner.policies import StageChoice
 
 log = logging.getLogger(__name__)
 
@@ -45,34 +54,65 @@ def optimize(
     address: str | None = None,
     output: Path | None = None,
     config_dir: Path | None = None,
+    verbose: bool = False,
 ) -> JobResult:
     """Run (or resume) the job of ``spec``; its ``result.json`` as a ``JobResult``.
 
     Uses the Ray cluster this process is connected to, joins the one at ``address``, or starts a
     local one and shuts it down again. (The command line passes ``RAY_ADDRESS`` as ``address``,
-    which is how a job started with ``ray job submit`` finds its cluster.)
+    which is how a job started with ``ray job submit`` finds its cluster.) A job that finished
+    before is assembled again from its saved searches (files of an earlier version gain the
+    fields added since), keeping when it ran and how long it took. Ray Tune's own output and the
+    workers' output go to the job's log, or, ``verbose``, to the terminal as well. Ctrl-C stops
+    the job (``KeyboardInterrupt``; the same job id resumes it), and a job stopped before it
+    started leaves no folder.
     """
     started = time.time()
     folder = JobFolder.of(spec)
     check_resume(folder.job_json, spec)
     folder.create()
-    with _job_log(folder.job_log):
-        result = _run_job(spec, folder, address, config_dir, started)
+    try:
+        with _job_log(folder.job_log):
+            result = _run_job(spec, folder, address, config_dir, started, verbose)
+    except KeyboardInterrupt:
+        if not folder.job_json.is_file():  # nothing to resume
+            shutil.rmtree(folder.path, ignore_errors=True)
+        raise
     if output is not None:
         folder.copy_to(output)
     return result
 
 
+def _first_run(folder: JobFolder, current: Provenance) -> Provenance:
+    """``current``, with the times of the run that finished the job first, when it had."""
+    if not folder.result_json.is_file():
+        return current
+    try:
+        before = JobResult.model_validate_json(folder.result_json.read_text()).provenance
+    except ValueError:
+        return current
+    log.info("job %s finished before, in %.0f s: its times are kept", folder.path.name,
+             before.elapsed_seconds)  # fmt: skip
+    times = ("started", "finished", "elapsed_seconds")
+    return current.model_copy(update={k: getattr(before, k) for k in times})
+
+
 def _run_job(
-    spec: JobSpec, folder: JobFolder, address: str | None, config_dir: Path | None, started: float
+    spec: JobSpec,
+    folder: JobFolder,
+    address: str | None,
+    config_dir: Path | None,
+    started: float,
+    verbose: bool,
 ) -> JobResult:
     log.info("job %s in %s", spec.job_id, folder.path)
     stages = stages_config(spec, config_dir)
     base = train_config(spec, config_dir)
-    with connected(address):
+    with connected(address, verbose):
         execution = Execution(
-            trial_resources(spec), spec.max_concurrent, folder.experiments, spec.seed
-        )
+            trial_resources(spec), spec.max_concurrent, folder.experiments, spec.seed,
+            tune_output=None if verbose else folder.job_log,
+        )  # fmt: skip
         # the job exists once its spec passed every check: a refused one can be run again
         folder.write_spec(spec)
         execution.storage.mkdir(parents=True, exist_ok=True)
@@ -87,7 +127,9 @@ def _run_job(
         job_id=spec.job_id,
         stages=answers,
         hardware=hardware,
-        provenance=provenance(spec, started, finished, records, execution.resources),
+        provenance=_first_run(
+            folder, provenance(spec, started, finished, records, execution.resources, stages)
+        ),
     )
     folder.write_result(result)
     folder.write_trials(records)
@@ -111,6 +153,9 @@ def _job_log(path: Path) -> Iterator[None]:
             lg.setLevel(logging.INFO)
     try:
         yield
+    except KeyboardInterrupt as exc:
+        log.info("job stopped by Ctrl-C: %s", str(exc) or "interrupted")
+        raise
     except BaseException as exc:
         log.error("job stopped: %s", f"{type(exc).__name__}: {exc}".splitlines()[0])
         raise
@@ -139,22 +184,22 @@ class _StageLoop:
         self.config_dir = config_dir
         self.records: list[TrialRecord] = []
         self.previous: list[dict[str, Any]] = []  # the best of the stages before
-        needs_data = any(policy_for(stages.stages[s]).uses_data for s in spec.stages)
-        self.data = JobData.read(base) if needs_data else None
+        self.data = JobData.read(base)
 
     def run(self) -> tuple[dict[Stage, StageResult], list[TrialRecord]]:
         answers = {}
         for stage in self.spec.stages:
-            run = self._stage(stage)
-            answers[stage] = stage_result(run, self.spec, self.base, self.stages, self.folder)
+            base = covering(self.base, self.data, self.stages.stages[stage], stage)
+            run = self._stage(stage, base)
+            answers[stage] = stage_result(run, self.spec, base, self.stages, self.folder)
         return answers, self.records
 
-    def _stage(self, stage: Stage) -> StageRun:
+    def _stage(self, stage: Stage, base: TrainConfig) -> StageRun:
         spec = self.stages.stages[stage]
-        data = self.data.stats(spec) if self.data is not None else DataStats()
+        data = self.data.stats(spec)
         fit_ctx = FitContext(
-            stage=stage, stages=self.stages, train_config=self.base.to_dict(),
-            max_atoms=self.base.data.max_atoms, sample=self.spec.sample,
+            stage=stage, stages=self.stages, train_config=base.to_dict(),
+            max_atoms=base.data.max_atoms, sample=self.spec.sample,
             memory_budget=self.spec.memory_budget, data=data,
         )  # fmt: skip
         run = partial(run_fit, fit_ctx, self.spec.fit_trials, self.execution, self.board,
@@ -168,16 +213,16 @@ class _StageLoop:
         if choice.feasible:
             self.previous = [choice.knobs]
             if self.spec.tune:
-                tuned, configs = self._tune(stage, choice)
+                tuned, configs = self._tune(stage, choice, base)
         return StageRun(stage, choice, fit, tuned, configs)
 
     def _tune(
-        self, stage: Stage, choice: StageChoice
+        self, stage: Stage, choice: StageChoice, base: TrainConfig
     ) -> tuple[TuneOutcome, dict[str, dict[str, Any]]]:
         assert choice.batch_size is not None
         atoms = choice.on_data.max_atoms_per_batch if choice.on_data else None
         configs = pair_configs(
-            self.spec, self.base, choice.knobs, choice.batch_size, self.config_dir, atoms
+            self.spec, base, choice.knobs, choice.batch_size, self.config_dir, atoms
         )
         ctx = TuneContext(stage, configs, self.spec.max_epochs, pinned_keys(self.spec))
         run = partial(run_tune, ctx, self.spec.tune_trials, self.execution, self.board,
@@ -211,10 +256,29 @@ class _StageLoop:
         return outcome
 
 
+def covering(base: TrainConfig, data: JobData, spec: StageSpec, stage: Stage) -> TrainConfig:
+    """The stage's training config with a ``data.max_atoms`` that covers the job's complexes at
+    the stage's ``max_atoms_percentile``: a smaller value (a preset's, meant for synthetic
+    complexes, or one given) is raised to it, so that no probe, trial or profile crops a
+    complex of the user's data below that percentile."""
+    needed = data.stats(spec).atoms_needed
+    if needed is None or needed <= base.data.max_atoms:
+        return base
+    log.info(
+        "%s: the data's complexes have up to %d atoms (percentile %g): max_atoms raised from "
+        "%d to %d, so that none is cropped", stage.value, needed,
+        spec.data_limits.max_atoms_percentile, base.data.max_atoms, needed,
+    )  # fmt: skip
+    return TrainConfig.model_validate(merge_tree(base.to_dict(), {"data": {"max_atoms": needed}}))
+
+
 def _say(choice: StageChoice) -> str:
     if not choice.feasible:
         return choice.reason
-    return (
-        f"{choice.knobs} at batch {choice.batch_size} ({choice.reason}; "
-        f"{choice.throughput or 0:.1f} samples/s, {choice.cycle_minutes or 0:.2f} min per cycle)"
+    speed = (
+        f"{choice.on_data.throughput:.1f} complexes/s, {choice.on_data.cycle_minutes:.2f} min "
+        f"per cycle on the data"
+        if choice.on_data is not None
+        else f"{choice.throughput or 0:.1f} samples/s, {choice.cycle_minutes or 0:.2f} min/cycle"
     )
+    return f"chose {short(choice.knobs)} at batch {choice.batch_size} ({choice.reason}; {speed})"

@@ -75,10 +75,11 @@ class SearchProgress(Callback):
         best: Callable[[list[dict[str, Any]]], str | None],
         pruned: Callable[[], int] = lambda: 0,
         max_t: int | None = None,
+        total: int | None = None,
     ) -> None:
         self.stage, self.search, self.board = stage, search, board
         self.describe, self.best, self.pruned = describe, best, pruned
-        self.max_t = max_t
+        self.max_t, self.total = max_t, total
         self.live = sys.stderr.isatty()
         self._drawn = 0.0
 
@@ -94,10 +95,11 @@ class SearchProgress(Callback):
     ) -> None:
         # Tune calls this before the trial's status becomes TERMINATED
         result = trial.last_result or {}
+        done = 1 + sum(t.status == Trial.TERMINATED and t is not trial for t in trials)
         log.info(
-            "%s %s: trial %s finished%s: %s",
-            self.stage, self.search, trial.trial_id,
-            " (stopped early)" if self._short(trial) else "", self.describe(result),
+            "%s %s: trial %s finished (%d/%s)%s: %s",
+            self.stage, self.search, trial.trial_id, done, self.total or "?",
+            ", stopped early" if self._short(trial) else "", self.describe(result),
         )  # fmt: skip
         self._update(trials, force=True, finishing=trial)
 
@@ -149,3 +151,10 @@ class SearchProgress(Callback):
             )
             sys.stderr.write("\r\x1b[K" + line[:160])
             sys.stderr.flush()
+
+
+def short(values: dict[str, Any]) -> str:
+    """A configuration in a few words: ``key=value`` pairs, numbers to 3 significant digits."""
+    return " ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(values.items())
+    )

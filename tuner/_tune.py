@@ -22,7 +22,7 @@ from tuner._experiment import (
     training_settings,
     trial_record,
 )
-from tuner._progress import ProgressBoard, SearchProgress
+from tuner._progress import ProgressBoard, SearchProgress, short
 from tuner._trials import TuneContext, tune_trial
 from tuner._tune_space import apply_hyperparameters, tune_space
 
@@ -71,8 +71,9 @@ def run_tune(
     )
     board.update(stage, Search.TUNE.value, {"total": trials})
     progress = SearchProgress(
-        stage, Search.TUNE.value, board, _describe_training, _best_training, max_t=ctx.max_epochs
-    )
+        stage, Search.TUNE.value, board, _describe_training, _best_training, max_t=ctx.max_epochs,
+        total=trials,
+    )  # fmt: skip
     results = run_experiment(
         f"{stage}-tune", tune.with_parameters(tune_trial, ctx=ctx), execution, progress,
         tune.TuneConfig(
@@ -138,8 +139,10 @@ def _history(result: Any, metric: str) -> list[float | None]:
 
 
 def _describe_training(result: dict[str, Any]) -> str:
+    config = dict(result.get("config") or {})
+    pair = config.pop("pair", "?")
     return (
-        f"{result.get('config')} val_loss {result.get('val_loss', float('nan')):.4f} after "
+        f"{pair} {short(config)}: val_loss {result.get('val_loss', float('nan')):.4f} after "
         f"{result.get('training_iteration')} epoch(s)"
     )
 

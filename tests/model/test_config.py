@@ -1,13 +1,23 @@
-"""Composing configs/ with profiles and overrides, and the errors a user sees."""
+"""Composing configs/ with profiles and overrides, and the errors a user sees; the optimizer
+contract's keys, and configurations written before them (their hashes do not change)."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
+import yaml
 
-from model import ConfigError, default_config_dir, group_choices, load_train_config
+from model import (
+    ConfigError,
+    default_config_dir,
+    group_choices,
+    load_train_config,
+    parse_override,
+    split_sweep,
+)
 
 
 def test_defaults_compose_into_a_typed_config():
@@ -138,3 +148,127 @@ def test_an_edited_config_file_is_read_again_and_a_broken_one_is_named(tmp_path)
     (configs / "optimizer" / "broken.yaml").write_text("- a list\n")
     with pytest.raises(ConfigError, match=r"broken\.yaml: must hold a mapping"):
         load_train_config(["optimizer=broken"], config_dir=configs)
+
+
+# --- the contract's remaining keys; what was written before them ------------------------------
+
+OLD_JOB = Path(__file__).resolve().parents[1] / "data" / "old-job"
+
+#: configs/optimizer/adamw.yaml as it was before auto_param_groups had fields and before
+#: hash_to_debuglog: such files must compose to the same configuration and hash.
+OLD_ADAMW = """\
+name: adamw
+type: AdamW
+lr: 5.0e-4
+betas: [0.9, 0.999]
+eps: 1.0e-8
+weight_decay: 0.01
+auto_param_groups: true
+lookahead: {enabled: false, alpha: 0.5, k: 5}
+scheduler_hook: step
+warmup_steps: 100
+clip_grad_norm: 10.0
+accumulate_steps: 1
+precision_safe: true
+bf16_preferred: true
+fused: true
+detect_anomaly: false
+log_config: true
+export_json: true
+"""
+
+#: Hashes published by earlier versions (run folders, audit.md, result.json name them).
+PUBLISHED = [
+    ([], "931137d08c6b10d3fd9253da5fdbf2b1fa31be3dcae8c8dd8348fdf6d0cd1256"),
+    (["optimizer=sgd", "scheduler=onecycle"],
+     "d3ce646b73c3119279693fc506ae9d748fba195e3cf825ffa53b2af31f4d5152"),
+    (["optimizer=rmsprop", "scheduler=none"],
+     "f470326e2c99aca33a81a95ef8026ee0cbf32f4a9c6942066d7a8e2fde31fd45"),
+    (["optimizer=adafactor"], "086d5f3948288b77f761b5c8f97c913286101f877d30b9878ebca76e2358399c"),
+    (["optimizer=adam", "train.max_atoms_per_batch=900"],
+     "1cb31d66ad658141d01ff2bcdd5d1cfe776342a5e99b1cddb819f2ad37c56cca"),
+    (["optimizer.auto_param_groups=false", "optimizer.export_json=false"],
+     "e99bddbf3641f782f12beef194e280232c458f26e8aa9d1509f933ad50d5b188"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("overrides", "digest"), PUBLISHED)
+def test_published_configuration_hashes_do_not_change(overrides, digest):
+    assert load_train_config(overrides).digest() == digest
+
+
+def test_the_quick_profile_and_an_old_jobs_profiles_load_unchanged():
+    quick = load_train_config(profile=default_config_dir() / "profiles" / "quick.yaml")
+    assert quick.digest() == "155d4ec56e998e11c5f61677b3a0beb554db06ba4013fbc8048514777e0ab072"
+    result = json.loads((OLD_JOB / "result.json").read_text())
+    for stage in ("prototyping", "production"):
+        path = OLD_JOB / "profiles" / f"{stage}.yaml"
+        config = load_train_config(profile=path)
+        assert config.digest() == result["stages"][stage]["config_hash"]
+        written = yaml.safe_load(path.read_text())
+        loaded = config.to_dict()
+        for section in ("model", "optimizer", "scheduler", "data", "train"):
+            for key, value in written[section].items():
+                assert loaded[section][key] == value, f"{section}.{key}"
+        assert loaded["optimizer"]["auto_param_groups"] is True  # still written the old way
+
+
+def test_an_old_style_optimizer_file_composes_as_the_new_one(tmp_path):
+    configs = tmp_path / "configs"
+    shutil.copytree(default_config_dir(), configs)
+    (configs / "optimizer" / "adamw.yaml").write_text(OLD_ADAMW)
+    old = load_train_config(config_dir=configs)
+    assert old == load_train_config() and old.digest() == PUBLISHED[0][1]
+    # a bare switch opens up for a dotted override of its fields
+    off = load_train_config(["optimizer.auto_param_groups.enabled=false"], config_dir=configs)
+    assert off.optimizer.auto_param_groups.enabled is False
+    assert off.digest() == load_train_config(["optimizer.auto_param_groups=false"]).digest()
+
+
+def test_auto_param_groups_takes_a_switch_or_its_fields():
+    config = load_train_config(
+        ["optimizer.auto_param_groups.no_decay_patterns=['*embedding*']",
+         "optimizer.auto_param_groups.override_no_decay_weight=1e-5"]
+    )  # fmt: skip
+    groups = config.optimizer.auto_param_groups
+    assert groups.enabled and groups.no_decay_patterns == ("*embedding*",)
+    assert config.to_dict()["optimizer"]["auto_param_groups"] == {
+        "enabled": True, "no_decay_patterns": ["*embedding*"], "override_no_decay_weight": 1e-5,
+    }  # fmt: skip
+    assert config.digest() != PUBLISHED[0][1]
+    with pytest.raises(ConfigError, match=r"optimizer.auto_param_groups.patterns: unknown key "
+                       r"\(did you mean 'no_decay_patterns'\?\)"):  # fmt: skip
+        load_train_config(["optimizer.auto_param_groups.patterns=['x']"])
+    with pytest.raises(ConfigError, match=r"override_no_decay_weight: .*greater than or equal"):
+        load_train_config(["optimizer.auto_param_groups.override_no_decay_weight=-1"])
+
+
+def test_export_json_and_hash_to_debuglog():
+    assert load_train_config(["optimizer.export_json=exports/"]).optimizer.export_json == "exports/"
+    for wrong in ("''", "3"):
+        with pytest.raises(ConfigError, match=r"optimizer.export_json: must be true \(config.json "
+                           r"in the run folder\), false, or a path"):  # fmt: skip
+            load_train_config([f"optimizer.export_json={wrong}"])
+    quiet = load_train_config(["optimizer.hash_to_debuglog=false"])
+    assert load_train_config(["optimizer.hash_to_debuglog=true"]).digest() == PUBLISHED[0][1]
+    assert quiet.digest() != PUBLISHED[0][1]
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "values"),
+    [
+        ("optimizer=adamw,adam,sgd", "optimizer", ["adamw", "adam", "sgd"]),
+        ("optimizer.lr=1e-4,3e-4", "optimizer.lr", ["1e-4", "3e-4"]),
+        ("optimizer.betas=[0.9,0.95]", "optimizer.betas", ["[0.9,0.95]"]),
+        ("optimizer.betas=[0.9,0.95],[0.8, 0.9]", "optimizer.betas", ["[0.9,0.95]", "[0.8, 0.9]"]),
+        ("data.source='a,b'", "data.source", ["'a,b'"]),
+        ('data.source="a,b",c', "data.source", ['"a,b"', "c"]),
+        ("model.x={a: 1, b: 2},{a: 3}", "model.x", ["{a: 1, b: 2}", "{a: 3}"]),
+        ("optimizer.lr=0.01", "optimizer.lr", ["0.01"]),
+        ("data.source=", "data.source", [""]),
+    ],
+)  # fmt: skip
+def test_a_sweep_splits_on_commas_outside_brackets_and_quotes(text, key, values):
+    assert split_sweep(text) == (key, values)
+    for value in values:  # each value is an override as the command line reads one
+        assert parse_override(f"{key}={value}")[0] == key

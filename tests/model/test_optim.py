@@ -1,4 +1,5 @@
-"""Every optimizer and scheduler file builds and steps; Lookahead, clipping, accumulation."""
+"""Every optimizer and scheduler file builds and steps; Lookahead, clipping, accumulation; the
+contract's parameter groups, exported configuration and audit hash."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from model import (
     default_config_dir,
     group_choices,
     load_train_config,
+    run_training,
     synthetic_complexes,
 )
 
@@ -160,3 +162,40 @@ def test_torch_rejecting_a_combination_is_a_config_error(tiny_config):
 
     with pytest.raises(ConfigError, match=r"optimizer sgd \(torch.optim.SGD\): Nesterov momentum"):
         Trainer(tiny_config("optimizer=sgd", "optimizer.momentum=0.0"), CPU, 4)
+
+
+def test_no_decay_patterns_and_their_weight_decay(tiny_config, caplog):
+    trainer = Trainer(
+        tiny_config("optimizer.auto_param_groups.no_decay_patterns=['*embedding.weight']",
+                    "optimizer.auto_param_groups.override_no_decay_weight=1e-4"),
+        CPU, 4,
+    )  # fmt: skip
+    decay, no_decay = trainer.optimizer.param_groups
+    exempt = {id(p) for p in no_decay["params"]}
+    named = dict(trainer.model.named_parameters())
+    matrices = {n for n, p in named.items() if id(p) in exempt and p.ndim > 1}
+    assert matrices == {n for n in named if n.endswith("embedding.weight")} and matrices
+    assert all(id(p) in exempt for p in named.values() if p.ndim == 1)
+    assert len(decay["params"]) + len(no_decay["params"]) == len(named)
+    assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.01, 1e-4)
+    with caplog.at_level("WARNING", logger="model"):
+        Trainer(tiny_config("optimizer.auto_param_groups.no_decay_patterns=['*.bais']"), CPU, 4)
+    assert "no_decay_patterns: '*.bais' names no parameter" in caplog.text
+
+
+def test_export_json_to_a_path_and_the_hash_in_the_audit_log(tiny_config, tmp_path):
+    folder = run_training(tiny_config(f"optimizer.export_json={tmp_path / 'exports'}"))
+    run_dir = tmp_path / "runs" / folder.config_hash[:12]
+    exported = tmp_path / "exports" / f"{folder.config_hash[:12]}.json"
+    assert exported.is_file() and not (run_dir / "config.json").exists()
+    assert load_train_config(profile=exported).digest() == folder.config_hash
+    audit = (tmp_path / "runs" / "audit.md").read_text()
+    assert f"replay: `stagetune train --profile {exported}`" in audit
+    assert f"sha256:{folder.config_hash}" in audit  # hash_to_debuglog is on by default
+
+    file = tmp_path / "best.json"
+    quiet = run_training(tiny_config(f"optimizer.export_json={file}",
+                                     "optimizer.hash_to_debuglog=false"))  # fmt: skip
+    assert load_train_config(profile=file).digest() == quiet.config_hash
+    entry = (tmp_path / "runs" / "audit.md").read_text().split("\n## ")[-1]
+    assert f"run {quiet.config_hash[:12]}" in entry and "config hash" not in entry

@@ -210,3 +210,24 @@ def test_cli_train_errors_name_the_problem(tmp_path):
     assert result.returncode == 2
     assert "unknown optimizer" in result.stderr and "adamw, rmsprop, sgd" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_progress_bar_shows_steps_epoch_loss_and_time_left(tiny_config, capsys):
+    config = tiny_config("train.epochs=2")
+    run_training(config, progress=True)
+    bar = capsys.readouterr().err
+    assert "epoch 2/2" in bar and "loss=" in bar and ("step/s" in bar or "s/step" in bar)
+    assert "<" in bar  # tqdm's elapsed<remaining
+
+
+def test_an_interrupted_run_leaves_no_run_folder(tiny_config, tmp_path):
+    config = tiny_config("train.epochs=2")
+
+    def stop(_):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_training(config, on_epoch=stop)
+    out = tmp_path / "runs"
+    assert [p.name for p in out.iterdir()] == ["audit.md"]
+    assert "KeyboardInterrupt" in (out / "audit.md").read_text()

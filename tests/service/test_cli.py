@@ -1,10 +1,11 @@
 """The command line's job options are the contract's: one field list for the flags of
-``stagetune optimize``, a ``--spec`` file and the REST body."""
+``stagetune optimize``, a ``--spec`` file and the REST body, and the trial flags of a sweep
+(``stagetune train -m``)."""
 
 from __future__ import annotations
 
-from service.cli import _parser
-from service.commands import NO_FLAG, job_flags
+from service.cli import _parser, main
+from service.commands import NO_FLAG, SWEEP_FLAGS, job_flags
 from stagetune_api import JobOptions, JobSpec
 
 
@@ -35,3 +36,37 @@ def test_flags_parse_to_the_fields_types():
     assert args.fit_trials == 3 and args.gpus_per_trial == 0.5 and args.seed == 0
     assert args.stages == ["prototyping", "production"] and args.no_tune
     assert args.overrides == ["optimizer=sgd"]
+
+
+def _train_actions():
+    commands = next(a for a in _parser()._actions if a.dest == "command")
+    return {a.dest: a for a in commands.choices["train"]._actions}
+
+
+def test_a_sweeps_trial_flags_are_the_job_options_of_optimize():
+    from tuner import SWEEP_FIELDS
+
+    assert SWEEP_FLAGS == SWEEP_FIELDS
+    actions, optimize = _train_actions(), _optimize_actions()
+    for name in SWEEP_FLAGS:
+        mine, theirs = actions[name], optimize[name]
+        assert (mine.option_strings, mine.help, mine.type) == (
+            theirs.option_strings, theirs.help, theirs.type,
+        )  # fmt: skip
+    args = _parser().parse_args(
+        ["train", "-m", "optimizer=adamw,sgd", "optimizer.betas=[0.9,0.95]", "--asha",
+         "--gpus-per-trial", "0.5", "--max-concurrent", "2", "--address", "auto"]
+    )  # fmt: skip
+    assert args.multirun and args.asha and args.address == "auto"
+    assert args.overrides == ["optimizer=adamw,sgd", "optimizer.betas=[0.9,0.95]"]
+    assert (args.gpus_per_trial, args.max_concurrent) == (0.5, 2)
+
+
+def test_train_without_m_refuses_sweep_flags_and_says_how_to_sweep(capsys, tmp_path):
+    assert main(["train", "--asha", "--output", str(tmp_path)]) == 2
+    assert "--asha: only a sweep takes it; add -m" in capsys.readouterr().err
+    assert main(["train", "optimizer=adamw,sgd", "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "optimizer=adamw,sgd: unknown optimizer" in err
+    assert "(to sweep optimizer=adamw,sgd, add -m)" in err
+    assert not any(tmp_path.iterdir())  # nothing trained

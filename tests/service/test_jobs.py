@@ -82,3 +82,16 @@ def test_a_job_stored_before_a_bound_existed_still_reads(manager):
     assert public.options.seed == 2**64
     assert public.model_dump(mode="json")["options"]["seed"] == 2**64
     assert public.progress == {}
+
+
+def test_a_search_with_a_stage_unanswered_succeeds_with_its_result(manager):
+    """``stagetune optimize`` exits 3 when a stage has no answer: Ray calls the job failed, but
+    it wrote its result.json, which says why; the service shows it succeeded."""
+    manager.warm_up()
+    record, _ = manager.create(dict(SMALL), None)
+    manager.dispatch()
+    running = manager.store.get(record.id)
+    (manager.folder(record.id) / "result.json").write_text("{}")
+    manager.ray.jobs[running.submission_id] = JobState.FAILED
+    manager.refresh()
+    assert manager.store.get(record.id).state is JobState.SUCCEEDED

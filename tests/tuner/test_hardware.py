@@ -72,3 +72,6 @@ def test_cli_hardware_json(tmp_path):
     cpu = next(d for d in out["devices"] if d["kind"] == "cpu")
     assert cpu["memory_bytes"] == 2 * 2**30 and out["cpu_count"] >= 1
     assert {"name", "model", "memory_bytes", "free_bytes", "bf16", "driver"} <= set(cpu)
+    # free is a part of the budget, never more; the host's own figures beside it
+    assert cpu["free_bytes"] <= cpu["memory_bytes"]
+    assert out["host_available_bytes"] <= out["host_memory_bytes"]

@@ -8,6 +8,7 @@ minutes on 2 cores.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -22,7 +23,15 @@ import ray
 from ray.cluster_utils import Cluster
 
 from model import ConfigError, load_train_config
-from tuner import JobSpec, Stage, build_job_spec, dominates, optimize, read_trials_csv
+from tuner import (
+    JobData,
+    JobSpec,
+    Stage,
+    build_job_spec,
+    dominates,
+    optimize,
+    read_trials_csv,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -111,7 +120,8 @@ def test_a_job_answers_every_stage_from_trials_on_both_nodes(cluster, tmp_path):
     audit = (job / "audit.md").read_text()
     for stage in Stage:
         assert f"`{result.stages[stage].config_hash}`" in audit
-    assert "production tune: trial" in (job / "job.log").read_text()
+    trial_line = r"production tune: trial \w+ finished \([1-6]/6\)"
+    assert re.search(trial_line, (job / "job.log").read_text())
     progress = json.loads((job / "progress.json").read_text())
     assert progress["stages"]["production"]["tune"]["done"] == 6
     assert progress["stages"]["production"]["tune"]["total"] == 6
@@ -240,6 +250,66 @@ def test_an_interrupted_job_resumes_where_it_stopped(cluster, tmp_path):
     assert "prototyping-fit: finished before, not run again" in (job / "job.log").read_text()
 
 
+def test_ctrl_c_stops_cleanly_says_how_to_resume_and_a_finished_job_keeps_its_result(
+    cluster, tmp_path
+):
+    command = [sys.executable, "-m", "service.cli", "optimize", "--preset", "quick",
+               "--address", cluster.address, "--storage", str(tmp_path), "--job-id", "stop",
+               "--stages", "prototyping", "--no-tune", "--max-concurrent", "1"]  # fmt: skip
+    job = tmp_path / "stop"
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and first.poll() is None:
+        progress = job / "progress.json"
+        text = progress.read_text() if progress.is_file() else ""
+        if '"done": 1' in text:
+            break
+        time.sleep(0.1)
+    first.send_signal(signal.SIGINT)
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "--job-id stop" in err
+    assert not (job / "result.json").exists() and not (job / "searches").exists()
+
+    second = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    elapsed = json.loads(second.stdout)["provenance"]["elapsed_seconds"]
+    third = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=300)
+    assert json.loads(third.stdout)["provenance"]["elapsed_seconds"] == elapsed
+    assert "finished before" in third.stderr
+
+
+def test_a_stage_without_an_answer_makes_the_exit_status_3(cluster, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "service.cli", "optimize", "--preset", "quick", "--address",
+         cluster.address, "--storage", str(tmp_path), "--stages", "prototyping", "--no-tune",
+         "--fit-trials", "1", "--memory-budget", "1MiB", "--max-atoms", "2000"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr[-3000:]
+    assert "prototyping: nothing fits: no configuration fits in memory" in done.stdout
+
+
+def test_one_trial_at_a_time_the_seed_repeats_production_and_the_result_says_so(
+    cluster, tmp_path
+):
+    answers = []
+    for job_id in ("once", "again"):
+        spec = quick(
+            tmp_path, job_id=job_id, stages=["production"], max_concurrent=1, fit_trials=2,
+            tune_trials=3, max_epochs=2,
+        )  # fmt: skip
+        result = optimize(spec)
+        answer = result.stages[Stage.PRODUCTION]
+        answers.append((answer.model, answer.batch_size, answer.optimizer, answer.scheduler))
+        assert result.provenance.reproducibility == []
+    assert answers[0] == answers[1]
+    many = quick(tmp_path, job_id="many", stages=["prototyping"], tune=False, fit_trials=1)
+    notes = optimize(many).provenance.reproducibility
+    assert any("max_concurrent=2" in n for n in notes)
+    assert any(n.startswith("prototyping: ranked by measured throughput") for n in notes)
+
+
 def test_resuming_with_other_settings_is_refused(cluster, tmp_path):
     spec = quick(tmp_path, job_id="same", stages=["prototyping"], tune=False, fit_trials=1)
     optimize(spec)
@@ -285,3 +355,9 @@ def test_a_job_on_real_data_predicts_its_cycles_on_that_datas_batches(
     profile = load_train_config(profile=spec.job_dir / answer.profile)
     assert profile.train.max_atoms_per_batch == batching.max_atoms_per_batch
     assert profile.data.source == str(pdbbind_mini)
+    # max_atoms=120 would crop the real complexes: the job probes and trains them whole
+    largest = max(JobData.read(load_train_config(settings={"data.source": str(pdbbind_mini),
+                  "data.cache_dir": str(tmp_path / "cache")})).atom_counts)  # fmt: skip
+    assert largest > 120 and profile.data.max_atoms == largest
+    assert answer.probe.sample_atoms == largest
+    assert f"max_atoms raised from 120 to {largest}" in (spec.job_dir / "job.log").read_text()

@@ -96,8 +96,11 @@ def test_nothing_fast_enough_names_the_smallest_configuration_tried():
     ]
     choice = choose(Stage.PROTOTYPING, STAGES, table)
     assert not choice.feasible
+    # the time rule failed, not the memory: the answer says which, and how far off it is
+    assert choice.reason.startswith("no answer: the time rule fails")
+    assert "nothing fits" not in choice.reason
     assert "completes 450 steps in 40 minutes" in choice.reason
-    assert "{'name': 'b'}" in choice.reason and "1,000,000 parameters" in choice.reason
+    assert "the fastest, {'name': 'a'} (2,000,000 parameters), takes 45.1 minutes" in choice.reason
 
 
 def test_nothing_fits_in_memory_names_the_memory_it_needed():
@@ -146,7 +149,8 @@ def test_production_respects_params_per_sample():
     assert choose(Stage.PRODUCTION, stages, table, data).knobs == {"name": "s"}
     tiny = DataStats(training_samples=100)
     choice = choose(Stage.PRODUCTION, stages, table, tiny)
-    assert not choice.feasible and "at most 10,000 parameters" in choice.reason
+    assert not choice.feasible and "more than 10,000 parameters" in choice.reason
+    assert "data limit (params_per_sample)" in choice.reason
 
 
 def test_production_below_its_largest_batch_still_has_a_cycle_time():
@@ -167,7 +171,11 @@ def test_data_stats_from_atom_counts():
 def test_production_needs_a_probe_sample_that_covers_the_data():
     table = [cand("s", probe(1_000_000, 256, atoms=600))]
     choice = choose(Stage.PRODUCTION, STAGES, table, DataStats(atoms_needed=812))
-    assert not choice.feasible and "812" in choice.reason and "max_atoms" in choice.reason
+    assert not choice.feasible and "--max-atoms 812" in choice.reason
+    # the data limit failed while the memory held: the answer does not blame the memory
+    assert choice.reason.startswith("no answer: the data limit (max_atoms) fails")
+    assert "nothing fits" not in choice.reason
+    assert "1 configuration(s) fit in memory" in choice.reason
     assert choose(Stage.PRODUCTION, STAGES, table, DataStats(atoms_needed=600)).feasible
 
 

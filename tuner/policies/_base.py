@@ -107,6 +107,9 @@ class Policy(ABC):
     name: str
     #: whether ``choose`` judges the job's data (its data limits): the job reads it only then
     uses_data: bool = False
+    #: whether ``choose`` ranks by measured step times (which vary between runs a little), so
+    #: that a rerun with the same seed may choose another of configurations that close
+    ranks_by_time: bool = False
 
     @abstractmethod
     def choose(self, candidates: Sequence[Candidate], ctx: PolicyContext) -> StageChoice:
@@ -209,7 +212,8 @@ def choice_at(
 
 
 def nothing_fits(stage: Stage, candidates: Sequence[Candidate], why: str) -> StageChoice:
-    """The answer when no candidate qualifies: it names the smallest one tried and its memory."""
+    """The answer when no candidate fits in memory: it names the smallest one tried and the
+    memory it needed against the limit."""
     tried = [c for c in candidates if c.probe is not None]
     if not tried:
         return StageChoice(stage, False, reason=f"nothing fits: {why}; no configuration was probed")
@@ -233,3 +237,20 @@ def nothing_fits(stage: Stage, candidates: Sequence[Candidate], why: str) -> Sta
         f"({probe.capacity:,} parameters), {needed} against a limit of "
         f"{format_size(probe.limit_bytes)} on {probe.device}",
     )
+
+
+def none_within(stage: Stage, candidates: Sequence[Candidate], limit: str, why: str) -> StageChoice:
+    """The answer when configurations fit in memory but break another of the stage's rules:
+    ``limit`` names the rule (the time rule, a data limit), ``why`` says how; the memory is
+    not the cause, and the answer says so."""
+    fitting = [c for c in candidates if c.probe is not None and c.probe.fits]
+    fastest = max(fitting, key=lambda c: c.probe.throughput or 0.0, default=None)  # type: ignore[union-attr]
+    memory = ""
+    if fastest is not None and fastest.probe is not None:
+        p = fastest.probe
+        memory = (
+            f" ({len(fitting)} configuration(s) fit in memory, e.g. {fastest.knobs} at batch "
+            f"{p.max_batch_size}, peak {format_size(p.peak_bytes or 0)} of "
+            f"{format_size(p.limit_bytes)})"
+        )
+    return StageChoice(stage, False, reason=f"no answer: the {limit} fails: {why}{memory}")

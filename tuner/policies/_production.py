@@ -12,6 +12,7 @@ from tuner.policies._base import (
     PolicyContext,
     StageChoice,
     choice_at,
+    none_within,
     nothing_fits,
 )
 
@@ -52,17 +53,20 @@ class LargestCapacity(Policy):
             atoms = [c.probe.sample_atoms for c in options if c.probe is not None]
             if atoms and min(atoms) < data.atoms_needed:
                 why = (
-                    f"the probe sample has {min(atoms)} atoms but the data's complexes need "
-                    f"{data.atoms_needed} (percentile {limits.max_atoms_percentile:g}); raise "
-                    "max_atoms"
+                    f"the probe's complexes have {min(atoms)} atoms but the data's need "
+                    f"{data.atoms_needed} (percentile {limits.max_atoms_percentile:g}): run "
+                    f"with --max-atoms {data.atoms_needed} or more"
                 )
-                return nothing_fits(ctx.stage, candidates, why)
+                return none_within(ctx.stage, candidates, "data limit (max_atoms)", why)
         if not options:
-            why = f"no configuration fits in memory at batch {config.min_batch_size}"
-            if cap is not None:
-                why += (
-                    f" with at most {cap:,.0f} parameters ({limits.params_per_sample:g} per sample)"
+            fits = [c.probe.fits_at(config.min_batch_size) for c in candidates if c.probe]
+            if cap is not None and any(fits):
+                why = (
+                    f"every configuration that fits in memory has more than {cap:,.0f} "
+                    f"parameters ({limits.params_per_sample:g} per training sample)"
                 )
+                return none_within(ctx.stage, candidates, "data limit (params_per_sample)", why)
+            why = f"no configuration fits in memory at batch {config.min_batch_size}"
             return nothing_fits(ctx.stage, candidates, why)
         best = max(options, key=lambda c: (c.probe.capacity, c.probe.max_batch_size))  # type: ignore[union-attr]
         p = best.probe

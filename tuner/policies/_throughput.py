@@ -12,6 +12,7 @@ from tuner.policies._base import (
     StageChoice,
     atoms_within,
     choice_at,
+    none_within,
     nothing_fits,
     step_seconds_at,
 )
@@ -26,6 +27,7 @@ class TimeBoundThroughput(Policy):
     the cheapest probe, and where the highest throughput usually is."""
 
     name = "time_bound_throughput"
+    ranks_by_time = True
 
     def choose(self, candidates: Sequence[Candidate], ctx: PolicyContext) -> StageChoice:
         config = ctx.config
@@ -34,14 +36,10 @@ class TimeBoundThroughput(Policy):
         seconds_per_step = minutes * 60.0 / config.cycle_batches
         options = [c for c in (_option(c, ctx, seconds_per_step) for c in candidates) if c]
         if not options:
-            fitting = any(c.probe is not None and c.probe.fits for c in candidates)
-            why = (
-                f"no configuration that fits in memory completes {config.cycle_batches} steps "
-                f"in {minutes:g} minutes at batch {config.min_batch_size}"
-                if fitting
-                else f"no configuration fits in memory at batch {config.min_batch_size}"
-            )
-            return nothing_fits(ctx.stage, candidates, why)
+            if not any(c.probe is not None and c.probe.fits for c in candidates):
+                why = f"no configuration fits in memory at batch {config.min_batch_size}"
+                return nothing_fits(ctx.stage, candidates, why)
+            return none_within(ctx.stage, candidates, "time rule", _too_slow(candidates, ctx))
         best = max(o.speed for o in options)
         close = [o for o in options if o.speed >= best * (1.0 - config.throughput_tie)]
         return max(close, key=lambda o: (o.capacity or 0, o.speed))
@@ -80,3 +78,31 @@ def _option(c: Candidate, ctx: PolicyContext, seconds_per_step: float) -> StageC
         return None
     assert step_seconds_at(p, batch) is not None
     return choice_at(c, batch, ctx, reason)
+
+
+def _too_slow(candidates: Sequence[Candidate], ctx: PolicyContext) -> str:
+    """How far the fastest configuration that fits is from the stage's cycle time."""
+    config, minutes = ctx.config, ctx.spec.minutes_allowed
+    cycles = []
+    for c in candidates:
+        p = c.probe
+        if p is None or not p.fits:
+            continue
+        seconds = step_seconds_at(p, config.min_batch_size)
+        if p.data is not None and p.max_atoms_per_batch:
+            seconds = (
+                p.data.step_seconds
+                * config.min_batch_size
+                * p.sample_atoms
+                / (p.max_atoms_per_batch)
+            )
+        if seconds is not None:
+            cycles.append((config.cycle_batches * seconds / 60.0, c.knobs, p.capacity))
+    why = (
+        f"no configuration that fits in memory completes {config.cycle_batches} steps in "
+        f"{minutes:g} minutes at batch {config.min_batch_size}"
+    )
+    if cycles:
+        cycle, knobs, capacity = min(cycles, key=lambda t: t[0])
+        why += f"; the fastest, {knobs} ({capacity:,} parameters), takes {cycle:.1f} minutes"
+    return why
