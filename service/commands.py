@@ -154,7 +154,9 @@ def optimize(args: argparse.Namespace) -> int:
             print(f"{stage.value}: {answer.reason}")
             continue
         probe, batches = answer.probe, answer.batching
-        knobs = {k: answer.model[k] for k in ("hidden_channels", "num_layers", "num_rbf")}
+        knobs = " ".join(
+            f"{k}={answer.model[k]}" for k in ("hidden_channels", "num_layers", "num_rbf")
+        )
         if batches is not None and batches.max_atoms_per_batch and batches.cycle_minutes_on_data:
             speed = (f"; batches of at most {batches.max_atoms_per_batch:,} atoms: "
                      f"{batches.throughput_on_data:.1f} complexes/s, "
@@ -313,7 +315,7 @@ def _sweep(args: argparse.Namespace) -> int:
     log.info("sweep of %d runs over %s", len(plan.runs), ", ".join(plan.keys) or "no list")
     # Ray Tune prints its own tables to stdout: keep stdout for the summary (or the JSON)
     with contextlib.redirect_stdout(sys.stderr):
-        result = run_sweep(plan, options, address=args.address)
+        result = run_sweep(plan, options, address=args.address, verbose=args.verbose)
     if args.json:
         print_json({"sweep_id": result.sweep_id, "sweep_csv": str(result.sweep_csv),
                     "runs": result.ranked()})  # fmt: skip

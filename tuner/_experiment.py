@@ -50,15 +50,18 @@ def run_experiment(
     execution: Execution,
     progress: SearchProgress,
     tune_config: tune.TuneConfig,
+    param_space: dict[str, Any] | None = None,
 ) -> list[Any]:
     """Run (or resume) one Tune experiment; its trials as ``Result`` objects, in the order of
-    their folders. ``Interrupted`` when Ctrl-C stopped it (Tune saves the experiment first)."""
+    their folders. ``param_space``: a grid (``tune.grid_search``) instead of a searcher's
+    suggestions. ``Interrupted`` when Ctrl-C stopped it (Tune saves the experiment first)."""
     trainable = tune.with_resources(trainable, tune.PlacementGroupFactory([execution.resources]))
     path = execution.storage / name
     tuner = _restored(name, path, trainable)
     if tuner is None:
         tuner = tune.Tuner(
             trainable,
+            param_space=param_space,
             tune_config=tune_config,
             run_config=tune.RunConfig(
                 name=name,

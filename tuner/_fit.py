@@ -14,6 +14,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -92,7 +93,8 @@ def run_fit(
     num_samples = min(trials, len(grid))
     board.update(stage.value, Search.FIT.value, {"total": num_samples})
     progress = SearchProgress(
-        stage.value, Search.FIT.value, board, _describe_probe, _best_probe,
+        stage.value, Search.FIT.value, board, _describe_probe,
+        partial(_best_probe, unit=policy_for(policy.spec).score_unit),
         pruned=lambda: len(searcher.pruned), total=num_samples,
     )  # fmt: skip
     results = run_experiment(
@@ -160,6 +162,9 @@ def _outcome(
             if item.failed is not None
             else {"pruned.bound": item.bound, "pruned.best": item.best}
         )
+        capacity = capacity_of({**base_model, **item.knobs})  # counted, never probed
+        if math.isfinite(capacity):
+            why["pruned.capacity"] = capacity
         variables = {**prefixed("model", {**base_model, **item.knobs}), **settings, **why}
         record = TrialRecord(
             stage=ctx.stage, search=Search.FIT, trial_id=f"pruned-{knobs_key(item.knobs)}",
@@ -239,9 +244,11 @@ def _describe_probe(result: dict[str, Any]) -> str:
     )
 
 
-def _best_probe(results: list[dict[str, Any]]) -> str | None:
+def _best_probe(results: list[dict[str, Any]], unit: str = "") -> str | None:
     scored = [r for r in results if r.get(SCORE)]
     if not scored:
         return None
     best = max(scored, key=lambda r: r[SCORE])
-    return f"{short(best.get('config', {}))} score {best[SCORE]:,.1f}"
+    score = float(best[SCORE])
+    shown = f"{score:,.0f}" if score.is_integer() else f"{score:,.1f}"
+    return f"{short(best.get('config', {}))} score {shown} {unit}".rstrip()

@@ -48,6 +48,7 @@ from model import (
 )
 from stagetune_api import JobSpec, TrialStatus, new_job_id, write_atomic
 from tuner._cluster import connected, trial_resources
+from tuner._experiment import Execution, Interrupted, run_experiment
 from tuner._job import _explain
 from tuner._progress import ProgressBoard, SearchProgress
 
@@ -243,10 +244,14 @@ def sweep_trial(config: dict[str, Any], ctx: SweepContext) -> None:
 
 
 def run_sweep(
-    plan: SweepPlan, options: SweepOptions | None = None, address: str | None = None
+    plan: SweepPlan,
+    options: SweepOptions | None = None,
+    address: str | None = None,
+    verbose: bool = False,
 ) -> SweepResult:
     """Run every combination of ``plan`` as one Tune grid search on the Ray cluster this process
-    is connected to, the one at ``address``, or a new local one; write ``sweep.csv``."""
+    is connected to, the one at ``address``, or a new local one; write ``sweep.csv``. Ray
+    Tune's own output goes to the sweep's ``sweep.log`` unless ``verbose``."""
     options = options or SweepOptions()
     sweep_id = new_job_id()
     folder = plan.output_dir / "sweeps" / sweep_id
@@ -255,7 +260,7 @@ def run_sweep(
     max_epochs = max(run.epochs for run in plan.runs)
     log.info("sweep %s: %d runs in %s", sweep_id, len(plan.runs), folder)
     ctx = SweepContext(tuple(run.config for run in plan.runs), options.measure_memory)
-    with connected(address):
+    with connected(address, verbose):
         resources = trial_resources(options.trials)
         log.info("each trial holds %s; at most %d at once", resources,
                  options.trials.max_concurrent)  # fmt: skip
@@ -263,27 +268,22 @@ def run_sweep(
         board.update("sweep", sweep_id, {"total": len(plan.runs)})
         progress = SearchProgress("sweep", sweep_id, board, _describer(plan), _best,
                                   max_t=max_epochs, total=len(plan.runs))  # fmt: skip
-        tuner = tune.Tuner(
-            tune.with_resources(
-                tune.with_parameters(sweep_trial, ctx=ctx),
-                tune.PlacementGroupFactory([resources]),
-            ),
-            param_space={"run": tune.grid_search([run.index for run in plan.runs])},
-            tune_config=tune.TuneConfig(
-                scheduler=_asha(options.trials, max_epochs) if options.asha else None,
-                max_concurrent_trials=options.trials.max_concurrent,
-                reuse_actors=True,
-            ),
-            run_config=tune.RunConfig(
-                name="ray", storage_path=str(folder), callbacks=[progress], verbose=0,
-                failure_config=tune.FailureConfig(max_failures=0),  # it would fail again
-            ),
-        )  # fmt: skip
-        grid = tuner.fit()
-        if grid.num_terminated + grid.num_errors < len(grid):  # Ctrl-C: Tune stopped the rest
-            raise KeyboardInterrupt(f"sweep {sweep_id} interrupted; finished runs are in "
-                                    f"{plan.output_dir}")  # fmt: skip
-        results = [grid[i] for i in range(len(grid))]
+        execution = Execution(resources, options.trials.max_concurrent, folder, seed=0,
+                              max_failures=0,  # a failed run would fail again
+                              tune_output=None if verbose else folder / "sweep.log")  # fmt: skip
+        try:
+            results = run_experiment(
+                "ray", tune.with_parameters(sweep_trial, ctx=ctx), execution, progress,
+                tune.TuneConfig(
+                    scheduler=_asha(options.trials, max_epochs) if options.asha else None,
+                    max_concurrent_trials=options.trials.max_concurrent, reuse_actors=True,
+                ),
+                param_space={"run": tune.grid_search([run.index for run in plan.runs])},
+            )  # fmt: skip
+        except Interrupted:
+            raise KeyboardInterrupt(
+                f"sweep {sweep_id} interrupted; finished runs are in {plan.output_dir}"
+            ) from None
     rows = [_row(plan, result) for result in results]
     rows = _ranked(sorted(rows, key=lambda r: r["run"]))
     for run, result in zip(plan.runs, sorted(results, key=_run_of), strict=True):

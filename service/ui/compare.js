@@ -65,15 +65,16 @@ function stageTimeLeft(estimate, stage, state) {
   return lines(`ends in about ${seconds(mine.until)}`, `${plural(mine.left, "trial")} left`);
 }
 
-// The fit search's best so far ("{'hidden_channels': 8, ...} score 1,938.4", or
-// "hidden_channels=8 num_layers=1 score 1,938.4") in words, with the unit of the stage's
-// score: complexes/s within the time budget, or parameters (production's largest capacity).
+// The fit search's best so far ("hidden_channels=8 num_layers=1 score 1,938.4 complexes/s")
+// in words, with the unit of the stage's score. A job of an earlier version wrote no unit
+// ("{'hidden_channels': 8, ...} score 1,938.4"): complexes/s within the time budget, or
+// parameters (production's largest capacity).
 function fitBest(stage, text) {
-  const match = /^(.*) score ([\d,.]+)$/.exec(text || "");
+  const match = /^(.*) score ([\d,.]+)(?: (.+))?$/.exec(text || "");
   if (!match) return text || "";
   const pairs = match[1].startsWith("{") ? /'(\w+)': ([^,}]+)/g : /(\w+)=(\S+)/g;
   const knobs = Object.fromEntries([...match[1].matchAll(pairs)].map(([, k, v]) => [k, v]));
-  const unit = stage === "production" ? "parameters" : "complexes/s";
+  const unit = match[3] || (stage === "production" ? "parameters" : "complexes/s");
   return `${modelWords(knobs) || match[1]}: ${match[2]} ${unit}`;
 }
 

@@ -79,9 +79,11 @@ function frame(width, height, xs, ys, xLabel, yLabel) {
 }
 
 // Where a pruned configuration goes on the fit plot: it never ran (throughput 0); its
-// parameters are those of the model it dominates (a lower bound), or the bound production
-// pruned it by (its parameter count); null when neither is known.
+// parameters as counted when it was pruned; for a job of an earlier version, those of the
+// model it dominates (a lower bound), or the bound production pruned it by (its parameter
+// count); null when none is known.
 function prunedCapacity(t, probed) {
+  if (t.v["pruned.capacity"]) return t.v["pruned.capacity"];
   const failed = Object.entries(t.v).filter(([k]) => k.startsWith("pruned_by."));
   if (failed.length) {
     const twin = probed.find((p) => failed.every(([k, v]) => p.v[`model.${k.slice(10)}`] === v));

@@ -9,6 +9,8 @@ the page); follow a running job.
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import shutil
 import subprocess
@@ -147,11 +149,28 @@ def test_the_three_stages_side_by_side_in_one_screen(page, server, finished_job)
     tune_plot = page.locator('section.stage[data-stage="production"] svg.tune-plot')
     epochs = tune_plot.locator("text.x-tick").all_text_contents()
     assert epochs and all(e.isdigit() for e in epochs), epochs
-    for label in page.locator(
-        'section.stage[data-stage="production"] text.tick'
-    ).all_text_contents():
-        assert len(label.replace(",", "").replace(".", "").strip("0")) <= 3, label
+    for plot in ("fit-plot", "tune-plot"):
+        for axis in ("x-tick", "y-tick"):
+            labels = page.locator(
+                f'section.stage[data-stage="production"] svg.{plot} text.{axis}'
+            ).all_text_contents()
+            assert labels and round_ticks(labels), (plot, axis, labels)
     screenshot(page, "job-trials")
+
+
+def round_ticks(labels: list[str]) -> bool:
+    """Ticks at round numbers: a linear axis steps by 1, 2 or 5 x 10^k, each label with no more
+    decimals than the step has; a log axis marks 1, 2 and 5 x 10^k."""
+    values = [float(label.replace(",", "")) for label in labels]
+    gaps = {round(b - a, 12) for a, b in itertools.pairwise(values)}
+    if len(gaps) == 1:
+        step = gaps.pop()
+        power = math.floor(math.log10(step))
+        decimals = max(0, -power)
+        return round(step / 10**power, 6) in (1, 2, 5) and all(
+            len(label.partition(".")[2]) <= decimals for label in labels
+        )
+    return all(round(v / 10 ** math.floor(math.log10(v)), 6) in (1, 2, 5) for v in values if v)
 
 
 def test_edit_refuse_save_download_and_train(page, server, finished_job, tmp_path):
@@ -303,7 +322,8 @@ def test_the_jobs_page_follows_jobs_and_starts_one_from_the_form(page, server, f
 RUNNING = {
     "state": "running", "elapsed_seconds": 60, "options": {"preset": "quick", "fit_trials": 2},
     "progress": {"prototyping": {
-        "fit": {"total": 2, "done": 2, "best": "hidden_channels=8 num_layers=1 score 1,938.4"},
+        "fit": {"total": 2, "done": 2,
+                "best": "hidden_channels=8 num_layers=1 score 1,938.4 complexes/s"},
         "tune": {"total": 3, "done": 1, "running": 2, "best": "val_loss 0.7387"},
     }},
 }  # fmt: skip

@@ -110,6 +110,8 @@ class Policy(ABC):
     #: whether ``choose`` ranks by measured step times (which vary between runs a little), so
     #: that a rerun with the same seed may choose another of configurations that close
     ranks_by_time: bool = False
+    #: what ``score`` counts, as the progress of a search names it
+    score_unit: str = ""
 
     @abstractmethod
     def choose(self, candidates: Sequence[Candidate], ctx: PolicyContext) -> StageChoice:

@@ -28,6 +28,7 @@ class TimeBoundThroughput(Policy):
 
     name = "time_bound_throughput"
     ranks_by_time = True
+    score_unit = "complexes/s"
 
     def choose(self, candidates: Sequence[Candidate], ctx: PolicyContext) -> StageChoice:
         config = ctx.config
