@@ -29,27 +29,27 @@ SUBMIT_TRIES = 4  # a refused submission is tried again after 2, 4 and 8 seconds
 
 
 class RayHealth:
-    """What the service knows of its Ray: it answers, or since when and why it does not."""
+    """What the service knows of its Ray: it answers, or since when and why it does not. The
+    follower's thread writes it, request handlers read it: one tuple, replaced whole."""
 
     def __init__(self) -> None:
-        self.reason: str | None = None
-        self.since: float | None = None
+        self.state: tuple[str, float] | None = None  # (why, since when), or None: it answers
 
     @property
     def ok(self) -> bool:
-        return self.reason is None
+        return self.state is None
 
     def up(self) -> None:
-        if self.reason is not None:
-            down = time.time() - (self.since or 0)
-            log.warning("Ray answers again (it did not for %.0f s)", down)
-        self.reason, self.since = None, None
+        state = self.state
+        if state is not None:
+            log.warning("Ray answers again (it did not for %.0f s)", time.time() - state[1])
+        self.state = None
 
     def down(self, reason: str) -> None:
-        if self.reason is None:
+        state = self.state
+        if state is None:
             log.warning("Ray is unavailable: %s", reason)
-            self.since = time.time()
-        self.reason = reason
+        self.state = (reason, time.time() if state is None else state[1])
 
 
 def result_path(folder: Path, job: JobRecord) -> Path:
@@ -164,10 +164,9 @@ class Follower:
         self._full = free <= 0  # until a job ends (seen by refresh) or is cancelled
         if free <= 0:
             return
-        for job in self.store.in_state(JobState.QUEUED, limit=free):
-            tries, next_try = self._tries.get(job.id, (0, 0.0))
-            if time.monotonic() < next_try:
-                continue
+        waiting = {job_id for job_id, (_, at) in self._tries.items() if time.monotonic() < at}
+        queued = self.store.in_state(JobState.QUEUED, limit=free + len(waiting))
+        for job in [j for j in queued if j.id not in waiting][:free]:
             submission = submission_of(job.id)
             # a search's driver only schedules trials; a training run trains where it runs
             train = job.kind == JobKind.TRAIN.value
@@ -178,14 +177,17 @@ class Follower:
                 self.health.down(str(exc))
                 return
             except Exception as exc:  # Ray refused it: tried again, then the job fails
-                self._refused(job, tries + 1, exc)
-                continue
+                if self.ray.state(submission) is None:
+                    self._refused(job, exc)
+                    continue
+                # Ray has it (its answer to an earlier try was lost): it runs
             self._tries.pop(job.id, None)
             self.store.update(job.id, state=JobState.RUNNING, submission_id=submission,
                               started=time.time())  # fmt: skip
             log.info("job %s submitted to Ray as %s", job.id, submission)
 
-    def _refused(self, job: JobRecord, tries: int, exc: Exception) -> None:
+    def _refused(self, job: JobRecord, exc: Exception) -> None:
+        tries = self._tries.get(job.id, (0, 0.0))[0] + 1
         if tries < SUBMIT_TRIES:
             self._tries[job.id] = (tries, time.monotonic() + 2.0**tries)
             log.warning("job %s: Ray refused its submission (%s); trying again in %.0f s",
@@ -196,6 +198,10 @@ class Follower:
         self.store.update(job.id, state=JobState.FAILED, finished=time.time(),
                           error=f"Ray refused its submission {tries} times: {exc}")  # fmt: skip
         self._wake.set()  # its slot is free for the next queued job
+
+    def forget(self, job_id: str) -> None:
+        """A job left the queue (cancelled): no submission of it is tried again."""
+        self._tries.pop(job_id, None)
 
     def refresh(self) -> None:
         """Follow every running job's Ray status; then fill freed slots from the queue.

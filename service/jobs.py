@@ -28,7 +28,7 @@ from service.runner import LocalHead, RayJobs, RayUnreachable
 from service.schemas import JobPublic
 from service.settings import Settings
 from service.store import JobRecord, JobState, JobStore
-from service.validation import AskRay, InvalidJob, JobValidator
+from service.validation import PROFILE_PATH_KEYS, AskRay, InvalidJob, JobValidator
 from stagetune_api import (
     JobKind,
     JobOptions,
@@ -123,10 +123,7 @@ class JobManager:
     def create_training(self, name: str, version: int, profile: str) -> JobRecord:
         """Queue a training run of version ``version`` of saved profile ``name`` (``profile``:
         its YAML) as a Ray job: ``stagetune train --profile``, the run in the job's folder."""
-        config = yaml.safe_load(profile)
-        data = config.get("data") or {}
-        self.validator.check_data(data.get("source"), "data.source")
-        self.validator.check_data(data.get("labels"), "data.labels")
+        self.validator.check_config(yaml.safe_load(profile) or {}, PROFILE_PATH_KEYS)
         job_id = new_job_id()
         options = TrainOptions(profile=name, version=version).model_dump()
         with self._made(job_id) as folder:
@@ -174,8 +171,13 @@ class JobManager:
                     except RayUnreachable:
                         self.store.update(job.id, state=current.state, finished=None)
                         raise
-                    except RuntimeError as exc:  # Ray answered: the job had ended there
+                    except RuntimeError as exc:  # Ray answered; did the job end there?
+                        seen = self.ray.state(current.submission_id)
+                        if seen is not None and seen[0] is JobState.RUNNING:
+                            self.store.update(job.id, state=current.state, finished=None)
+                            raise RayUnreachable(f"Ray did not stop the job: {exc}") from exc
                         log.warning("job %s: stopping it on Ray: %s", job.id, exc)
+        self.follower.forget(job.id)
         self.follower.freed()
         updated = self.store.get(job.id)
         assert updated is not None

@@ -75,49 +75,61 @@ def write_record(folder: Path, record: JobRecord) -> None:
 
 def read_record(folder: Path) -> JobRecord | None:
     """The record ``folder`` keeps, or one made from its files; None for a folder that holds
-    no job."""
+    no job (or files no version wrote: the log says which)."""
     path = folder / RECORD
     if path.is_file():
         try:
-            return JobRecord.from_json(json.loads(path.read_text()))
+            return JobRecord.from_json(_mapping(path, json.loads))
         except (ValueError, TypeError, KeyError) as exc:
             log.warning("%s cannot be read (%s); reading the job from its other files", path, exc)
-    return _from_files(folder)
+    try:
+        return _from_files(folder)
+    except (ValueError, TypeError) as exc:
+        log.warning("%s holds no job this service can read (%s): left out", folder, exc)
+        return None
 
 
 def _from_files(folder: Path) -> JobRecord | None:
     if (folder / "profile.yaml").is_file():
         kind, result = JobKind.TRAIN.value, folder / "report.json"
-        meta = (_load(folder / "profile.yaml", yaml.safe_load) or {}).get("meta") or {}
+        meta = _mapping(folder / "profile.yaml", yaml.safe_load).get("meta")
+        meta = meta if isinstance(meta, dict) else {}
         options = {"profile": str(meta.get("profile", "?")), "version": meta.get("version", 1)}
     elif (folder / "spec.json").is_file():
         kind, result = JobKind.OPTIMIZE.value, folder / "result.json"
-        spec = _load(folder / "spec.json", json.loads) or {}
+        spec = _mapping(folder / "spec.json", json.loads)
         options = {k: v for k, v in spec.items() if k not in ("job_id", "storage", "address")}
     else:
         return None
     created = _created(folder)
     done = result.is_file()
+    started = done or any((folder / name).exists() for name in ("job.json", "runs", "ray"))
     return JobRecord(
         id=folder.name,
-        state=JobState.SUCCEEDED if done else JobState.RUNNING,
+        # a job that started is followed on Ray (which may still run it, or has lost it); one
+        # that never did was left half-made by a service that stopped while queueing it
+        state=JobState.SUCCEEDED if done else JobState.RUNNING if started else JobState.FAILED,
         options=options,
-        submission_id=submission_of(folder.name),
+        submission_id=submission_of(folder.name) if started else None,
         idempotency_key=None,
         created=created,
-        started=created,
-        finished=result.stat().st_mtime if done else None,
-        error=None,
+        started=created if started else None,
+        finished=result.stat().st_mtime if done else None if started else created,
+        error=None if started else "found with no record and never started when the job index "
+        "was rebuilt: submit it again",
         kind=kind,
     )
 
 
-def _load(path: Path, parse: Any) -> Any:
+def _mapping(path: Path, parse: Any) -> dict[str, Any]:
+    """The mapping a JSON or YAML file holds; ``ValueError`` when it holds none."""
     try:
-        return parse(path.read_text())
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        log.warning("%s cannot be read: %s", path, exc)
-        return None
+        data = parse(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path} cannot be read: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds no mapping")
+    return data
 
 
 def _created(folder: Path) -> float:
@@ -149,7 +161,12 @@ def profile_versions(profiles_dir: Path) -> list[dict[str, Any]]:
     """Every saved profile version's row, as its file keeps it."""
     rows = []
     for path in sorted(profiles_dir.glob("*/*.json")) if profiles_dir.is_dir() else []:
-        row = _load(path, json.loads)
-        if isinstance(row, dict) and {"name", "version", "config", "config_hash"} <= row.keys():
-            rows.append(row)
+        try:
+            row = _mapping(path, json.loads)
+            version = int(row["version"])
+            if not isinstance(row["config"], dict) or not isinstance(row["config_hash"], str):
+                raise ValueError("config or config_hash of the wrong type")
+            rows.append({**row, "name": str(row["name"]), "version": version})
+        except (ValueError, TypeError, KeyError) as exc:
+            log.warning("%s is not a saved profile version (%s): left out", path, exc)
     return rows

@@ -44,17 +44,15 @@ class RayJobs:
     reach Ray raises ``RayUnreachable``; an answer of Ray's (a refusal) raises as Ray does."""
 
     def __init__(self, address: str, token_file: Path | None = None) -> None:
-        headers = {}
-        if token_file is not None and token_file.expanduser().is_file():
-            token = token_file.expanduser().read_text().strip()
-            headers["Authorization"] = f"Bearer {token}"
-        self.headers = headers
+        self.token_file = token_file
+        self.headers = _headers(token_file)
         self.address = address
         self._client: Any = None
 
     def connect(self, address: str) -> None:
-        """Use the Ray at ``address`` from now on (a restarted head)."""
-        self.address, self._client = address, None
+        """Use the Ray at ``address`` from now on (a restarted head), with the token its file
+        holds now."""
+        self.address, self.headers, self._client = address, _headers(self.token_file), None
 
     @property
     def client(self) -> Any:
@@ -69,6 +67,9 @@ class RayJobs:
     def _reaching(self) -> Iterator[None]:
         try:
             yield
+        except urllib.error.HTTPError as exc:  # it answers, but not with what was asked
+            answer = f"Ray at {self.address} answered {exc.code}: {exc.reason}"
+            raise RayUnreachable(answer) from exc
         except OSError as exc:  # requests' and urllib's errors are OSErrors
             raise RayUnreachable(f"Ray at {self.address} does not answer: {exc}") from exc
 
@@ -116,6 +117,13 @@ class RayJobs:
             self.client.stop_job(submission_id)
 
 
+def _headers(token_file: Path | None) -> dict[str, str]:
+    if token_file is not None and token_file.expanduser().is_file():
+        token = token_file.expanduser().read_text().strip()
+        return {"Authorization": f"Bearer {token}"}
+    return {}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -151,19 +159,23 @@ class LocalHead:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _stop(self.pid)
+        if self.pid > 0:
+            _stop(self.pid)
         self.record.unlink(missing_ok=True)
 
     def alive(self) -> bool:
-        return _alive(self.pid) and _answers(self.url)
+        """Whether the head's process runs (a head that is slow to answer is not dead: its
+        jobs go on)."""
+        return self.pid > 0 and _alive(self.pid)
 
     def restart(self) -> str:
         """Stop what is left of the head (its whole process group) and start a new one; its
         dashboard's URL."""
         log.warning("the local Ray head (pid %d, %s) died: starting a new one", self.pid, self.url)
-        with contextlib.suppress(OSError):
-            os.killpg(self.pid, signal.SIGKILL)
-        _stop(self.pid, timeout=5)
+        if self.pid > 0:  # what is left of its session: GCS, raylet, dashboard, workers
+            with contextlib.suppress(OSError):
+                os.killpg(self.pid, signal.SIGKILL)
+        self.pid = 0  # never signalled again, even if the new head does not start
         self._start()
         return self.url
 
@@ -247,6 +259,13 @@ def _port_free(port: int) -> bool:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs; a child of this process that exited is reaped (it would
+    otherwise linger as a zombie that ``kill(pid, 0)`` still finds)."""
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:  # not this process's child
+        pass
     try:
         os.kill(pid, 0)
     except OSError:
@@ -256,6 +275,8 @@ def _alive(pid: int) -> bool:
 
 def _stop(pid: int, timeout: float = 90) -> None:
     """Stop a head started with ``--block``: on SIGTERM it stops every Ray process it started."""
+    if pid <= 0:  # never a process group
+        return
     try:
         os.kill(pid, signal.SIGTERM)
     except OSError:

@@ -18,12 +18,16 @@ from typing import Any
 
 from service.runner import RayJobs, RayUnreachable
 from service.settings import Settings
+from stagetune_api import JobSpec
 
 NODES_MAX_AGE = 10.0  # seconds a reading of the cluster's nodes serves requests
 #: Keys of a training configuration whose value is a path on the cluster's nodes.
 PATH_KEYS = frozenset(
     {"data.source", "data.labels", "data.cache_dir", "train.output_dir", "optimizer.export_json"}
 )
+#: Those a training run of a saved profile reads or writes as the profile says (its output
+#: folder and cache are the job's own: the entry point sets them).
+PROFILE_PATH_KEYS = frozenset({"data.source", "data.labels", "optimizer.export_json"})
 
 
 class InvalidJob(ValueError):
@@ -41,6 +45,7 @@ class JobValidator:
         self.warm = threading.Event()  # set once the validation code is loaded
         self._nodes: list[dict[str, float]] | None = None
         self._nodes_read = 0.0
+        self._default_config: dict[str, Any] | None = None
 
     def check_data(self, data: Any, key: str, named: str = "") -> None:
         """A job reads data from the data roots only (or synthetic complexes); ``named``: what
@@ -65,6 +70,26 @@ class JobValidator:
             if key.strip().lstrip("+~") in PATH_KEYS and _named_path(value):
                 self.check_data(value.strip(), f"overrides[{i}]", str(text))
 
+    def check_config(self, config: dict[str, Any], keys: frozenset[str] = PATH_KEYS) -> None:
+        """Every path-valued key (``keys``) of a whole training configuration that differs from
+        configs/ lies in the data roots, however it was set: an override of the key or of its
+        section (``data={source: ...}``), quoted or not, or a saved profile. (configs/ is the
+        service's own: its paths are where the service was installed to write.)"""
+        defaults = self._defaults()
+        for path in sorted(keys):
+            section, _, name = path.partition(".")
+            value = (config.get(section) or {}).get(name)
+            default = (defaults.get(section) or {}).get(name)
+            if isinstance(value, str) and value != default and _named_path(value):
+                self.check_data(value, path)
+
+    def _defaults(self) -> dict[str, Any]:
+        if self._default_config is None:
+            from tuner import train_config
+
+            self._default_config = train_config(JobSpec(job_id="defaults")).to_dict()
+        return self._default_config
+
     def check_preset(self, options: dict[str, Any]) -> None:
         """A preset is one of configs/presets/, by name (never a path)."""
         from tuner import presets
@@ -78,12 +103,13 @@ class JobValidator:
         """The validated spec (as JSON) of ``options`` with its ``job_id``; ``InvalidJob`` names
         what is refused. Without ``may_ask_ray``, a request the last reading of the nodes would
         refuse raises ``AskRay`` instead."""
-        from tuner import ConfigError, build_job_spec, trial_bundle
+        from tuner import ConfigError, build_job_spec, train_config, trial_bundle
 
         self.check_paths(options)
         self.check_preset(options)
         try:
             spec = build_job_spec({**options, "storage": str(self.settings.jobs_dir)})
+            self.check_config(train_config(spec).to_dict())
             try:  # against the cluster, not left pending
                 trial_bundle(spec, self.nodes() if may_ask_ray else self._nodes or [])
             except ConfigError:  # refuse only what the cluster as it is now cannot run

@@ -17,6 +17,7 @@ from typing import Any
 INT_LIMIT = 2**63 - 1
 _BAD_CHARS = re.compile(r"[\ud800-\udfff\x00-\x08\x0b-\x1f\x7f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+_LINE_BREAKS = re.compile(r"[\n\r\x85\u2028\u2029]")
 
 
 def text_problem(text: str) -> str | None:
@@ -46,7 +47,10 @@ def value_problems(value: Any, key: str = "") -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []
         for name, item in value.items():
             part = f"{key}.{name}" if key else str(name)
-            if isinstance(name, str) and (why := text_problem(name)):
+            why = text_problem(name) if isinstance(name, str) else None
+            if why is None and isinstance(name, str) and _LINE_BREAKS.search(name):
+                why = "has a line break; a key is one line"
+            if why is not None:
                 found.append((part.encode("unicode_escape").decode(), f"the key {why}"))
             found += value_problems(item, part)
         return found

@@ -70,12 +70,13 @@ def optimize(
     started = time.time()
     folder = JobFolder.of(spec)
     check_resume(folder.job_json, spec)
+    made = not folder.path.exists()  # a folder the service made holds its own files
     folder.create()
     try:
         with _job_log(folder.job_log):
             result = _run_job(spec, folder, address, config_dir, started, verbose)
     except KeyboardInterrupt:
-        if not folder.job_json.is_file():  # nothing to resume
+        if made and not folder.job_json.is_file():  # nothing to resume
             shutil.rmtree(folder.path, ignore_errors=True)
         raise
     if output is not None:

@@ -81,7 +81,7 @@ def _clip(message: str) -> str:
 def problems_in(text: str) -> list[tuple[str, str]]:
     """``key: message`` lines of a message (a ``ConfigError``'s), each as a problem; a message
     without such lines is one problem of the whole request."""
-    lines = [m.groups() for m in map(_KEYED.match, text.splitlines()) if m]
+    lines = [m.groups() for m in map(_KEYED.match, text.split("\n")) if m]
     keyed = [(k, v) for k, v in lines if k not in ("invalid job", "invalid configuration")]
     return keyed or [("(request)", text.strip())]
 
@@ -96,7 +96,7 @@ def _described(error: dict[str, Any], body: type[BaseModel] | None) -> list[tupl
     """The problems of one error: a check of the whole body (its values' text and numbers)
     names each key in a line of its own, under the key of the part it checked."""
     key, message = _describe(error, body)
-    lines = [m.groups() for m in map(_KEYED.match, message.splitlines()) if m]
+    lines = [m.groups() for m in map(_KEYED.match, message.split("\n")) if m]
     if not lines:
         return [(key, message)]
     prefix = "" if key == "body" else f"{key}."
@@ -132,18 +132,25 @@ async def on_ray_unreachable(request: Request, exc: Exception) -> JSONResponse:
 
 
 _FULL = {errno.ENOSPC, errno.EDQUOT}
-_READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
+_READ_ONLY = {errno.EROFS}
+_DENIED = {errno.EACCES, errno.EPERM}
 
 
 async def on_storage_fault(request: Request, exc: Exception) -> JSONResponse:
-    """A write to the state folder that failed: 507 when its disk is full, 503 when it is
-    read-only (the reason in ``detail``); anything else is the server's error (500)."""
-    text = str(exc)
-    if (isinstance(exc, OSError) and exc.errno in _FULL) or "disk is full" in text:
+    """A file or the SQLite index the service could not use: 507 when the disk is full, 503
+    (with the reason) when it is read-only, denied, or SQLite is busy past its wait; anything
+    else is the server's error (500, logged)."""
+    text, code = str(exc), getattr(exc, "errno", None)
+    if code in _FULL or "disk is full" in text:
         return _refusal(status.HTTP_507_INSUFFICIENT_STORAGE, f"the state folder is full: {text}")
-    if (isinstance(exc, OSError) and exc.errno in _READ_ONLY) or "readonly" in text:
+    if code in _READ_ONLY or "readonly" in text:
         return _refusal(status.HTTP_503_SERVICE_UNAVAILABLE,
                         f"the state folder cannot be written: {text}")  # fmt: skip
+    if code in _DENIED:
+        return _refusal(status.HTTP_503_SERVICE_UNAVAILABLE, f"permission denied: {text}")
+    if "locked" in text or "busy" in text:
+        return _refusal(status.HTTP_503_SERVICE_UNAVAILABLE,
+                        f"the job index is busy: {text}", **{"Retry-After": "1"})  # fmt: skip
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return _refusal(status.HTTP_500_INTERNAL_SERVER_ERROR, "internal error; see the service's log")
 

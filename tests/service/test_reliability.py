@@ -69,6 +69,9 @@ REFUSED = [
     ('"reduction_factor": Infinity', "reduction_factor"),
     ('"gpus_per_trial": Infinity', "gpus_per_trial"),
     ('"memory_budget": "1KiB"', "memory_budget"),
+    ('"overrides": ["data.labels=\'/etc/passwd\'"]', "overrides[0]"),
+    ('"overrides": ["optimizer.export_json=/etc/stagetune.json"]', "overrides[0]"),
+    ('"overrides": ["data={\\"labels\\": \\"/etc/passwd\\"}"]', "data"),
 ]  # fmt: skip
 
 
@@ -81,6 +84,23 @@ def test_a_refused_request_names_its_field_and_leaves_no_job(service, field, nam
     assert any(k.startswith(named) for k in keys(answer)), answer
     assert "/site-packages/" not in answer["detail"] and "configs/presets" not in answer["detail"]
     assert call(url, "GET", "/jobs")[1]["total"] == before
+
+
+def test_a_path_set_by_overriding_its_whole_section_is_checked(service):
+    """``train={...}`` replaces the section: the composed configuration is what is checked."""
+    url, _ = service
+    whole = call(url, "POST", "/configs/check", {"config": {}})[1]["config"]["train"]
+    body = {**QUICK, "overrides": ["train=" + json.dumps({**whole, "output_dir": "/root/x"})]}
+    status, answer = call(url, "POST", "/optimize", body)
+    assert status == 422 and keys(answer) == {"train.output_dir"}, answer
+
+
+def test_a_profile_that_writes_outside_the_data_roots_is_not_trained(service):
+    url, _ = service
+    config = {"optimizer": {"export_json": "/etc/exported.json"}}
+    assert call(url, "PUT", "/profiles/exports", {"config": config})[0] == 201
+    status, answer = call(url, "POST", "/profiles/exports/train")
+    assert status == 422 and keys(answer) == {"optimizer.export_json"}, answer
 
 
 def test_a_sample_inside_the_data_roots_is_accepted(service, data_root):
@@ -174,6 +194,18 @@ def test_ray_gone_is_reported_jobs_wait_and_nothing_is_lost(tmp_path, data_root)
         assert until(lambda: call(url, "GET", queued)[1]["state"] == "running")
 
 
+def test_a_submission_whose_answer_was_lost_runs_once(tmp_path, data_root):
+    """Ray took the job but its answer did not arrive: the next try finds it there, and the
+    job runs (not failed as refused, not submitted twice)."""
+    ray = RecordingRay()
+    with app_in_thread(settings(tmp_path, data_root), ray) as url:
+        ray.lost_answers = 1
+        _, job = call(url, "POST", "/optimize", QUICK)
+        assert until(lambda: call(url, "GET", f"/jobs/{job['job_id']}")[1]["state"] == "running")
+        assert [e for e, _ in ray.entrypoints] == []  # the one submission Ray took had no answer
+        assert list(ray.jobs) == [f"stagetune-{job['job_id']}"]
+
+
 def test_a_refused_submission_is_tried_again_then_fails_with_rays_message(tmp_path, data_root,
                                                                           monkeypatch):  # fmt: skip
     monkeypatch.setattr("service.follower.SUBMIT_TRIES", 2)
@@ -217,6 +249,23 @@ def test_a_lost_or_corrupt_index_is_rebuilt_from_the_job_folders(tmp_path, data_
         assert "set aside" in caplog.text
 
 
+def test_folders_no_version_wrote_or_a_half_made_job_never_stop_the_service(tmp_path, data_root):
+    jobs = tmp_path / "jobs"
+    for name, files in {
+        "20260101-000001-aaaaaa": {"job-record.json": "null", "spec.json": "[]"},
+        "20260101-000002-bbbbbb": {"profile.yaml": "just text"},
+        "20260101-000003-cccccc": {"spec.json": json.dumps({**QUICK, "job_id": "x"})},
+    }.items():
+        (jobs / name).mkdir(parents=True)
+        for file, text in files.items():
+            (jobs / name / file).write_text(text)
+    with app_in_thread(settings(tmp_path, data_root), RecordingRay()) as url:
+        listed = {j["job_id"]: j for j in call(url, "GET", "/jobs")[1]["jobs"]}
+    assert set(listed) == {"20260101-000003-cccccc"}  # the others hold no job
+    half = listed["20260101-000003-cccccc"]
+    assert half["state"] == "failed" and "never started" in half["error"], half
+
+
 def test_a_job_folder_from_before_records_reads_as_its_files_say(tmp_path, data_root):
     """A folder an older service wrote (spec.json and result.json, no job-record.json) is listed
     as succeeded after its index is lost, and gains its record."""
@@ -230,9 +279,16 @@ def test_a_job_folder_from_before_records_reads_as_its_files_say(tmp_path, data_
     assert (folder / "job-record.json").is_file()
 
 
-@pytest.mark.parametrize(("code", "status"), [(errno.ENOSPC, 507), (errno.EROFS, 503)])
+@pytest.mark.parametrize(
+    ("seam", "code", "status"),
+    [
+        ("service.jobs.write_atomic", errno.ENOSPC, 507),  # the job's first file
+        ("service.jobs.write_atomic", errno.EROFS, 503),
+        ("service.records.write_atomic", errno.ENOSPC, 507),  # its record, beside its row
+    ],
+)
 def test_a_full_or_read_only_disk_is_said_and_leaves_no_half_made_job(
-    tmp_path, data_root, monkeypatch, code, status
+    tmp_path, data_root, monkeypatch, seam, code, status
 ):
     with app_in_thread(settings(tmp_path, data_root), RecordingRay()) as url:
         before = call(url, "GET", "/jobs")[1]["total"]
@@ -240,7 +296,7 @@ def test_a_full_or_read_only_disk_is_said_and_leaves_no_half_made_job(
         def fails(path, text):
             raise OSError(code, "simulated", str(path))
 
-        monkeypatch.setattr("service.jobs.write_atomic", fails)  # the seam: the job's first file
+        monkeypatch.setattr(seam, fails)
         answered, answer = call(url, "POST", "/optimize", QUICK)
         assert answered == status and "state folder" in answer["detail"], answer
         assert call(url, "GET", "/jobs")[1]["total"] == before

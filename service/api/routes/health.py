@@ -16,8 +16,8 @@ router = APIRouter(tags=["health"])
     responses={503: {"model": Health, "description": "Ray does not answer; `ray` says why"}},
 )
 async def healthz(request: Request) -> JSONResponse:
-    health = request.app.state.manager.health
-    if health.ok:
+    state = request.app.state.manager.health.state  # read once: the follower replaces it
+    if state is None:
         return JSONResponse(Health(status="ok", ray="ok").model_dump())
-    body = Health(status="unavailable", ray=health.reason, since=health.since)
+    body = Health(status="unavailable", ray=state[0], since=state[1])
     return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "5"})
