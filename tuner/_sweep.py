@@ -27,7 +27,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import ray
 import torch
 from pydantic import ValidationError
 from ray import tune
@@ -51,6 +50,7 @@ from tuner._cluster import connected, trial_resources
 from tuner._experiment import Execution, Interrupted, run_experiment
 from tuner._job import _explain
 from tuner._progress import ProgressBoard, SearchProgress
+from tuner._trials import epoch_metrics, trial_where
 
 log = logging.getLogger(__name__)
 
@@ -211,22 +211,11 @@ def sweep_trial(config: dict[str, Any], ctx: SweepContext) -> None:
     trail must not depend on how fast the files are written. A run Tune ends before (its
     ``report`` exits) is recorded by the driver (``_trail_of_stopped``), not as a failure."""
     train_config = TrainConfig.model_validate(ctx.configs[config["run"]])
-    where = {
-        "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
-        "started": time.time(),
-    }
+    where = trial_where()
     last: list[dict[str, Any]] = []
 
     def report(m: Any) -> None:
-        metrics = {
-            "val_loss": m.val_loss,
-            "val_rmse": m.val_rmse,
-            "val_pearson": m.val_pearson if math.isfinite(m.val_pearson) else None,
-            "train_loss": m.train_loss,
-            "epoch": m.epoch,
-            "config_hash": train_config.digest(),
-            **where,
-        }
+        metrics = epoch_metrics(m, train_config, where)
         if m.epoch == train_config.train.epochs:
             last.append(metrics)
             return

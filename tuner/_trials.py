@@ -76,7 +76,7 @@ def trial_device(memory_budget: str | None) -> Device:
 
 def probe_configuration(knobs: dict[str, Any], ctx: FitContext) -> dict[str, Any]:
     """Probe one architecture; the metrics the fit trial reports (JSON only)."""
-    where = {**_where(), "started": time.time()}
+    where = trial_where()
     try:
         config = TrainConfig.model_validate(merge_tree(ctx.train_config, {"model": knobs}))
     except ValidationError as exc:
@@ -146,20 +146,10 @@ def tune_trial(config: dict[str, Any], ctx: TuneContext) -> None:
         },
     )
     train_config = TrainConfig.model_validate(tree)
-    where = {**_where(), "started": time.time()}
+    where = trial_where()
 
     def report(m: Any) -> None:
-        tune.report(
-            {
-                "val_loss": m.val_loss,
-                "val_rmse": m.val_rmse,
-                "val_pearson": m.val_pearson if math.isfinite(m.val_pearson) else None,
-                "train_loss": m.train_loss,
-                "epoch": m.epoch,
-                "config_hash": train_config.digest(),
-                **where,
-            }
-        )
+        tune.report(epoch_metrics(m, train_config, where))
 
     run_training(train_config, on_epoch=report)
 
@@ -174,6 +164,26 @@ def probe_of(metrics: dict[str, Any]) -> ProbeResult | None:
     """The probe result a fit trial reported, or None (an invalid model, a crash)."""
     data = metrics.get("probe")
     return ProbeResult.from_json(json.loads(data)) if data else None
+
+
+def epoch_metrics(m: Any, config: TrainConfig, where: dict[str, Any]) -> dict[str, Any]:
+    """An epoch's figures (``model.EpochMetrics``) as a training trial reports them to Tune,
+    with its configuration's hash and where it runs."""
+    return {
+        "val_loss": m.val_loss,
+        "val_rmse": m.val_rmse,
+        "val_pearson": m.val_pearson if math.isfinite(m.val_pearson) else None,
+        "train_loss": m.train_loss,
+        "epoch": m.epoch,
+        "config_hash": config.digest(),
+        **where,
+    }
+
+
+def trial_where() -> dict[str, Any]:
+    """The node a trial runs on and when it started, for the records (Tune adds its address
+    and pid)."""
+    return {**_where(), "started": time.time()}
 
 
 def _where() -> dict[str, Any]:

@@ -196,7 +196,8 @@ def test_a_killed_ray_head_is_replaced_and_its_jobs_fail_saying_why(server):
         time.sleep(0.2)
     lost = server.call("GET", f"/jobs/{job['job_id']}")[1]
     assert lost["state"] == "failed" and "Ray head died" in lost["error"], lost
-    assert unhealthy and "died" in unhealthy[0], unhealthy
+    # first, perhaps, "does not answer" (its processes end a moment apart), then "died"
+    assert any("died" in reason for reason in unhealthy), unhealthy
 
     assert server.call("GET", "/healthz", token=None)[0] == 200
     assert json.loads((server.state / "ray-head.json").read_text())["pid"] != head["pid"]
