@@ -116,7 +116,8 @@ class Follower:
                         next_poll = time.monotonic() + poll_seconds
                         if self.watch():
                             self.refresh()
-                            self.nodes()
+                            with contextlib.suppress(RayUnreachable):  # no node yet
+                                self.nodes()
                     elif self.health.ok:
                         self.dispatch()
                 except Exception:  # one failed poll (Ray busy) is no reason to stop following

@@ -80,17 +80,20 @@ class RayJobs:
 
     def node_resources(self) -> list[dict[str, float]]:
         """The resources of every alive node, in Ray's names (CPU, GPU, accelerator_type:T),
-        from the state API of the dashboard."""
+        from the state API of the dashboard; ``RayUnreachable`` while there is none."""
         request = urllib.request.Request(f"{self.address}/api/v0/nodes?limit=10000")
         for key, value in self.headers.items():
             request.add_header(key, value)
         with self._reaching(), urllib.request.urlopen(request, timeout=30) as answer:
             nodes = json.loads(answer.read())["data"]["result"]["result"]
-        return [
+        alive = [
             {str(k): float(v) for k, v in n["resources_total"].items()}
             for n in nodes
             if n.get("state") == "ALIVE"
         ]
+        if not alive:  # a head that has just started, its node not registered yet
+            raise RayUnreachable(f"Ray at {self.address} has no alive node yet")
+        return alive
 
     def submit(self, submission_id: str, entrypoint: str, gpus: float = 0) -> str:
         """Submit ``entrypoint``; with ``gpus``, its process is placed on a node with them (a

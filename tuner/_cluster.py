@@ -22,8 +22,8 @@ def connected(address: str | None, verbose: bool = False) -> Iterator[None]:
 
     Unless ``verbose``, the workers' own output (the profiler's lines, library warnings) stays
     in Ray's worker logs instead of being forwarded to this process's terminal, and the notice
-    that a new local instance uses token authentication is not shown (the instance listens on
-    127.0.0.1 only and ends with the job)."""
+    that a new local instance uses token authentication is not shown (the instance makes its
+    own token and ends with the job)."""
     if ray.is_initialized():
         yield
         return
