@@ -194,13 +194,6 @@ class LocalHead:
         self.record.write_text(json.dumps({"url": self.url, "pid": self.pid}) + "\n")
 
 
-@contextmanager
-def local_head(dashboard_port: int, state_dir: Path) -> Iterator[str]:
-    """``LocalHead``'s dashboard URL, for a caller that needs no more of it."""
-    with LocalHead(dashboard_port, state_dir) as head:
-        yield head.url
-
-
 def _running_head(record: Path) -> tuple[str, int] | None:
     if not record.is_file():
         return None

@@ -33,7 +33,7 @@ from stagetune_api._result import (
     result_schema,
 )
 from stagetune_api._sizes import format_size, parse_size
-from stagetune_api._text import check_values, printable_json, value_problems
+from stagetune_api._text import check_values, printable_json
 from stagetune_api._train import EpochFigures, SkippedComplex, TrainOptions, TrainRunReport
 
 __all__ = [
@@ -68,6 +68,5 @@ __all__ = [
     "parse_size",
     "printable_json",
     "result_schema",
-    "value_problems",
     "write_atomic",
 ]

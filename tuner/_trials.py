@@ -183,9 +183,5 @@ def epoch_metrics(m: Any, config: TrainConfig, where: dict[str, Any]) -> dict[st
 def trial_where() -> dict[str, Any]:
     """The node a trial runs on and when it started, for the records (Tune adds its address
     and pid)."""
-    return {**_where(), "started": time.time()}
-
-
-def _where() -> dict[str, Any]:
-    """The node a trial runs on, for the job's records (Tune adds its address and pid)."""
-    return {"node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None}
+    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    return {"node_id": node, "started": time.time()}
