@@ -3,15 +3,18 @@ contract's parameter groups, exported configuration and audit hash."""
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 
 import pytest
 import torch
+import yaml
 from torch_geometric.data import Batch
 
 from model import (
     Lookahead,
+    OptimizerSpec,
     Trainer,
     build_optimizer,
     build_scheduler,
@@ -42,7 +45,17 @@ def test_every_optimizer_and_scheduler_builds_and_steps(optimizer, scheduler, ti
     losses = [float(trainer.train_step(batch)) for _ in range(3)]
     assert all(math.isfinite(x) for x in losses)
     assert not torch.equal(before, flat(trainer.model))
-    assert type(trainer.optimizer).__name__.lower() == optimizer or optimizer == "adafactor"
+    # what the file asks for: its torch class, its peak learning rate and every argument it sets
+    written = yaml.safe_load((default_config_dir() / "optimizer" / f"{optimizer}.yaml").read_text())
+    assert type(trainer.optimizer) is getattr(torch.optim, written["type"])
+    decay = trainer.optimizer.param_groups[0]
+    assert decay["max_lr" if scheduler == "onecycle" else "initial_lr"] == written["lr"]
+    arguments = set(inspect.signature(type(trainer.optimizer)).parameters)
+    written_arguments = (arguments - {"params", "lr", *OptimizerSpec.model_fields}) & set(written)
+    assert written_arguments  # every file sets some (eps, momentum, ...)
+    for key in written_arguments:
+        value = written[key]
+        assert decay[key] == (tuple(value) if isinstance(value, list) else value), key
 
 
 def test_weight_decay_skips_biases_and_norms(tiny_config):
