@@ -160,9 +160,14 @@ class JobManager:
 
     def cancel(self, job: JobRecord) -> JobRecord:
         """Cancel a job: its state is written first, then a running job is stopped on Ray; if
-        Ray cannot be reached (``RayUnreachable``), the state is put back and nothing changed."""
+        Ray cannot be reached (``RayUnreachable``), the state is put back and nothing changed.
+        While the follower sees Ray not answering, a running job is not tried (it would wait for
+        Ray's timeout): ``RayUnreachable`` at once."""
         with self.follower.lock:
             current = self.store.get(job.id) or job
+            down = self.health.state  # read once: the follower replaces it
+            if current.state is JobState.RUNNING and down is not None:
+                raise RayUnreachable(down[0])
             if not current.state.finished:
                 self.store.update(job.id, state=JobState.CANCELLED, finished=time.time())
                 if current.state is JobState.RUNNING and current.submission_id is not None:

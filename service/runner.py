@@ -4,6 +4,7 @@ head of the service's own when no cluster is configured (``LocalHead``)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -34,6 +35,11 @@ _STATES = {
 }
 
 
+#: Seconds a call to Ray's job or state API may take: past it Ray counts as not answering (a
+#: head whose processes are stopped takes the connection and never answers).
+CALL_SECONDS = 30.0
+
+
 class RayUnreachable(Exception):
     """Ray's job API does not answer (its head is down, or the network to it): the service says
     so (``/healthz`` 503, a request that needs Ray 503) and tries again; nothing is failed."""
@@ -56,11 +62,9 @@ class RayJobs:
 
     @property
     def client(self) -> Any:
-        from ray.job_submission import JobSubmissionClient
-
         if self._client is None:
             with self._reaching():
-                self._client = JobSubmissionClient(self.address, headers=self.headers)
+                self._client = _timed_client()(self.address, headers=self.headers)
         return self._client
 
     @contextmanager
@@ -84,7 +88,7 @@ class RayJobs:
         request = urllib.request.Request(f"{self.address}/api/v0/nodes?limit=10000")
         for key, value in self.headers.items():
             request.add_header(key, value)
-        with self._reaching(), urllib.request.urlopen(request, timeout=30) as answer:
+        with self._reaching(), urllib.request.urlopen(request, timeout=CALL_SECONDS) as answer:
             nodes = json.loads(answer.read())["data"]["result"]["result"]
         alive = [
             {str(k): float(v) for k, v in n["resources_total"].items()}
@@ -118,6 +122,20 @@ class RayJobs:
     def stop(self, submission_id: str) -> None:
         with self._reaching():
             self.client.stop_job(submission_id)
+
+
+@functools.cache
+def _timed_client() -> type:
+    """Ray's ``JobSubmissionClient`` with a timeout on every request (its own requests wait
+    forever: a stopped head would hold the follower, and a cancel, until it went on)."""
+    from ray.job_submission import JobSubmissionClient
+
+    class TimedClient(JobSubmissionClient):
+        def _do_request(self, *args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("timeout", CALL_SECONDS)  # read at each call
+            return super()._do_request(*args, **kwargs)
+
+    return TimedClient
 
 
 def _headers(token_file: Path | None) -> dict[str, str]:
@@ -246,7 +264,11 @@ _PORTS = (
 
 
 def _port_free(port: int) -> bool:
+    """Whether the dashboard can listen on ``port``: nothing listens there. Its connections in
+    TIME_WAIT (every health check leaves one) do not count; the dashboard binds over them, as
+    asyncio servers do, so a head started again keeps its address."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

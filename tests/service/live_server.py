@@ -99,7 +99,7 @@ class Server:
             "STAGETUNE_STATE_DIR": str(state),
             "STAGETUNE_PORT": str(self.port),
             "STAGETUNE_API_TOKEN": TOKEN,
-            "STAGETUNE_DASHBOARD_PORT": "0",
+            "STAGETUNE_DASHBOARD_PORT": str(free_port()),  # one port, as 8265 is by default
             "STAGETUNE_DATA_ROOTS": json.dumps([str(data_root)]),
         }
         self.log = state / "server.log"

@@ -3,6 +3,7 @@ jobs, a real SQLite file; requests over HTTP."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -11,11 +12,13 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 
 from model import load_train_config
-from tests.service.live_server import QUICK, TOKEN, Server
+from tests.service.live_server import QUICK, TOKEN, Server, until
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +29,8 @@ def server(tmp_path_factory, pdbbind_mini):
 
 def test_every_route_but_healthz_needs_the_token(server):
     assert server.call("GET", "/healthz", token=None) == (
-        200, {"status": "ok", "ray": "ok", "since": None}
+        200,
+        {"status": "ok", "ray": "ok", "since": None},
     )
     assert server.call("GET", "/jobs", token=None)[0] == 401
     assert server.call("GET", "/jobs", token="wrong")[0] == 401
@@ -88,15 +92,19 @@ def test_a_job_runs_to_its_result_profile_and_trials(server, tmp_path):
     assert job_id in [j["job_id"] for j in listed["jobs"]]
 
 
-def ray_job_status(server: Server, dashboard_link: str) -> str:
-    """The Ray job's own status, from the dashboard the service links to, with the token of
-    the service's own head."""
+def ray_job(server: Server, dashboard_link: str) -> dict[str, Any]:
+    """The Ray job as Ray itself tells it (status, message), from the dashboard the service
+    links to, with the token of the service's own head."""
     base, submission = dashboard_link.split("/#/jobs/")
     request = urllib.request.Request(f"{base}/api/jobs/{submission}")
     token = (server.state / "ray-auth-token").read_text().strip()
     request.add_header("Authorization", f"Bearer {token}")
     with urllib.request.urlopen(request, timeout=30) as answer:
-        return str(json.loads(answer.read())["status"])
+        return dict(json.loads(answer.read()))
+
+
+def ray_job_status(server: Server, dashboard_link: str) -> str:
+    return str(ray_job(server, dashboard_link)["status"])
 
 
 def test_a_cancelled_job_is_stopped_on_ray_within_seconds(server):
@@ -151,12 +159,29 @@ def test_a_hundred_concurrent_status_requests_while_a_job_runs_are_all_answered(
     server.wait(job["job_id"], {"succeeded", "failed"})
 
 
+def metric(text: str, sample: str) -> float:
+    """The value of ``sample`` (a name with its labels) in Prometheus text; 0 when absent."""
+    values = [
+        line.rpartition(" ")[2] for line in text.splitlines() if line.startswith(sample + " ")
+    ]
+    assert len(values) <= 1, values
+    return float(values[0]) if values else 0.0
+
+
 def test_metrics_count_jobs_by_state_and_requests_by_route(server):
+    # a job that succeeded: the one test_a_job_runs_to_its_result_profile_and_trials made, or now
+    _, job = server.call("POST", "/optimize", QUICK, headers={"Idempotency-Key": "once"})
+    assert server.wait(job["job_id"], {"succeeded", "failed"})["state"] == "succeeded"
+    refused = 'stagetune_http_requests_total{method="POST",route="/optimize",status="422"}'
+    before = metric(server.call("GET", "/metrics")[1], refused)
     assert server.call("POST", "/optimize", {"fit_trials": 0})[0] == 422
     status, text = server.call("GET", "/metrics")
     assert status == 200
-    assert 'stagetune_jobs{state="succeeded"}' in text
-    assert 'stagetune_http_requests_total{method="POST",route="/optimize",status="422"}' in text
+    assert metric(text, refused) == before + 1
+    for state in ("queued", "running", "succeeded", "failed", "cancelled"):
+        listed = server.call("GET", f"/jobs?state={state}")[1]["total"]
+        assert metric(text, f'stagetune_jobs{{state="{state}"}}') == listed, state
+    assert metric(text, 'stagetune_jobs{state="succeeded"}') >= 1
     assert server.call("GET", "/metrics", token=None)[0] == 401
 
 
@@ -170,6 +195,63 @@ def test_the_curl_example_of_docs_service_md_works(server, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "result.json").read_text())["stages"]["prototyping"]["feasible"]
     assert "val_rmse" in done.stdout + done.stderr  # the profile trained
+
+
+def test_a_search_with_a_stage_unanswered_succeeds_with_its_result(server):
+    """A memory budget nothing fits in: `stagetune optimize` answers the stage with why it has
+    no answer and exits 3, which Ray calls a failed job; the service shows the job succeeded,
+    with its result."""
+    body = {**QUICK, "memory_budget": "1MiB", "max_atoms": 1000}
+    _, job = server.call("POST", "/optimize", body)
+    done = server.wait(job["job_id"], {"succeeded", "failed", "cancelled"})
+    assert done["state"] == "succeeded" and done["error"] is None, done
+    on_ray = ray_job(server, done["links"]["dashboard"])
+    assert on_ray["status"] == "FAILED" and "exit code 3" in on_ray["message"], on_ray
+    status, result = server.call("GET", f"/jobs/{job['job_id']}/result")
+    assert status == 200, result
+    stage = result["stages"]["prototyping"]
+    assert not stage["feasible"] and "nothing fits" in stage["reason"], stage
+    assert server.call("GET", f"/jobs/{job['job_id']}/profiles/prototyping")[0] == 404
+
+
+def head_processes(server: Server) -> tuple[int, set[psutil.Process]]:
+    """The pid of the service's own head, and every process of it (its process group)."""
+    pid = int(json.loads((server.state / "ray-head.json").read_text())["pid"])
+    group = set()
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(process.pid) == pid:
+                group.add(process)
+    return pid, group
+
+
+def test_a_stopped_head_is_reported_and_left_to_go_on(server):
+    """SIGSTOP of every process of the service's own head, as a machine too busy to answer:
+    /healthz says Ray does not answer, a cancel answers 503 at once and changes nothing, and
+    nothing is killed or replaced; after SIGCONT, /healthz is 200 again and the job finishes."""
+    _, job = server.call("POST", "/optimize", QUICK)
+    server.wait(job["job_id"], {"running"})
+    pid, group = head_processes(server)
+    os.killpg(pid, signal.SIGSTOP)
+    try:
+        assert until(lambda: server.call("GET", "/healthz", token=None)[0] == 503, timeout=10)
+        reported = server.call("GET", "/healthz", token=None)[1]
+        assert "does not answer" in reported["ray"], reported
+        asked = time.monotonic()
+        status, answer = server.call("DELETE", f"/jobs/{job['job_id']}")
+        assert status == 503 and "does not answer" in answer["detail"], answer
+        assert time.monotonic() - asked < 5
+        time.sleep(4)  # poll after poll: slow, not dead
+        assert server.call("GET", "/healthz", token=None) == (503, reported)
+        assert server.call("GET", f"/jobs/{job['job_id']}")[1]["state"] == "running"
+        assert head_processes(server) == (pid, group)
+        assert {p.status() for p in group} == {psutil.STATUS_STOPPED}
+    finally:
+        os.killpg(pid, signal.SIGCONT)
+    assert until(lambda: server.call("GET", "/healthz", token=None)[0] == 200, timeout=30)
+    done = server.wait(job["job_id"], {"succeeded", "failed", "cancelled"})
+    assert done["state"] == "succeeded", done
+    assert server.call("GET", f"/jobs/{job['job_id']}/result")[0] == 200
 
 
 def test_the_services_own_head_requires_its_token(server):
@@ -200,7 +282,9 @@ def test_a_killed_ray_head_is_replaced_and_its_jobs_fail_saying_why(server):
     assert any("died" in reason for reason in unhealthy), unhealthy
 
     assert server.call("GET", "/healthz", token=None)[0] == 200
-    assert json.loads((server.state / "ray-head.json").read_text())["pid"] != head["pid"]
-    status, again = server.call("POST", "/optimize", QUICK)
+    again = json.loads((server.state / "ray-head.json").read_text())
+    assert again["pid"] != head["pid"]
+    assert again["url"] == head["url"]  # the dashboard's address, where people look, kept
+    status, resubmitted = server.call("POST", "/optimize", QUICK)
     assert status == 202
-    assert server.wait(again["job_id"], {"succeeded", "failed"})["state"] == "succeeded"
+    assert server.wait(resubmitted["job_id"], {"succeeded", "failed"})["state"] == "succeeded"

@@ -61,7 +61,7 @@ def test_no_request_the_schema_allows_gets_a_server_error(case, fuzzed_server):
             response_schema_conformance,
             content_type_conformance,
             response_headers_conformance,
-                    ignored_auth,
+            ignored_auth,
             missing_required_header,
             unsupported_method,
             use_after_free,
