@@ -72,7 +72,8 @@ def call(
 @contextmanager
 def app_in_thread(settings: Settings, ray_jobs: Any) -> Iterator[str]:
     """The app of ``settings`` (its port set) under uvicorn in a thread, ``ray_jobs`` its Ray
-    job API; yields its URL and stops it on exit."""
+    job API (None: Ray's own, at ``settings.ray_address``, or a head of the app's own); yields
+    its URL and stops it on exit, a failed test's too (its own head with it)."""
     app = create_app(settings, ray_jobs=ray_jobs)
     config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="error")
     server = uvicorn.Server(config)
@@ -82,9 +83,11 @@ def app_in_thread(settings: Settings, ray_jobs: Any) -> Iterator[str]:
     while not server.started:
         assert time.time() < deadline and thread.is_alive(), "the server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{settings.port}"
-    server.should_exit = True
-    thread.join(timeout=30)
+    try:
+        yield f"http://127.0.0.1:{settings.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 class Server:
