@@ -137,11 +137,19 @@ def test_lookahead_wraps_any_optimizer_from_the_command_line(tiny_config, batch)
 
 def test_clipping_bounds_the_update(tiny_config, batch):
     trainer = Trainer(
-        tiny_config("optimizer=sgd", "optimizer.momentum=0.0", "optimizer.nesterov=false",
-                    "optimizer.weight_decay=0.0", "optimizer.lr=1.0", "scheduler=none",
-                    "optimizer.clip_grad_norm=1e-4", "optimizer.warmup_steps=0"),
-        CPU, 4,
-    )  # fmt: skip
+        tiny_config(
+            "optimizer=sgd",
+            "optimizer.momentum=0.0",
+            "optimizer.nesterov=false",
+            "optimizer.weight_decay=0.0",
+            "optimizer.lr=1.0",
+            "scheduler=none",
+            "optimizer.clip_grad_norm=1e-4",
+            "optimizer.warmup_steps=0",
+        ),
+        CPU,
+        4,
+    )
     before = flat(trainer.model)
     trainer.train_step(batch)
     assert float((flat(trainer.model) - before).norm()) <= 1e-4 * 1.001
@@ -149,9 +157,15 @@ def test_clipping_bounds_the_update(tiny_config, batch):
 
 def test_accumulating_two_half_batches_equals_one_full_batch(tiny_config):
     data = synthetic_complexes(8, 60, seed=4)
-    sgd = ["optimizer=sgd", "optimizer.momentum=0.0", "optimizer.nesterov=false",
-           "optimizer.weight_decay=0.0", "scheduler=none", "optimizer.warmup_steps=0",
-           "optimizer.clip_grad_norm=null"]  # fmt: skip
+    sgd = [
+        "optimizer=sgd",
+        "optimizer.momentum=0.0",
+        "optimizer.nesterov=false",
+        "optimizer.weight_decay=0.0",
+        "scheduler=none",
+        "optimizer.warmup_steps=0",
+        "optimizer.clip_grad_norm=null",
+    ]
     full = Trainer(tiny_config(*sgd), CPU, 4)
     full.train_step(Batch.from_data_list(data))
     halves = Trainer(tiny_config(*sgd, "optimizer.accumulate_steps=2"), CPU, 4)
@@ -179,10 +193,13 @@ def test_torch_rejecting_a_combination_is_a_config_error(tiny_config):
 
 def test_no_decay_patterns_and_their_weight_decay(tiny_config, caplog):
     trainer = Trainer(
-        tiny_config("optimizer.auto_param_groups.no_decay_patterns=['*embedding.weight']",
-                    "optimizer.auto_param_groups.override_no_decay_weight=1e-4"),
-        CPU, 4,
-    )  # fmt: skip
+        tiny_config(
+            "optimizer.auto_param_groups.no_decay_patterns=['*embedding.weight']",
+            "optimizer.auto_param_groups.override_no_decay_weight=1e-4",
+        ),
+        CPU,
+        4,
+    )
     decay, no_decay = trainer.optimizer.param_groups
     exempt = {id(p) for p in no_decay["params"]}
     named = dict(trainer.model.named_parameters())
@@ -207,8 +224,9 @@ def test_export_json_to_a_path_and_the_hash_in_the_audit_log(tiny_config, tmp_pa
     assert f"sha256:{folder.config_hash}" in audit  # hash_to_debuglog is on by default
 
     file = tmp_path / "best.json"
-    quiet = run_training(tiny_config(f"optimizer.export_json={file}",
-                                     "optimizer.hash_to_debuglog=false"))  # fmt: skip
+    quiet = run_training(
+        tiny_config(f"optimizer.export_json={file}", "optimizer.hash_to_debuglog=false")
+    )
     assert load_train_config(profile=file).digest() == quiet.config_hash
     entry = (tmp_path / "runs" / "audit.md").read_text().split("\n## ")[-1]
     assert f"run {quiet.config_hash[:12]}" in entry and "config hash" not in entry

@@ -47,9 +47,14 @@ def until(predicate: Any, timeout: float = 20.0) -> bool:
 
 
 def call(
-    url: str, method: str, path: str, body: Any = None, token: str | None = TOKEN,
-    headers: dict[str, str] | None = None, raw: bytes | None = None,
-) -> tuple[int, Any]:  # fmt: skip
+    url: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    token: str | None = TOKEN,
+    headers: dict[str, str] | None = None,
+    raw: bytes | None = None,
+) -> tuple[int, Any]:
     """One request to the service at ``url``: its status, and its body as JSON (else text)."""
     data = raw if raw is not None else None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url + path, data=data, method=method)
@@ -112,9 +117,11 @@ class Server:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("a") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", "serve"], env=self.env,
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                [sys.executable, "-m", "service.cli", "serve"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.time() + 180
         while time.time() < deadline:
             assert self.process.poll() is None, self.log.read_text()[-3000:]
@@ -139,9 +146,14 @@ class Server:
         self.process.wait(timeout=120)
 
     def call(
-        self, method: str, path: str, body: Any = None, token: str | None = TOKEN,
-        headers: dict[str, str] | None = None, raw: bytes | None = None,
-    ) -> tuple[int, Any]:  # fmt: skip
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        token: str | None = TOKEN,
+        headers: dict[str, str] | None = None,
+        raw: bytes | None = None,
+    ) -> tuple[int, Any]:
         return call(self.url, method, path, body, token, headers, raw)
 
     def wait(self, job_id: str, states: set[str], timeout: float = 300) -> dict[str, Any]:

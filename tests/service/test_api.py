@@ -189,9 +189,13 @@ def test_the_curl_example_of_docs_service_md_works(server, tmp_path):
     text = (Path(__file__).resolve().parents[2] / "docs" / "service.md").read_text()
     block = text.split("## Try it", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
     done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", block], cwd=tmp_path, capture_output=True, text=True,
-        env={**os.environ, "STAGETUNE": server.url, "TOKEN": TOKEN}, timeout=300,
-    )  # fmt: skip
+        ["bash", "-euo", "pipefail", "-c", block],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "STAGETUNE": server.url, "TOKEN": TOKEN},
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "result.json").read_text())["stages"]["prototyping"]["feasible"]
     assert "val_rmse" in done.stdout + done.stderr  # the profile trained

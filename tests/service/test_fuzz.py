@@ -14,6 +14,7 @@ from __future__ import annotations
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from pydantic import SecretStr
 from schemathesis.checks import (
     content_type_conformance,
     ignored_auth,
@@ -35,8 +36,9 @@ TOKEN = "fuzz-token"
 
 @pytest.fixture(scope="module")
 def fuzzed_server(tmp_path_factory):
-    service = Settings(state_dir=tmp_path_factory.mktemp("fuzz"), api_token=TOKEN,
-                       port=free_port())  # fmt: skip
+    service = Settings(
+        state_dir=tmp_path_factory.mktemp("fuzz"), api_token=SecretStr(TOKEN), port=free_port()
+    )
     with app_in_thread(service, RecordingRay()) as url:
         yield url
 

@@ -14,6 +14,7 @@ import sqlite3
 import time
 
 import pytest
+from pydantic import SecretStr
 
 from service.settings import Settings
 from service.store import JobStore
@@ -29,8 +30,13 @@ def data_root(tmp_path_factory):
 
 
 def settings(state, data_root, **more) -> Settings:
-    return Settings(state_dir=state, api_token=TOKEN, port=free_port(), data_roots=[data_root],
-                    **more)  # fmt: skip
+    return Settings(
+        state_dir=state,
+        api_token=SecretStr(TOKEN),
+        port=free_port(),
+        data_roots=[data_root],
+        **more,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +80,7 @@ REFUSED = [
     ('"overrides": ["data.labels=\'/etc/passwd\'"]', "overrides[0]"),
     ('"overrides": ["optimizer.export_json=/etc/stagetune.json"]', "overrides[0]"),
     ('"overrides": ["data={\\"labels\\": \\"/etc/passwd\\"}"]', "data"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("field", "named"), REFUSED, ids=[f for f, _ in REFUSED])
@@ -126,8 +132,9 @@ def test_a_configuration_that_json_cannot_hold_is_refused(service, path, raw):
 
 
 def test_a_profile_description_with_a_lone_surrogate_is_refused(service):
-    status, answer = call(service[0], "PUT", "/profiles/p", raw=b'{"config": {}, "description": '
-                          b'"\\ud800"}')  # fmt: skip
+    status, answer = call(
+        service[0], "PUT", "/profiles/p", raw=b'{"config": {}, "description": "\\ud800"}'
+    )
     assert status == 422 and keys(answer) == {"description"}, answer
 
 
@@ -162,9 +169,10 @@ def test_a_body_over_the_limit_is_refused_unread_while_healthz_answers(service):
     url, _ = service
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as conn:
-        conn.sendall(f"POST /optimize HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}"
-                     "\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n"
-                     .encode())  # fmt: skip
+        conn.sendall(
+            f"POST /optimize HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}"
+            "\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n".encode()
+        )
         answer = conn.recv(4096).decode()
     assert answer.startswith("HTTP/1.1 413"), answer
     started = time.perf_counter()
@@ -198,31 +206,38 @@ def test_ray_gone_is_reported_jobs_wait_and_nothing_is_lost(tmp_path, data_root)
         assert until(lambda: call(url, "GET", queued)[1]["state"] == "running")
 
 
-def test_a_refused_submission_is_tried_again_then_fails_with_rays_message(tmp_path, data_root,
-                                                                          monkeypatch):  # fmt: skip
+def test_a_refused_submission_is_tried_again_then_fails_with_rays_message(
+    tmp_path, data_root, monkeypatch
+):
     monkeypatch.setattr("service.follower.SUBMIT_TRIES", 2)
     ray = RecordingRay()
     with app_in_thread(settings(tmp_path, data_root, max_running_jobs=5), ray) as url:
         ray.refusals = 1
         _, retried = call(url, "POST", "/optimize", QUICK)
-        assert until(lambda: call(url, "GET", f"/jobs/{retried['job_id']}")[1]["state"]
-                     == "running", timeout=15)  # fmt: skip
+        assert until(
+            lambda: call(url, "GET", f"/jobs/{retried['job_id']}")[1]["state"] == "running",
+            timeout=15,
+        )
         ray.refusals = 2
         _, failed = call(url, "POST", "/optimize", {**QUICK, "seed": 2})
-        assert until(lambda: call(url, "GET", f"/jobs/{failed['job_id']}")[1]["state"]
-                     == "failed", timeout=15)  # fmt: skip
+        assert until(
+            lambda: call(url, "GET", f"/jobs/{failed['job_id']}")[1]["state"] == "failed",
+            timeout=15,
+        )
         error = call(url, "GET", f"/jobs/{failed['job_id']}")[1]["error"]
         assert "refused its submission 2 times" in error and "No available agent" in error
 
 
 @pytest.mark.parametrize("damage", ["missing", "empty", "garbage"])
-def test_a_lost_or_corrupt_index_is_rebuilt_from_the_job_folders(tmp_path, data_root, damage,
-                                                                  caplog):  # fmt: skip
+def test_a_lost_or_corrupt_index_is_rebuilt_from_the_job_folders(
+    tmp_path, data_root, damage, caplog
+):
     ray = RecordingRay()
     with app_in_thread(settings(tmp_path, data_root, max_running_jobs=1), ray) as url:
         made = [call(url, "POST", "/optimize", {**QUICK, "seed": s})[1] for s in range(3)]
-        assert until(lambda: call(url, "GET", f"/jobs/{made[0]['job_id']}")[1]["state"]
-                     == "running")  # fmt: skip
+        assert until(
+            lambda: call(url, "GET", f"/jobs/{made[0]['job_id']}")[1]["state"] == "running"
+        )
         call(url, "DELETE", f"/jobs/{made[2]['job_id']}")
         before = {j["job_id"]: j["state"] for j in call(url, "GET", "/jobs")[1]["jobs"]}
     index = tmp_path / "jobs.sqlite"
