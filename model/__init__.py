@@ -19,7 +19,7 @@ from model._config import (
 from model._dataset import Dataset, atom_policy, load_dataset
 from model._errors import ComplexError, ConfigError, DataError, StagetuneError
 from model._inspect import ComplexSummary, inspect_root
-from model._memory import held_bytes, live_bytes, peak_growth
+from model._memory import heap_bytes, held_bytes, live_bytes, peak_growth
 from model._optim import Lookahead, build_optimizer, build_scheduler
 from model._pdbbind import (
     LoadReport,
@@ -84,6 +84,7 @@ __all__ = [
     "export_path",
     "group_choices",
     "inspect_root",
+    "heap_bytes",
     "held_bytes",
     "live_bytes",
     "load_dataset",

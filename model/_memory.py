@@ -55,6 +55,18 @@ def live_bytes(device: torch.device | str = "cpu") -> int | None:
     return int(info.uordblks + info.hblkhd)
 
 
+def heap_bytes() -> int | None:
+    """Bytes the C heap holds from the kernel: glibc's main arena and its mmap'ed blocks
+    (``mallinfo2``: ``arena + hblkhd``), in use or free. With freed memory kept for reuse
+    (``keep_freed_memory``) the heap never shrinks, so its growth over a run is the run's
+    footprint as the allocator sees it. None where glibc's ``mallinfo2`` is not available."""
+    fn = _mallinfo2()
+    if fn is None:
+        return None
+    info = fn()
+    return int(info.arena + info.hblkhd)
+
+
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 
 

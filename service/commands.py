@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from stagetune_api import JobSpec
+from stagetune_api import NOISY_SPREAD, JobSpec
 
 log = logging.getLogger("stagetune")
 LOG_FORMAT = logging.Formatter(
@@ -121,6 +121,11 @@ def _say_probe(result: Any, cycle_batches: int) -> None:
             f"on the data ({d.complexes} complexes, {d.atoms_mean:.0f} atoms on average): "
             f"{d.complexes_per_batch:.1f} complexes a batch, {d.step_seconds:.3f} s/step, "
             f"{d.cycle_minutes:.1f} min per cycle, {d.throughput:.1f} complexes/s"
+            + (
+                f" (timings noisy: the timed steps differ by {100 * d.step_spread:.0f} %)"
+                if d.noisy
+                else ""
+            )
         )
 
 
@@ -158,9 +163,14 @@ def optimize(args: argparse.Namespace) -> int:
             f"{k}={answer.model[k]}" for k in ("hidden_channels", "num_layers", "num_rbf")
         )
         if batches is not None and batches.max_atoms_per_batch and batches.cycle_minutes_on_data:
-            speed = (f"; batches of at most {batches.max_atoms_per_batch:,} atoms: "
-                     f"{batches.throughput_on_data:.1f} complexes/s, "
-                     f"{batches.cycle_minutes_on_data:.1f} min per cycle on the data")
+            speed = (
+                f"; batches of at most {batches.max_atoms_per_batch:,} atoms: "
+                f"{batches.throughput_on_data:.1f} complexes/s, "
+                f"{batches.cycle_minutes_on_data:.1f} min per cycle on the data"
+            )
+            spread = batches.step_spread_on_data or 0.0
+            if spread > NOISY_SPREAD:
+                speed += f" (timings noisy: the timed steps differ by {100 * spread:.0f} %)"
         elif probe and probe.throughput and probe.cycle_minutes:
             speed = f"; {probe.throughput:.1f} samples/s, {probe.cycle_minutes:.1f} min per cycle"
         else:
@@ -358,4 +368,3 @@ def _cell(value: Any) -> str:
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2)
     sys.stdout.write("\n")
-

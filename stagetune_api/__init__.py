@@ -21,6 +21,7 @@ from stagetune_api._job import (
 from stagetune_api._json import finite_json
 from stagetune_api._progress import Progress, SearchFigures
 from stagetune_api._result import (
+    NOISY_SPREAD,
     Batching,
     JobResult,
     MeasuredOn,
@@ -38,6 +39,7 @@ from stagetune_api._train import EpochFigures, SkippedComplex, TrainOptions, Tra
 
 __all__ = [
     "JOB_ID_PATTERN",
+    "NOISY_SPREAD",
     "Batching",
     "EpochFigures",
     "JobKind",

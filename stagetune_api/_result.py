@@ -36,7 +36,18 @@ class ProbeFigures(_Record):
     """What the probe measured for the chosen model, on the device named beside it."""
 
     max_batch_size: int = Field(description="the largest batch that fit (B_max)")
-    peak_bytes: int | None = Field(description="peak memory of a step at B_max")
+    peak_bytes: int | None = Field(
+        description="the footprint predicted at B_max, which the limit applies to: the live "
+        "peak with what a step adds times heap_overhead"
+    )
+    live_peak_bytes: int | None = Field(
+        default=None, description="the live peak of a step at B_max, as measured"
+    )
+    heap_overhead: float | None = Field(
+        default=None,
+        description="bytes the allocator takes per live byte a step adds (CPU: glibc's heap, "
+        "measured by bench/heap.py; 1 on a GPU)",
+    )
     limit_bytes: int = Field(description="memory_fraction x device memory (or the CPU budget)")
     step_seconds: float | None = Field(
         description="step time at the chosen batch: measured (median) when it is B_max, else "
@@ -78,6 +89,10 @@ class StageBudget(_Record):
     max_batch_size: int
 
 
+NOISY_SPREAD = 0.2
+"""Timed steps further apart than this, (slowest - fastest) / median, were slowed by other work."""
+
+
 class Batching(_Record):
     """How the stage's profile batches its data: packed up to an atom budget (what the profile
     trains with), with its figures on the job's own data; and the fixed count, the conservative
@@ -95,6 +110,11 @@ class Batching(_Record):
         description="cycle_batches steps on the job's data: the cycle the stage promises"
     )
     throughput_on_data: float | None = Field(description="complexes per second on the data")
+    step_spread_on_data: float | None = Field(
+        default=None,
+        description="(slowest - fastest) / median of the timed steps on the data, per atom; "
+        f"over {NOISY_SPREAD} other work slowed them and the step on the data is uncertain",
+    )
     cycle_minutes_worst_case: float | None = Field(
         description="the same cycle at the fixed batch of worst-case complexes"
     )
@@ -118,7 +138,8 @@ class StageResult(_Record):
         default=None, description="the stage's rules (absent from results before they were kept)"
     )
     batching: Batching | None = Field(
-        default=None, description="atom budget and the figures on the job's data (absent from "
+        default=None,
+        description="atom budget and the figures on the job's data (absent from "
         "results before atom budgets)",
     )
 

@@ -117,6 +117,8 @@ def _probe_figures(run: StageRun) -> ProbeFigures:
     return ProbeFigures(
         max_batch_size=probe.max_batch_size,
         peak_bytes=probe.peak_bytes,
+        live_peak_bytes=probe.live_peak_bytes,
+        heap_overhead=probe.heap_overhead,
         limit_bytes=probe.limit_bytes,
         step_seconds=choice.step_seconds,
         cycle_minutes=choice.cycle_minutes,
@@ -137,6 +139,7 @@ def _batching(choice: StageChoice) -> Batching:
         step_seconds_on_data=data.step_seconds if data else None,
         cycle_minutes_on_data=data.cycle_minutes if data else None,
         throughput_on_data=data.throughput if data else None,
+        step_spread_on_data=data.step_spread if data else None,
         cycle_minutes_worst_case=choice.cycle_minutes,
     )
 

@@ -196,6 +196,7 @@ def fit_searcher(
         gamma=0.5,
         random_state_seed=seed,
     )
+
     def bound(knobs: dict[str, Any]) -> float | None:
         return policy.bound(capacity(knobs), ctx)
 
@@ -213,14 +214,32 @@ def capacity_of(model: dict[str, Any]) -> float:
         return float(count_parameters(build_model(spec)))
 
 
+_PROBE_KEYS = (
+    "fits",
+    "max_batch_size",
+    "peak_bytes",
+    "live_peak_bytes",
+    "heap_overhead",
+    "limit_bytes",
+    "fixed_bytes",
+    "bytes_per_sample",
+    "step_seconds",
+    "cycle_minutes",
+    "throughput",
+    "capacity",
+    "probe_steps",
+    "device",
+    "sample_atoms",
+    "max_atoms_per_batch",
+    "bytes_per_atom",
+    "atom_peak_bytes",
+)
+
+
 def _probe_variables(probe: ProbeResult | None) -> dict[str, Any]:
     if probe is None:
         return {}
-    keys = ("fits", "max_batch_size", "peak_bytes", "limit_bytes", "fixed_bytes",
-            "bytes_per_sample", "step_seconds", "cycle_minutes", "throughput", "capacity",
-            "probe_steps", "device", "sample_atoms", "max_atoms_per_batch", "bytes_per_atom",
-            "atom_peak_bytes")  # fmt: skip
-    variables = {f"probe.{k}": getattr(probe, k) for k in keys}
+    variables = {f"probe.{k}": getattr(probe, k) for k in _PROBE_KEYS}
     if probe.data is not None:
         variables.update(prefixed("probe.data", probe.data.to_json()))
     return variables

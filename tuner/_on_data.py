@@ -8,6 +8,7 @@ than the fixed count. The cycle a stage promises is the one the user's batches t
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from collections.abc import Sequence
@@ -19,9 +20,11 @@ from torch_geometric.loader import DynamicBatchSampler
 from model import ConfigError
 from tuner._measures import synchronize
 from tuner._probe import Probe
-from tuner._probe_records import DataFigures, ProbeResult
+from tuner._probe_records import NOISY_SPREAD, DataFigures, ProbeResult
 
-TIMED_STEPS = 3  # real batches timed after one untimed one (each batch has its own shape)
+log = logging.getLogger(__name__)
+
+TIMED_STEPS = 6  # real batches timed after one untimed one (each batch has its own shape)
 
 
 def on_data(
@@ -34,9 +37,11 @@ def on_data(
     """Pack ``complexes`` (shuffled under ``seed``) up to ``budget`` atoms, time ``steps``
     training steps on the fullest batches (after one untimed step; a small data set's batches
     are timed again in turn), and predict the step of an
-    average batch of the epoch: the fixed part of the probe's time model plus the measured time
-    per atom times the batch's atoms. (An epoch's last batch holds what is left, often much
-    less: a cycle's step is the epoch's average, not the full batch's.)"""
+    average batch of the epoch: the fixed part of the probe's time model plus the median of the
+    measured times per atom times the batch's atoms. (An epoch's last batch holds what is left,
+    often much less: a cycle's step is the epoch's average, not the full batch's.) The spread of
+    the times per atom, (slowest - fastest) / median, says how far to trust it: over
+    ``NOISY_SPREAD`` other work on the machine slowed some steps, and the figures say so."""
     budget, model = result.max_atoms_per_batch, result.time_model
     assert budget is not None and model is not None, "the probe found no atom budget"
     sizes = [int(c.num_nodes) for c in complexes]
@@ -69,8 +74,17 @@ def on_data(
         if n > 0:
             per_atom.append(max(0.0, time.perf_counter() - t0 - fixed) / atoms[k])
     # a cycle's step: the fixed part and the atoms of an average batch of the epoch
-    seconds = (fixed + statistics.median(per_atom) * statistics.mean(atoms)) * micro
+    median = statistics.median(per_atom)
+    seconds = (fixed + median * statistics.mean(atoms)) * micro
     per_batch = len(complexes) / len(packs)
+    spread = (max(per_atom) - min(per_atom)) / median if median > 0 else 0.0
+    if spread > NOISY_SPREAD:
+        log.warning(
+            "the timed steps on the data differ by %.0f %% of their median: other work slowed "
+            "them, so the predicted step (%.3f s) is uncertain; probe again on a quiet machine",
+            100 * spread,
+            seconds,
+        )
     return DataFigures(
         complexes=len(complexes),
         atoms_mean=sum(sizes) / len(sizes),
@@ -80,4 +94,5 @@ def on_data(
         cycle_minutes=probe.cycle_batches * seconds / 60.0,
         throughput=per_batch * micro / seconds,
         timed_steps=len(per_atom),
+        step_spread=spread,
     )

@@ -8,6 +8,13 @@ Peak memory of one training step (forward, backward, optimizer step, in the run'
   the batch) plus the largest growth of allocated bytes during the step, as the allocator reports
   each allocation and free to torch's profiler. Both are measured, never computed from a formula.
 
+Those are live bytes. On the CPU the process takes more from the kernel than it has live: glibc's
+heap, with freed memory kept for reuse, is split and pinned by the small objects each step leaves
+behind, so it grows past a step's live bytes, and a little more over every cycle. The probe
+predicts a run's footprint as the bytes it holds plus ``heap_overhead`` times what a step adds
+(``CPU_HEAP_OVERHEAD``, measured over 450-step cycles by ``bench/heap.py``; 1 on a GPU), and the
+limit applies to that footprint: a step fits when its live peak is at most ``live_limit_bytes``.
+
 The largest batch is not bisected. Peak memory is linear in the batch for a worst-case sample
 (``fixed + per_sample x B``). The first line runs through the measured peak at batch 1 and the
 measured fixed bytes (weights, buffers, optimizer state and gradients: everything that does not
@@ -34,6 +41,7 @@ import dataclasses
 import logging
 import math
 import time
+from typing import Any
 
 import torch
 from torch_geometric.data import Batch
@@ -43,6 +51,7 @@ from model import (
     Trainer,
     build_model,
     count_parameters,
+    heap_bytes,
     held_bytes,
 )
 from tuner._hardware import Device, format_size
@@ -53,6 +62,17 @@ from tuner._sample import ProbeSample
 __all__ = ["Measurement", "Probe", "ProbeResult", "ProbeSample", "TimeModel", "is_out_of_memory"]
 
 log = logging.getLogger(__name__)
+
+# glibc's heap over a training step's live growth after a 450-step cycle of one batch shape, the
+# most of the cases of ``python bench/heap.py`` (BENCHMARKS.md, "The C heap against live bytes").
+CPU_HEAP_OVERHEAD = 1.5
+
+
+def heap_overhead(device: Device) -> float:
+    """How many bytes a run takes from the kernel per live byte a step adds, on ``device``:
+    ``CPU_HEAP_OVERHEAD`` on a CPU with glibc's heap (where the training keeps freed memory for
+    reuse), else 1 (a GPU's peak is the caching allocator's ``max_memory_allocated``)."""
+    return CPU_HEAP_OVERHEAD if device.kind == "cpu" and heap_bytes() is not None else 1.0
 
 
 class Probe:
@@ -71,6 +91,7 @@ class Probe:
         memory_fraction: float = 0.9,
         cycle_batches: int = 450,
         timed_steps: int = 2,
+        overhead: float | None = None,
     ) -> None:
         if not 0 < memory_fraction <= 1:
             raise ValueError(
@@ -83,7 +104,13 @@ class Probe:
         self.limit_bytes = int(device.memory_bytes * memory_fraction)
         self.cycle_batches = cycle_batches
         self.timed_steps = timed_steps
+        self.heap_overhead = heap_overhead(device) if overhead is None else overhead
+        if self.heap_overhead < 1:
+            raise ValueError(
+                f"The value of `overhead` is {self.heap_overhead}, but must be at least 1."
+            )
         self.steps = 0
+        self._held: int | None = None
         self._trainer: Trainer | None = None
         self._warm = False
 
@@ -97,6 +124,7 @@ class Probe:
         """Free the trainer and everything it allocated."""
         self._trainer = None
         self._warm = False
+        self._held = None
         release(self.torch_device)
 
     @property
@@ -122,7 +150,7 @@ class Probe:
             self._prime()
             batch = batch.to(self.torch_device)
             peak = self._peak_of_step(batch)
-            if peak > self.limit_bytes:
+            if peak > self.live_limit_bytes:
                 log.debug("batch %d: peak %s over the limit", batch_size, format_size(peak))
                 return Measurement(batch_size, False, False, peak, atoms=atoms)
             times = tuple(self._timed_step(batch) for _ in range(timed))
@@ -150,6 +178,27 @@ class Probe:
         trainer.optimizer.step()
         trainer.optimizer.zero_grad(set_to_none=True)
         self._warm = True
+
+    def held(self) -> int:
+        """Bytes held whatever the step: weights, buffers and optimizer state."""
+        if self._held is None:
+            self._prime()
+            trainer = self.trainer
+            optimizers = {trainer.optimizer, getattr(trainer.optimizer, "base", trainer.optimizer)}
+            self._held = held_bytes(trainer.model, optimizers, None)
+        return self._held
+
+    @property
+    def live_limit_bytes(self) -> int:
+        """The most live bytes a step may peak at for its footprint to stay under the limit."""
+        held = self.held()
+        return held + int((self.limit_bytes - held) / self.heap_overhead)
+
+    def footprint(self, peak: int) -> int:
+        """The bytes a run whose steps peak at ``peak`` live bytes takes from the device: what it
+        holds, plus ``heap_overhead`` times what a step adds."""
+        held = self.held()
+        return held + math.ceil(max(0, peak - held) * self.heap_overhead)
 
     def fixed_bytes(self) -> int:
         """Bytes a step holds whatever the batch: weights, buffers, optimizer state, gradients."""
@@ -208,7 +257,8 @@ class Probe:
         lo, hi = 1, max_batch_size + 1
         anchor = (1, one.peak_bytes)
         other = (0, min(self.fixed_bytes(), one.peak_bytes - 1))
-        guess = _predict(other, anchor, self.limit_bytes)
+        limit = self.live_limit_bytes
+        guess = _predict(other, anchor, limit)
         bisecting = False  # after an out-of-memory error without a peak, the line is no guide
         for _ in range(16):
             guess = max(lo + 1, min(hi - 1, guess))
@@ -217,7 +267,7 @@ class Probe:
             m = at(guess)
             if m.fits and m.peak_bytes is not None:
                 lo, other = guess, (guess, m.peak_bytes)
-                refit = _predict(anchor, other, self.limit_bytes)
+                refit = _predict(anchor, other, limit)
                 if not bisecting and refit < guess * 1.05:
                     break  # within 5 % of where the measured line puts the limit
                 guess = (lo + hi) // 2 if bisecting else refit
@@ -225,7 +275,7 @@ class Probe:
                 hi = guess
                 if m.peak_bytes is not None and not bisecting:
                     other = (guess, m.peak_bytes)  # over the limit: refit through it
-                    guess = _predict(anchor, other, self.limit_bytes)
+                    guess = _predict(anchor, other, limit)
                 else:
                     bisecting = True
                     guess = (lo + hi) // 2
@@ -236,9 +286,12 @@ class Probe:
             return result
         budget, peak = self._atom_budget(result, max_batch_size)
         return dataclasses.replace(
-            result, max_atoms_per_batch=budget, atom_peak_bytes=peak, probe_steps=self.steps,
+            result,
+            max_atoms_per_batch=budget,
+            atom_peak_bytes=self.footprint(peak) if peak is not None else None,
+            probe_steps=self.steps,
             bytes_per_atom=round(result.bytes_per_sample / self.sample.atoms),
-        )  # fmt: skip
+        )
 
     def _atom_budget(self, result: ProbeResult, max_batch_size: int) -> tuple[int, int | None]:
         """The most atoms a batch may hold: on the memory line in atoms (the fixed bytes plus the
@@ -247,11 +300,12 @@ class Probe:
         At least the atoms of ``max_batch_size`` worst-case complexes, measured to fit already,
         which is the answer when the packed batch runs out of memory below the line; at most
         the atoms of the batch cap's worth of them.
-        The budget and the peak of the step that verified it."""
+        The budget and the live peak of the step that verified it."""
         assert result.bytes_per_sample is not None and result.fixed_bytes is not None
         per_atom = result.bytes_per_sample / self.sample.atoms
         known = self.sample.atoms * result.max_batch_size
-        budget = math.floor((self.limit_bytes - result.fixed_bytes) / per_atom)
+        limit = self.live_limit_bytes
+        budget = math.floor((limit - result.fixed_bytes) / per_atom)
         budget = min(budget, max_batch_size * self.sample.atoms)
         for _ in range(3):
             if budget <= known:
@@ -261,8 +315,8 @@ class Probe:
                 return budget, m.peak_bytes
             if m.peak_bytes is None:  # out of memory below the line: the line is no guide
                 break
-            budget = math.floor(budget * self.limit_bytes / m.peak_bytes * 0.99)  # refit
-        return known, result.peak_bytes
+            budget = math.floor(budget * limit / m.peak_bytes * 0.99)  # refit
+        return known, result.live_peak_bytes
 
     @property
     def capacity(self) -> int:
@@ -271,37 +325,57 @@ class Probe:
             return count_parameters(build_model(self.config.model))
 
     def _result(self, final: Measurement | None, seen: dict[int, Measurement]) -> ProbeResult:
-        capacity = self.capacity
-        measured = sorted((m for m in seen.values()), key=lambda m: m.batch_size)
-        fixed = per_sample = None
-        points = [(m.batch_size, m.peak_bytes) for m in measured if m.peak_bytes is not None]
-        if len(points) >= 2:
-            (b0, p0), (b1, p1) = points[0], points[-1]
-            per_sample = round((p1 - p0) / (b1 - b0))
-            fixed = p0 - per_sample * b0
+        measured = tuple(sorted(seen.values(), key=lambda m: m.batch_size))
+        fixed, per_sample = _memory_line(measured)
+        common: dict[str, Any] = {
+            "fixed_bytes": fixed,
+            "bytes_per_sample": per_sample,
+            "capacity": self.capacity,
+            "probe_steps": self.steps,
+            "device": self.device.name,
+            "limit_bytes": self.limit_bytes,
+            "sample_atoms": self.sample.atoms,
+            "measurements": measured,
+            "heap_overhead": self.heap_overhead,
+        }
         if final is None or not final.fits or final.median_seconds is None:
-            smallest = measured[0] if measured else None
+            smallest = measured[0].peak_bytes if measured else None
             return ProbeResult(
-                fits=False, max_batch_size=0,
-                peak_bytes=smallest.peak_bytes if smallest else None,
-                fixed_bytes=fixed, bytes_per_sample=per_sample, step_seconds=None,
-                cycle_minutes=None, throughput=None, capacity=capacity,
-                probe_steps=self.steps, device=self.device.name, limit_bytes=self.limit_bytes,
-                sample_atoms=self.sample.atoms, measurements=tuple(measured),
-            )  # fmt: skip
+                fits=False,
+                max_batch_size=0,
+                peak_bytes=self.footprint(smallest) if smallest is not None else None,
+                live_peak_bytes=smallest,
+                step_seconds=None,
+                cycle_minutes=None,
+                throughput=None,
+                **common,
+            )
+        assert final.peak_bytes is not None
         # One optimizer step of a real run is accumulate_steps micro-batches of this size.
         micro = self.config.optimizer.accumulate_steps
         seconds = final.median_seconds * micro
-        model = _time_model(measured, final, micro)
         return ProbeResult(
-            fits=True, max_batch_size=final.batch_size, peak_bytes=final.peak_bytes,
-            fixed_bytes=fixed, bytes_per_sample=per_sample, step_seconds=seconds,
+            fits=True,
+            max_batch_size=final.batch_size,
+            peak_bytes=self.footprint(final.peak_bytes),
+            live_peak_bytes=final.peak_bytes,
+            step_seconds=seconds,
             cycle_minutes=self.cycle_batches * seconds / 60.0,
-            throughput=final.batch_size * micro / seconds, capacity=capacity,
-            probe_steps=self.steps,
-            device=self.device.name, limit_bytes=self.limit_bytes,
-            sample_atoms=self.sample.atoms, time_model=model, measurements=tuple(measured),
-        )  # fmt: skip
+            throughput=final.batch_size * micro / seconds,
+            time_model=_time_model(list(measured), final, micro),
+            **common,
+        )
+
+
+def _memory_line(measured: tuple[Measurement, ...]) -> tuple[int | None, int | None]:
+    """Live bytes against batch size through the smallest and largest measured batches: the
+    fixed bytes and the bytes per sample (None with fewer than two batches measured)."""
+    points = [(m.batch_size, m.peak_bytes) for m in measured if m.peak_bytes is not None]
+    if len(points) < 2:
+        return None, None
+    (b0, p0), (b1, p1) = points[0], points[-1]
+    per_sample = round((p1 - p0) / (b1 - b0))
+    return p0 - per_sample * b0, per_sample
 
 
 def _predict(low: tuple[int, int], high: tuple[int, int], limit: int) -> int:
@@ -323,5 +397,3 @@ def _time_model(measured: list[Measurement], final: Measurement, micro: int) -> 
     b0, t0 = small[0]
     per = max(0.0, (t_final - t0) / (final.batch_size - b0))
     return TimeModel(max(0.0, t_final - per * final.batch_size), per)
-
-

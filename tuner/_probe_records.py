@@ -8,10 +8,13 @@ import statistics
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from stagetune_api import NOISY_SPREAD
+
 
 @dataclass(frozen=True)
 class Measurement:
-    """One batch size, measured."""
+    """One batch size, measured. ``peak_bytes`` is the step's live peak, as the instrument reads
+    it (on a GPU ``max_memory_allocated``; on the CPU the bytes held plus the profiler's growth)."""
 
     batch_size: int
     fits: bool
@@ -45,7 +48,11 @@ class Measurement:
         if times is None:
             times = [] if data.get("step_seconds") is None else [data["step_seconds"]]
         return cls(
-            data["batch_size"], data["fits"], data["oom"], data["peak_bytes"], tuple(times),
+            data["batch_size"],
+            data["fits"],
+            data["oom"],
+            data["peak_bytes"],
+            tuple(times),
             data.get("atoms"),
         )
 
@@ -79,6 +86,12 @@ class DataFigures:
     cycle_minutes: float
     throughput: float  # complexes per second
     timed_steps: int
+    step_spread: float = 0.0  # (slowest - fastest) / median of the timed steps' time per atom
+
+    @property
+    def noisy(self) -> bool:
+        """Whether other work on the machine slowed some timed steps (``NOISY_SPREAD``)."""
+        return self.step_spread > NOISY_SPREAD
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,7 +103,14 @@ class DataFigures:
 
 @dataclass(frozen=True)
 class ProbeResult:
-    """The largest batch of one model on one device, with the figures behind it."""
+    """The largest batch of one model on one device, with the figures behind it.
+
+    ``peak_bytes`` is the footprint predicted at the answer, which the limit applies to: the
+    step's live peak (``live_peak_bytes``, measured) with what a step adds scaled by the
+    allocator's ``heap_overhead`` (1 where the live peak is the footprint). ``fixed_bytes``,
+    ``bytes_per_sample`` and ``bytes_per_atom`` are on the line of live bytes. A result saved
+    before the footprint was predicted reads with ``live_peak_bytes`` None and an overhead of 1.
+    """
 
     fits: bool
     max_batch_size: int
@@ -109,8 +129,10 @@ class ProbeResult:
     measurements: tuple[Measurement, ...] = field(default=())
     max_atoms_per_batch: int | None = None  # the atom budget: the most atoms a batch may hold
     bytes_per_atom: int | None = None  # of the worst-case complex, on the memory line
-    atom_peak_bytes: int | None = None  # peak of the step that verified the atom budget
+    atom_peak_bytes: int | None = None  # footprint of the step that verified the atom budget
     data: DataFigures | None = None  # batches of the job's data at the atom budget
+    live_peak_bytes: int | None = None  # the measured live peak of a step at the answer
+    heap_overhead: float = 1.0
 
     def fits_at(self, min_batch_size: int) -> bool:
         """Whether the model fits with at least ``min_batch_size`` (a stage's floor)."""

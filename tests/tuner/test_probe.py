@@ -270,3 +270,50 @@ def test_cli_probe_bad_input_is_named(tmp_path):
     assert result.returncode == 2 and "cuda:99" in result.stderr
     result = run_cli("probe", "--batch-size", "0", cwd=tmp_path)
     assert result.returncode == 2 and "0 must be at least 1" in result.stderr
+
+
+KERNEL_FOOTPRINT = """
+import ctypes, ctypes.util, gc, json, sys
+from pathlib import Path
+import torch
+from model import Trainer, held_bytes, load_train_config
+from tuner import ProbeSample
+
+def status(field):
+    lines = Path("/proc/self/status").read_text().splitlines()
+    return int(next(x for x in lines if x.startswith(field)).split()[1]) * 1024
+
+overrides, atoms, batch_size, steps = json.loads(sys.argv[1])
+config = load_train_config(overrides)
+trainer = Trainer(config, torch.device("cpu"), 450)
+batch = ProbeSample.synthetic(atoms).batch(batch_size)
+trainer.train_step(batch)  # the optimizer state, and torch's lazy set-up
+held = held_bytes(trainer.model, {trainer.optimizer}, None)
+gc.collect()
+ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+Path("/proc/self/clear_refs").write_text("5")
+base = status("VmRSS")
+for _ in range(steps):
+    trainer.train_step(batch)
+print(json.dumps({"footprint": held + status("VmHWM") - base}))
+"""
+
+
+def test_a_real_run_at_the_answer_stays_under_the_predicted_footprint_by_the_kernels_count():
+    """Another process trains the answer for 40 steps; the kernel's count of its footprint (peak
+    resident set) is under the probe's prediction and limit, and above the live peak alone: the
+    heap's overhead is real, and the prediction covers it."""
+    import subprocess
+    import sys
+
+    overrides = [*SIZES["medium"], "optimizer.log_config=false"]
+    with Probe(config("medium"), cpu("192MiB"), ProbeSample.synthetic(60)) as probe:
+        result = probe.find_max_batch()
+    assert result.fits and result.heap_overhead > 1
+    job = json.dumps([overrides, 60, result.max_batch_size, 40])
+    done = subprocess.run(
+        [sys.executable, "-c", KERNEL_FOOTPRINT, job], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    footprint = json.loads(done.stdout.splitlines()[-1])["footprint"]
+    assert result.live_peak_bytes < footprint <= result.peak_bytes <= result.limit_bytes

@@ -54,6 +54,7 @@ class OnData:
     step_seconds: float
     cycle_minutes: float
     throughput: float  # complexes per second
+    step_spread: float = 0.0  # of the timed steps on the data; over 0.2 they were noisy
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,7 @@ def on_data_at(probe: ProbeResult, atoms: int, cycle_batches: int) -> OnData | N
         step_seconds=seconds,
         cycle_minutes=cycle_batches * seconds / 60.0,
         throughput=data.throughput * share * data.step_seconds / seconds,
+        step_spread=data.step_spread,
     )
 
 
