@@ -57,15 +57,18 @@ def result_path(folder: Path, job: JobRecord) -> Path:
     return folder / ("report.json" if job.kind == JobKind.TRAIN.value else "result.json")
 
 
-def entrypoint(folder: Path, job: JobRecord) -> str:
-    """The command the Ray job runs, in the job's folder."""
+def entrypoint(folder: Path, job: JobRecord, address: str | None = None) -> str:
+    """The command the Ray job runs, in the job's folder; a search joins the cluster whose GCS
+    is at ``address`` (the service's own head's), never the one Ray's job supervisor would find
+    in the machine-wide "current cluster" file (the Ray started last on the machine)."""
     if job.kind == JobKind.TRAIN.value:
         return (
             f"stagetune train --profile {shlex.quote(str(folder / 'profile.yaml'))} "
             f"--output {shlex.quote(str(folder / 'runs'))} data.cache_dir=null "
             f"--report {shlex.quote(str(result_path(folder, job)))}"
         )
-    return f"stagetune optimize --spec {shlex.quote(str(folder / 'spec.json'))} --json"
+    joins = f" --address {shlex.quote(address)}" if address else ""
+    return f"stagetune optimize --spec {shlex.quote(str(folder / 'spec.json'))} --json{joins}"
 
 
 class Follower:
@@ -173,7 +176,10 @@ class Follower:
             train = job.kind == JobKind.TRAIN.value
             gpus = 1.0 if train and any(n.get("GPU") for n in self.nodes()) else 0
             try:
-                self.ray.submit(submission, entrypoint(self.folder(job.id), job), gpus=gpus)
+                command = entrypoint(
+                    self.folder(job.id), job, None if self.head is None else self.head.gcs
+                )
+                self.ray.submit(submission, command, gpus=gpus)
             except RayUnreachable as exc:  # the job waits in the queue until Ray answers
                 self.health.down(str(exc))
                 return
@@ -225,14 +231,14 @@ class Follower:
             if seen is None:
                 done = result_path(self.folder(job.id), job).is_file()
                 state, message = (
-                    (JobState.SUCCEEDED, None)
-                    if done
-                    else (JobState.FAILED, self._lost)
+                    (JobState.SUCCEEDED, None) if done else (JobState.FAILED, self._lost)
                 )
             else:
                 state, message = seen
-                if state is JobState.FAILED and job.kind != JobKind.TRAIN.value and (
-                    result_path(self.folder(job.id), job).is_file()
+                if (
+                    state is JobState.FAILED
+                    and job.kind != JobKind.TRAIN.value
+                    and (result_path(self.folder(job.id), job).is_file())
                 ):  # a search that answered, some stage with no answer (its exit status 3)
                     state, message = JobState.SUCCEEDED, None
             if state is JobState.RUNNING:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -168,12 +170,18 @@ class LocalHead:
         self.record = state_dir / "ray-head.json"
         self.log_file = state_dir / "ray-head.log"
         self.token_file = state_dir / "ray-auth-token"
+        self.temp_dir = head_temp_dir(state_dir)
         self.url, self.pid = "", 0
+        #: The GCS's address (``127.0.0.1:port``), which every job's driver is given: Ray's job
+        #: supervisor would otherwise hand its driver the machine's "current cluster" (the Ray
+        #: started last on the machine, whoever started it). None for a head adopted from a
+        #: record that did not name it.
+        self.gcs: str | None = None
 
     def __enter__(self) -> LocalHead:
         adopted = _running_head(self.record)
         if adopted is not None:
-            self.url, self.pid = adopted
+            self.url, self.pid, self.gcs = adopted
             log.info("adopting the local Ray head at %s (pid %d)", self.url, self.pid)
         else:
             self._start()
@@ -208,21 +216,36 @@ class LocalHead:
             self.token_file.parent.mkdir(parents=True, exist_ok=True)
             self.token_file.touch(mode=0o600)
             self.token_file.write_text(secrets.token_hex(32) + "\n")
-        self.url, self.pid = _start_head(port, self.log_file, self.token_file)
-        self.record.write_text(json.dumps({"url": self.url, "pid": self.pid}) + "\n")
+        self.temp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.url, self.pid, self.gcs = _start_head(
+            port, self.log_file, self.token_file, self.temp_dir
+        )
+        record = {"url": self.url, "pid": self.pid, "gcs": self.gcs}
+        self.record.write_text(json.dumps(record) + "\n")
 
 
-def _running_head(record: Path) -> tuple[str, int] | None:
+def head_temp_dir(state_dir: Path) -> Path:
+    """The head's own temporary folder (its sessions, logs, sockets and its "current cluster"
+    file), named after the state folder: never /tmp/ray, which every other Ray on the machine
+    shares. Short, since Ray's socket paths inside it must stay under the 107 bytes a Unix
+    socket's path may have."""
+    digest = hashlib.sha256(str(state_dir.expanduser().resolve()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"stagetune-ray-{digest}"
+
+
+def _running_head(record: Path) -> tuple[str, int, str | None] | None:
     if not record.is_file():
         return None
     data = json.loads(record.read_text())
-    url, pid = str(data["url"]), int(data["pid"])
+    url, pid, gcs = str(data["url"]), int(data["pid"]), data.get("gcs")
     if not _alive(pid) or not _answers(url):
         return None
-    return url, pid
+    return url, pid, None if gcs is None else str(gcs)
 
 
-def _start_head(dashboard_port: int, log_file: Path, token_file: Path) -> tuple[str, int]:
+def _start_head(
+    dashboard_port: int, log_file: Path, token_file: Path, temp_dir: Path
+) -> tuple[str, int, str]:
     bin_dir = Path(sys.executable).parent
     ray = shutil.which("ray", path=str(bin_dir)) or shutil.which("ray")
     if ray is None:
@@ -241,6 +264,7 @@ def _start_head(dashboard_port: int, log_file: Path, token_file: Path) -> tuple[
             [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1",
              "--include-dashboard=true", "--dashboard-host=127.0.0.1",
              f"--dashboard-port={dashboard_port}", "--disable-usage-stats",
+             f"--temp-dir={temp_dir}",
              *(f"--{name}={port}" for name, port in ports.items())],
             stdout=out, stderr=subprocess.STDOUT, env=env,
             start_new_session=True,  # not in the service's process group: it survives a kill
@@ -252,8 +276,8 @@ def _start_head(dashboard_port: int, log_file: Path, token_file: Path) -> tuple[
             head.kill()
             raise RuntimeError(f"the local Ray head did not start; see {log_file}")
         time.sleep(0.5)
-    log.info("local Ray head up, dashboard at %s", url)
-    return url, head.pid
+    log.info("local Ray head up, dashboard at %s, GCS at 127.0.0.1:%d", url, ports["port"])
+    return url, head.pid, f"127.0.0.1:{ports['port']}"
 
 
 #: Every port of a head besides its dashboard's, each given a free one.
