@@ -21,6 +21,7 @@ from typing import Annotated, Any, Optional
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from stagetune_api._enums import Stage
+from stagetune_api._overrides import override_problems
 from stagetune_api._sizes import parse_size
 from stagetune_api._text import check_values
 
@@ -135,7 +136,12 @@ class JobSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _values(cls, data: Any) -> Any:
-        return check_values(data)
+        check_values(data)
+        if isinstance(data, dict):  # each override's value, before anything parses it whole
+            problems = override_problems(data.get("overrides"))
+            if problems:
+                raise ValueError("\n".join(f"{key}: {why}" for key, why in problems))
+        return data
 
     @field_validator("job_id")
     @classmethod

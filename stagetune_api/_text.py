@@ -42,7 +42,9 @@ def value_problems(value: Any, key: str = "") -> list[tuple[str, str]]:
     if isinstance(value, float) and not math.isfinite(value):
         return [(key or "(value)", f"{value} is not a finite number")]
     if isinstance(value, int) and abs(value) > INT_LIMIT:
-        return [(key or "(value)", f"{value} is beyond the 64-bit range (+-{INT_LIMIT})")]
+        bits = value.bit_length()
+        shown = str(value) if bits < 128 else f"an integer of about {int(bits * 0.30103)} digits"
+        return [(key or "(value)", f"{shown} is beyond the 64-bit range (+-{INT_LIMIT})")]
     if isinstance(value, dict):
         found: list[tuple[str, str]] = []
         for name, item in value.items():

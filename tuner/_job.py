@@ -197,5 +197,5 @@ def _explain(exc: ValidationError) -> list[str]:
             message = f"unknown option; accepted: {', '.join(sorted(JobSpec.model_fields))}"
         elif e["type"] == "enum":
             message += f" (got {e['input']!r})"
-        lines.append(f"{where}: {message}")
+        lines.append(f"{where}: {message}" if where else message)  # a check of the whole
     return lines

@@ -70,3 +70,12 @@ def test_train_without_m_refuses_sweep_flags_and_says_how_to_sweep(capsys, tmp_p
     assert "optimizer=adamw,sgd: unknown optimizer" in err
     assert "(to sweep optimizer=adamw,sgd, add -m)" in err
     assert not any(tmp_path.iterdir())  # nothing trained
+
+
+def test_optimize_refuses_an_override_that_is_not_a_finite_64_bit_number(capsys):
+    """The command line refuses what the service does, naming the override, before any Ray."""
+    from service.cli import main
+
+    for value in (".nan", "1e309", "9" * 30, "{a: &a [1], b: *a}"):
+        assert main(["optimize", "--preset", "quick", f"optimizer.lr={value}"]) == 2
+        assert "overrides[0]: optimizer.lr" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import errno
 import json
 import socket
 import sqlite3
+import threading
 import time
 
 import pytest
@@ -80,6 +81,12 @@ REFUSED = [
     ('"overrides": ["data.labels=\'/etc/passwd\'"]', "overrides[0]"),
     ('"overrides": ["optimizer.export_json=/etc/stagetune.json"]', "overrides[0]"),
     ('"overrides": ["data={\\"labels\\": \\"/etc/passwd\\"}"]', "data"),
+    ('"overrides": ["optimizer.lr=.nan"]', "overrides[0]"),
+    ('"overrides": ["optimizer.lr=.inf"]', "overrides[0]"),
+    ('"overrides": ["optimizer.lr=1e309"]', "overrides[0]"),
+    ('"overrides": ["optimizer.lr=' + "9" * 4000 + '"]', "overrides[0]"),
+    ('"overrides": ["optimizer.lr=0.01", "data.seed=' + "9" * 30 + '"]', "overrides[1]"),
+    ('"overrides": ["optimizer.betas=[0.9, -.Inf]"]', "overrides[0]"),
 ]
 
 
@@ -308,3 +315,34 @@ def test_a_full_or_read_only_disk_is_said_and_leaves_no_half_made_job(
         assert answered == status and "state folder" in answer["detail"], answer
         assert call(url, "GET", "/jobs")[1]["total"] == before
         assert list((tmp_path / "jobs").iterdir()) == []
+
+
+def laughs(levels: int) -> str:
+    """The issue's override: each level an anchored list of nine aliases of the one before."""
+    parts = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for before, name in zip("abcdefgh", "bcdefghi"[: levels - 1], strict=False):
+        parts.append(f"{name}: &{name} [" + ", ".join([f"*{before}"] * 9) + "]")
+    return "optimizer.betas={" + ", ".join(parts) + "}"
+
+
+def test_an_override_of_anchors_and_aliases_is_refused_at_once(service):
+    """A "billion laughs" (9**8 items from about 600 bytes) is refused before anything expands
+    it, naming the override, while /healthz answers at once."""
+    url, _ = service
+    body = {**QUICK, "overrides": ["optimizer.lr=0.01", laughs(8)]}
+    assert len(body["overrides"][1]) >= 400
+    answers: list = []
+    thread = threading.Thread(target=lambda: answers.append(call(url, "POST", "/optimize", body)))
+    started = time.perf_counter()
+    thread.start()
+    slowest = 0.0
+    while thread.is_alive() and time.perf_counter() - started < 30:
+        began = time.perf_counter()
+        assert call(url, "GET", "/healthz", token=None)[0] == 200
+        slowest = max(slowest, time.perf_counter() - began)
+    thread.join()
+    took = time.perf_counter() - started
+    status, answer = answers[0]
+    assert status == 422 and keys(answer) == {"overrides[1]"}, answer
+    assert "anchors and aliases" in answer["detail"], answer
+    assert took < 2 and slowest < 0.1, (took, slowest)
