@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -147,6 +148,8 @@ def _outcome(
             "probe.feasible": bool(metrics.get("feasible")),
             "probe.config_hash": metrics.get("config_hash"),
         }  # fmt: skip
+        if trial.error:
+            variables["trial.error"] = error_line(trial.error)
         outcome.records.append(
             trial_record(ctx.stage, Search.FIT, trial, status, variables, retries)
         )
@@ -172,6 +175,41 @@ def _outcome(
         )  # fmt: skip
         outcome.records.append(record)
     return outcome
+
+
+class TrialsCrashed(RuntimeError):
+    """Every trial of a stage's fit search crashed (not out of memory): the stage has no
+    answer, and the job fails with the trials' error (never "nothing fits")."""
+
+
+def error_line(error: Any) -> str:
+    """A trial's error in one line: the last line of what it raised (Ray wraps it in its
+    traceback), at most 500 characters."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(error).__name__)[:500]
+
+
+def crash_of(outcome: FitOutcome) -> str | None:
+    """Why a fit search answers nothing, when that is because its trials crashed: none probed a
+    model and at least one failed with an error other than running out of memory. None
+    otherwise (a search whose probes ran answers, even if some crashed)."""
+    if any(c.probe is not None for c in outcome.candidates):
+        return None
+    errors = [
+        str(r.variables.get("trial.error") or "an error not recorded")
+        for r in outcome.records
+        if r.status is TrialStatus.ERROR
+    ]
+    crashes = [e for e in errors if not _MEMORY.search(e)]
+    if not crashes:
+        return None
+    return (
+        f"{len(crashes)} fit trial(s) crashed and none probed a model, so the stage has no "
+        f"answer; the first crash: {crashes[0]}"
+    )
+
+
+_MEMORY = re.compile(r"out of memory|OutOfMemory", re.IGNORECASE)
 
 
 def fit_searcher(

@@ -31,7 +31,7 @@ from tuner._assembly import StageRun, provenance, stage_result
 from tuner._cluster import cluster_hardware, connected, trial_resources
 from tuner._data import JobData
 from tuner._experiment import Execution
-from tuner._fit import FitOutcome, run_fit
+from tuner._fit import FitOutcome, TrialsCrashed, crash_of, run_fit
 from tuner._folder import JobFolder
 from tuner._job import check_resume, stages_config, train_config
 from tuner._local import choose
@@ -205,8 +205,12 @@ class _StageLoop:
         )  # fmt: skip
         run = partial(run_fit, fit_ctx, self.spec.fit_trials, self.execution, self.board,
                       self.previous)  # fmt: skip
-        fit = self._once(stage, Search.FIT, FitOutcome, run)
+        # a search whose trials crashed is not kept: the same job id tries it again
+        fit = self._once(stage, Search.FIT, FitOutcome, run, keep=lambda f: crash_of(f) is None)
         self.records += fit.records
+        crash = crash_of(fit)
+        if crash is not None:
+            raise TrialsCrashed(f"{stage.value}: {crash}")
         choice = choose(stage, self.stages, fit.candidates, data)
         log.info("%s: %s", stage.value, _say(choice))
         tuned: TuneOutcome | None = None

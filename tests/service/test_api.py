@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from model import load_train_config
+from service.runner import LocalHead, RayJobs, head_temp_dir
 from tests.service.live_server import QUICK, TOKEN, Server, until
 
 
@@ -294,3 +295,39 @@ def test_a_killed_ray_head_is_replaced_and_its_jobs_fail_saying_why(server):
     status, resubmitted = server.call("POST", "/optimize", QUICK)
     assert status == 202
     assert server.wait(resubmitted["job_id"], {"succeeded", "failed"})["state"] == "succeeded"
+
+
+def test_another_ray_head_on_the_machine_changes_nothing(server, tmp_path):
+    """A second head started on the machine after the service's (its own ports, its own temp
+    folder) takes the "current cluster" file Ray's job supervisor reads to hand a driver its
+    cluster (written here where the service head's supervisor reads it, as `ray start --head`
+    writes it in its own): a job still runs on the service's cluster, and none on the other."""
+    with LocalHead(0, tmp_path / "other") as other:
+        assert other.gcs is not None and other.temp_dir != head_temp_dir(server.state)
+        current = head_temp_dir(server.state) / "ray_current_cluster"
+        assert current.is_file(), "the service's head keeps its own current-cluster file"
+        mine = current.read_text()
+        current.write_text(other.gcs)
+        try:
+            _, job = server.call("POST", "/optimize", QUICK)
+            done = server.wait(job["job_id"], {"succeeded", "failed", "cancelled"})
+        finally:
+            current.write_text(mine)
+        assert done["state"] == "succeeded", done
+        assert ray_job_status(server, done["links"]["dashboard"]) == "SUCCEEDED"
+        on_other = RayJobs(other.url, other.token_file).client.list_jobs()
+        assert on_other == [], on_other
+
+
+def test_a_job_whose_trials_all_crashed_fails_with_their_error(server):
+    """``data.seed=-1`` passes every check at the edge, but each probe crashes drawing its
+    synthetic complexes (numpy refuses a negative seed): no stage answer, never "nothing fits";
+    the job fails, Ray's message and the job's error carrying the trial's error."""
+    body = {**QUICK, "overrides": ["data.seed=-1"]}
+    status, job = server.call("POST", "/optimize", body)
+    assert status == 202, job
+    done = server.wait(job["job_id"], {"succeeded", "failed", "cancelled"})
+    assert done["state"] == "failed", done
+    assert "crashed" in done["error"] and "ValueError" in done["error"], done["error"]
+    assert "nothing fits" not in done["error"]
+    assert server.call("GET", f"/jobs/{job['job_id']}/result")[0] == 409
