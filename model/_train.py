@@ -175,11 +175,16 @@ class Trainer:
             loss = self._step(batch, complete)
             torch.cuda.synchronize(self.device)
             return loss, int(torch.cuda.max_memory_allocated(self.device))
-        optimizers = {self.optimizer, getattr(self.optimizer, "base", self.optimizer)}
-        held = held_bytes(self.model, optimizers, batch.to(self.device))
+        held = self.held_bytes(batch.to(self.device))
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             loss = self._step(batch, complete)
         return loss, held + peak_growth(prof)
+
+    def held_bytes(self, batch: Batch | None = None) -> int:
+        """Bytes the training holds between steps: weights, buffers, optimizer state (Lookahead's
+        slow weights included), gradients if any, and ``batch``."""
+        optimizers = {self.optimizer, getattr(self.optimizer, "base", self.optimizer)}
+        return held_bytes(self.model, optimizers, batch)
 
     def step_peak(self, batch: Batch) -> int:
         """The peak memory of one full training step (``measured_step``)."""

@@ -74,8 +74,11 @@ def probe(args: argparse.Namespace) -> int:
                 print_json(m.to_json())
             else:
                 state = "fits" if m.fits else "out of memory" if m.oom else "over the limit"
-                peak = format_size(m.peak_bytes) if m.peak_bytes is not None else "-"
-                print(f"batch {m.batch_size}: {state}, peak {peak}, step {m.median_seconds} s")
+                peak = "-" if m.peak_bytes is None else format_size(probe.footprint(m.peak_bytes))
+                print(
+                    f"batch {m.batch_size}: {state}, footprint {peak} of "
+                    f"{format_size(probe.limit_bytes)}, step {m.median_seconds} s"
+                )
             return 0
         result = probe.find_max_batch(stages.max_batch_size)
         if args.data is not None and result.max_atoms_per_batch is not None:

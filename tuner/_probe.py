@@ -52,11 +52,10 @@ from model import (
     build_model,
     count_parameters,
     heap_bytes,
-    held_bytes,
 )
 from tuner._hardware import Device, format_size
 from tuner._measures import is_out_of_memory, release, synchronize
-from tuner._probe_records import Measurement, ProbeResult, TimeModel
+from tuner._probe_records import Measurement, ProbeResult, TimeModel, footprint
 from tuner._sample import ProbeSample
 
 __all__ = ["Measurement", "Probe", "ProbeResult", "ProbeSample", "TimeModel", "is_out_of_memory"]
@@ -183,9 +182,7 @@ class Probe:
         """Bytes held whatever the step: weights, buffers and optimizer state."""
         if self._held is None:
             self._prime()
-            trainer = self.trainer
-            optimizers = {trainer.optimizer, getattr(trainer.optimizer, "base", trainer.optimizer)}
-            self._held = held_bytes(trainer.model, optimizers, None)
+            self._held = self.trainer.held_bytes()
         return self._held
 
     @property
@@ -197,16 +194,14 @@ class Probe:
     def footprint(self, peak: int) -> int:
         """The bytes a run whose steps peak at ``peak`` live bytes takes from the device: what it
         holds, plus ``heap_overhead`` times what a step adds."""
-        held = self.held()
-        return held + math.ceil(max(0, peak - held) * self.heap_overhead)
+        return footprint(peak, self.held(), self.heap_overhead)
 
     def fixed_bytes(self) -> int:
         """Bytes a step holds whatever the batch: weights, buffers, optimizer state, gradients."""
         self._prime()
         trainer = self.trainer
         grads = sum(p.numel() * p.element_size() for p in trainer.model.parameters())
-        optimizers = {trainer.optimizer, getattr(trainer.optimizer, "base", trainer.optimizer)}
-        return held_bytes(trainer.model, optimizers, None) + grads
+        return self.held() + grads
 
     def _add_times(self, m: Measurement, timed: int) -> Measurement:
         """Timed steps for a batch already measured to fit (its peak is not measured again)."""
@@ -337,6 +332,7 @@ class Probe:
             "sample_atoms": self.sample.atoms,
             "measurements": measured,
             "heap_overhead": self.heap_overhead,
+            "held_bytes": self.held(),
         }
         if final is None or not final.fits or final.median_seconds is None:
             smallest = measured[0].peak_bytes if measured else None

@@ -11,6 +11,12 @@ from typing import Any
 from stagetune_api import NOISY_SPREAD
 
 
+def footprint(live_peak: int, held: int, overhead: float) -> int:
+    """The bytes a run takes whose steps peak at ``live_peak`` live bytes: what it holds
+    between steps, plus ``overhead`` times what a step adds."""
+    return held + math.ceil(max(0, live_peak - held) * overhead)
+
+
 @dataclass(frozen=True)
 class Measurement:
     """One batch size, measured. ``peak_bytes`` is the step's live peak, as the instrument reads
@@ -133,6 +139,12 @@ class ProbeResult:
     data: DataFigures | None = None  # batches of the job's data at the atom budget
     live_peak_bytes: int | None = None  # the measured live peak of a step at the answer
     heap_overhead: float = 1.0
+    held_bytes: int | None = None  # weights, buffers and optimizer state, held between steps
+
+    def footprint(self, live_peak: int) -> int:
+        """The footprint of a run whose steps peak at ``live_peak`` live bytes (a measurement's
+        ``peak_bytes``), as the limit judges it."""
+        return footprint(live_peak, self.held_bytes or 0, self.heap_overhead)
 
     def fits_at(self, min_batch_size: int) -> bool:
         """Whether the model fits with at least ``min_batch_size`` (a stage's floor)."""

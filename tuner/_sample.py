@@ -22,10 +22,17 @@ class ProbeSample:
     atoms nearest its ligand.
     """
 
-    def __init__(self, data: Data, source: str, sized: Callable[[int], Data] | None = None) -> None:
+    def __init__(
+        self,
+        data: Data,
+        source: str,
+        sized: Callable[[int], Data] | None = None,
+        smallest: int = 8,
+    ) -> None:
         self.data = data
         self.source = source
         self._sized = sized  # a complex of the same worst case with n atoms
+        self.smallest = smallest  # the fewest atoms ``sized`` can make a complex of
 
     @classmethod
     def synthetic(
@@ -56,12 +63,16 @@ class ProbeSample:
     @classmethod
     def from_folder(cls, folder: str | Path, max_atoms: int) -> ProbeSample:
         folder = Path(folder)
+
         def cropped(atoms: int) -> Data:
             structure = read_structure(folder, AtomPolicy(max_atoms=atoms))
             return to_data(structure, folder.name, label=6.0)
 
-        data = cropped(max_atoms)
-        return cls(data, f"{folder} cropped to {data.num_nodes} atoms", sized=cropped)
+        full = read_structure(folder, AtomPolicy(max_atoms=max_atoms))
+        data = to_data(full, folder.name, label=6.0)
+        ligand = len(full.ligand_symbols)  # every ligand atom is kept: no crop goes below it
+        source = f"{folder} cropped to {data.num_nodes} atoms"
+        return cls(data, source, sized=cropped, smallest=max(8, ligand + 1))
 
     @property
     def atoms(self) -> int:
@@ -71,15 +82,16 @@ class ProbeSample:
         return Batch.from_data_list([self.data] * size)
 
     def packed(self, atoms: int) -> Batch:
-        """A batch of exactly ``atoms`` atoms (or as close as complexes of 8 atoms or more come)
+        """A batch of exactly ``atoms`` atoms (or as close as complexes of ``smallest`` atoms come)
         of worst-case complexes of mixed sizes: the sample's own size, and 7/8, 3/4, 5/8 and 1/2
-        of it, then one of the atoms left."""
+        of it (none smaller than ``smallest``: a real complex is never cropped below its ligand),
+        then one of the atoms left, when there are at least ``smallest``."""
         if self._sized is None:  # no other sizes to be had: the sample's own, repeated
             return self.batch(max(1, atoms // self.atoms))
-        sizes = [self.atoms * k // 8 for k in (8, 6, 4, 7, 5)]
+        sizes = [max(self.smallest, self.atoms * k // 8) for k in (8, 6, 4, 7, 5)]
         made: dict[int, Data] = {}
         complexes, left, i = [], atoms, 0
-        while left >= 8:
+        while left >= self.smallest:
             size = sizes[i % len(sizes)] if left >= sizes[i % len(sizes)] else left
             if size not in made:
                 made[size] = self.data if size == self.atoms else self._complex(size)

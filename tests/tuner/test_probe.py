@@ -317,3 +317,14 @@ def test_a_real_run_at_the_answer_stays_under_the_predicted_footprint_by_the_ker
     assert done.returncode == 0, done.stderr[-2000:]
     footprint = json.loads(done.stdout.splitlines()[-1])["footprint"]
     assert result.live_peak_bytes < footprint <= result.peak_bytes <= result.limit_bytes
+
+
+def test_a_real_complex_cropped_small_packs_without_cropping_below_its_ligand(pdbbind_mini):
+    """1xjd's ligand has 35 atoms: a batch packed from it at 150 atoms holds no complex cropped
+    below its ligand, and fills the budget but for less than one smallest complex."""
+    sample = ProbeSample.from_folder(pdbbind_mini / "1xjd", 150)
+    assert sample.smallest == 36
+    batch = sample.packed(1000)
+    sizes = [int(c.num_nodes) for c in batch.to_data_list()]
+    assert min(sizes) >= 36 and len(set(sizes)) >= 3
+    assert 1000 - sample.smallest < sum(sizes) <= 1000

@@ -54,7 +54,7 @@ class OnData:
     step_seconds: float
     cycle_minutes: float
     throughput: float  # complexes per second
-    step_spread: float = 0.0  # of the timed steps on the data; over 0.2 they were noisy
+    step_spread: float = 0.0  # of the timed steps on the data (see NOISY_SPREAD)
 
 
 @dataclass(frozen=True)
@@ -225,8 +225,10 @@ def nothing_fits(stage: Stage, candidates: Sequence[Candidate], why: str) -> Sta
     probe = smallest.probe
     assert probe is not None
     first = probe.measurements[0] if probe.measurements else None
+    needed_bytes = probe.peak_bytes
     if first is not None and first.peak_bytes is not None:
-        needed = f"needed {format_size(first.peak_bytes)} at batch {first.batch_size}"
+        needed_bytes = probe.footprint(first.peak_bytes)
+        needed = f"needed {format_size(needed_bytes)} at batch {first.batch_size}"
     elif first is not None:
         needed = f"ran out of memory at batch {first.batch_size}"
     else:
@@ -236,7 +238,7 @@ def nothing_fits(stage: Stage, candidates: Sequence[Candidate], why: str) -> Sta
         False,
         knobs=smallest.knobs,
         capacity=probe.capacity,
-        peak_bytes=first.peak_bytes if first is not None else probe.peak_bytes,
+        peak_bytes=needed_bytes,
         reason=f"nothing fits: {why}; the smallest configuration tried, {smallest.knobs} "
         f"({probe.capacity:,} parameters), {needed} against a limit of "
         f"{format_size(probe.limit_bytes)} on {probe.device}",
