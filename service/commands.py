@@ -125,7 +125,7 @@ def _say_probe(result: Any, cycle_batches: int) -> None:
             f"{d.complexes_per_batch:.1f} complexes a batch, {d.step_seconds:.3f} s/step, "
             f"{d.cycle_minutes:.1f} min per cycle, {d.throughput:.1f} complexes/s"
             + (
-                f" (timings noisy: the timed steps differ by {100 * d.step_spread:.0f} %)"
+                f" (timings noisy: the timed steps spread over {100 * d.step_spread:.0f} %)"
                 if d.noisy
                 else ""
             )
@@ -173,7 +173,7 @@ def optimize(args: argparse.Namespace) -> int:
             )
             spread = batches.step_spread_on_data or 0.0
             if spread > NOISY_SPREAD:
-                speed += f" (timings noisy: the timed steps differ by {100 * spread:.0f} %)"
+                speed += f" (timings noisy: the timed steps spread over {100 * spread:.0f} %)"
         elif probe and probe.throughput and probe.cycle_minutes:
             speed = f"; {probe.throughput:.1f} samples/s, {probe.cycle_minutes:.1f} min per cycle"
         else:

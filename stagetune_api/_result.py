@@ -90,7 +90,7 @@ class StageBudget(_Record):
 
 
 NOISY_SPREAD = 0.2
-"""Timed steps further apart than this, (slowest - fastest) / median, were slowed by other work."""
+"""Timed steps spread wider than this (interquartile range / median) were slowed by other work."""
 
 
 class Batching(_Record):
@@ -112,7 +112,7 @@ class Batching(_Record):
     throughput_on_data: float | None = Field(description="complexes per second on the data")
     step_spread_on_data: float | None = Field(
         default=None,
-        description="(slowest - fastest) / median of the timed steps on the data, per atom; "
+        description="interquartile range / median of the timed steps on the data, per atom; "
         f"over {NOISY_SPREAD} other work slowed them and the step on the data is uncertain",
     )
     cycle_minutes_worst_case: float | None = Field(

@@ -24,7 +24,7 @@ from tuner._probe_records import NOISY_SPREAD, DataFigures, ProbeResult
 
 log = logging.getLogger(__name__)
 
-TIMED_STEPS = 6  # real batches timed after one untimed one (each batch has its own shape)
+TIMED_STEPS = 6  # batches of the data timed after one untimed one, each new to the process
 
 
 def on_data(
@@ -35,53 +35,56 @@ def on_data(
     steps: int = TIMED_STEPS,
 ) -> DataFigures:
     """Pack ``complexes`` (shuffled under ``seed``) up to ``budget`` atoms, time ``steps``
-    training steps on the fullest batches (after one untimed step; a small data set's batches
-    are timed again in turn), and predict the step of an
-    average batch of the epoch: the fixed part of the probe's time model plus the median of the
-    measured times per atom times the batch's atoms. (An epoch's last batch holds what is left,
-    often much less: a cycle's step is the epoch's average, not the full batch's.) The spread of
-    the times per atom, (slowest - fastest) / median, says how far to trust it: over
-    ``NOISY_SPREAD`` other work on the machine slowed some steps, and the figures say so."""
+    training steps on full batches as training meets them (``_fresh_full_batches``; one untimed
+    step first), and predict the step of an average batch of the epoch: the fixed part of the
+    probe's time model plus the median of the measured times per atom times the average batch's
+    atoms. (An epoch's last batch holds what is left, often much less: a cycle's step is the
+    epoch's average, not the full batch's.) The spread of the times per atom, their interquartile
+    range over their median, says how far to trust it: over ``NOISY_SPREAD`` other work on the
+    machine slowed some steps, and the figures say so."""
     budget, model = result.max_atoms_per_batch, result.time_model
     assert budget is not None and model is not None, "the probe found no atom budget"
     sizes = [int(c.num_nodes) for c in complexes]
-    too_big = [(getattr(c, "complex_id", "?"), n) for c, n in zip(complexes, sizes, strict=True)
-               if n > budget]  # fmt: skip
+    too_big = [
+        (getattr(c, "complex_id", "?"), n)
+        for c, n in zip(complexes, sizes, strict=True)
+        if n > budget
+    ]
     if too_big:
         name, count = too_big[0]
-        raise ConfigError(f"the data's complex {name} has {count} atoms, over the atom budget "
-                          f"{budget}: crop complexes with a smaller data.max_atoms")  # fmt: skip
-    order = torch.randperm(len(complexes), generator=torch.Generator().manual_seed(seed)).tolist()
-    shuffled = [complexes[i] for i in order]
-    packs = [p for p in DynamicBatchSampler(shuffled, max_num=budget, mode="node")]  # no len()
-    atoms = [sum(sizes[order[i]] for i in pack) for pack in packs]
-    # the fullest batches, one step each and again in turn until ``steps`` are timed; the first
-    # step is not timed (it is the first of the data's shapes)
-    fullest = sorted(range(len(packs)), key=lambda k: -atoms[k])[:steps]
-    fullest = [k for k in fullest if atoms[k] >= atoms[fullest[0]] / 2]  # not an epoch's rest
-    order_of_steps = [fullest[i % len(fullest)] for i in range(steps + 1)]
+        raise ConfigError(
+            f"the data's complex {name} has {count} atoms, over the atom budget {budget}: crop "
+            "complexes with a smaller data.max_atoms"
+        )
+    epoch = _packed(complexes, budget, seed)
+    atoms = [sum(sizes[i] for i in pack) for pack in epoch]
     micro = probe.config.optimizer.accumulate_steps
     fixed = model.seconds_fixed / micro  # of one micro-batch, as timed here
     per_atom = []
-    for n, k in enumerate(order_of_steps):
-        batch = Batch.from_data_list([shuffled[i] for i in packs[k]]).to(probe.torch_device)
+    timed = _fresh_full_batches(complexes, sizes, budget, seed, steps + 1)
+    for n, pack in enumerate(timed):
+        batch = Batch.from_data_list([complexes[i] for i in pack]).to(probe.torch_device)
         synchronize(probe.torch_device)
         t0 = time.perf_counter()
         probe.trainer.train_step(batch)
         probe.trainer.flush()
         synchronize(probe.torch_device)
         probe.steps += 1
-        if n > 0:
-            per_atom.append(max(0.0, time.perf_counter() - t0 - fixed) / atoms[k])
+        if n > 0:  # the first is the first step on the data's complexes
+            per_atom.append(
+                max(0.0, time.perf_counter() - t0 - fixed) / sum(sizes[i] for i in pack)
+            )
     # a cycle's step: the fixed part and the atoms of an average batch of the epoch
     median = statistics.median(per_atom)
     seconds = (fixed + median * statistics.mean(atoms)) * micro
-    per_batch = len(complexes) / len(packs)
-    spread = (max(per_atom) - min(per_atom)) / median if median > 0 else 0.0
+    per_batch = len(complexes) / len(epoch)
+    quartiles = statistics.quantiles(per_atom, n=4) if len(per_atom) > 1 else [median] * 3
+    spread = (quartiles[2] - quartiles[0]) / median if median > 0 else 0.0
     if spread > NOISY_SPREAD:
         log.warning(
-            "the timed steps on the data differ by %.0f %% of their median: other work slowed "
-            "them, so the predicted step (%.3f s) is uncertain; probe again on a quiet machine",
+            "the timed steps on the data spread over %.0f %% of their median (interquartile "
+            "range): other work on the machine slowed some of them, so the predicted step "
+            "(%.3f s) is uncertain; probe again on a quiet machine",
             100 * spread,
             seconds,
         )
@@ -96,3 +99,32 @@ def on_data(
         timed_steps=len(per_atom),
         step_spread=spread,
     )
+
+
+def _packed(complexes: Sequence[Data], budget: int, seed: int) -> list[list[int]]:
+    """An epoch's batches: the complexes shuffled under ``seed``, packed up to ``budget`` atoms
+    by PyG's ``DynamicBatchSampler`` (indices into ``complexes``)."""
+    order = torch.randperm(len(complexes), generator=torch.Generator().manual_seed(seed)).tolist()
+    shuffled = [complexes[i] for i in order]
+    packs = [p for p in DynamicBatchSampler(shuffled, max_num=budget, mode="node")]  # no len()
+    return [[order[i] for i in pack] for pack in packs]
+
+
+def _fresh_full_batches(
+    complexes: Sequence[Data], sizes: list[int], budget: int, seed: int, wanted: int
+) -> list[list[int]]:
+    """``wanted`` batches as training meets them: each of other complexes than the last (a new
+    shuffle, epoch after epoch, as every epoch of a run packs anew), and each at least half as
+    full as the first epoch's fullest (an epoch's last batch holds what is left). A training
+    step on a batch of a shape the process has just seen is faster than on a new one (its
+    allocations reuse the same blocks of the heap), so no batch is timed twice while new ones
+    can be had: after 8 epochs' worth, they are taken again in turn."""
+    first = _packed(complexes, budget, seed)
+    floor = max(sum(sizes[i] for i in pack) for pack in first) / 2
+    full: list[list[int]] = []
+    for epoch in range(8):
+        packs = first if epoch == 0 else _packed(complexes, budget, seed + epoch)
+        full += [p for p in packs if sum(sizes[i] for i in p) >= floor]
+        if len(full) >= wanted:
+            break
+    return [full[i % len(full)] for i in range(wanted)]

@@ -92,7 +92,7 @@ class DataFigures:
     cycle_minutes: float
     throughput: float  # complexes per second
     timed_steps: int
-    step_spread: float = 0.0  # (slowest - fastest) / median of the timed steps' time per atom
+    step_spread: float = 0.0  # interquartile range / median of the timed steps' time per atom
 
     @property
     def noisy(self) -> bool:
