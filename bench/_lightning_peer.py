@@ -55,8 +55,11 @@ def find_batch(
     device: torch.device,
     limit_bytes: int,
     precision: str,
+    steps_per_trial: int = 3,
 ) -> dict[str, Any]:
-    """Run Lightning's binsearch finder; return its batch, training steps and wall time."""
+    """Run Lightning's binsearch finder (``steps_per_trial`` training steps a trial: 3 is
+    Lightning's default); return its batch, training steps and wall time. ``limit_bytes`` is
+    the limit on a step's live peak, as the probe judges it."""
     pl = lightning()
 
     class Module(pl.LightningModule):
@@ -113,7 +116,9 @@ def find_batch(
             enable_model_summary=False, default_root_dir=root,
         )  # fmt: skip
         t0 = time.perf_counter()
-        batch = pl.tuner.Tuner(trainer).scale_batch_size(module, mode="binsearch")
+        batch = pl.tuner.Tuner(trainer).scale_batch_size(
+            module, mode="binsearch", steps_per_trial=steps_per_trial
+        )
         seconds = time.perf_counter() - t0
     steps = module.steps
     del trainer, module

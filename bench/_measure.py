@@ -2,7 +2,10 @@
 
 Peak memory is the peak resident set during the case (Linux ``VmHWM``, reset first through
 ``/proc/self/clear_refs``) minus the resident set when it started: every byte the case touched,
-torch's or not, and nothing that imports or set-up touched before.
+torch's or not, and nothing that imports or set-up touched before. That is the kernel's count,
+an instrument the probe does not use: ``training_run`` measures a real training run with it.
+
+    python bench/_measure.py train '{"overrides": [...], "settings": {...}}'
 """
 
 from __future__ import annotations
@@ -73,3 +76,60 @@ def in_subprocess(script: str, *args: str, timeout: int = 1800) -> dict[str, Any
 
 def mib(n: float) -> str:
     return f"{n / 2**20:,.1f}"
+
+
+def training_run(overrides: list[str], settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A real training run in this process (``model.run_training``, what ``stagetune train``
+    runs), measured by the kernel: its footprint is the peak resident set over the resident set
+    just before the run (after the data is loaded and freed heap pages are given back), so it
+    counts the model, the optimizer, every step, the data loader and evaluation. By wall clock
+    over the epochs after the first: ``step_seconds``, the mean of the epochs' median steps (a
+    full batch's), and ``mean_step_seconds``, the mean of every step (an epoch's average
+    batch, what a cycle averages)."""
+    import tempfile
+
+    from model import Trainer, load_dataset, load_train_config, run_training
+
+    steps: list[float] = []
+    step = Trainer.train_step
+
+    def timed_step(self: Trainer, batch: Any) -> Any:  # every step of the loop, by wall clock
+        t0 = time.perf_counter()
+        loss = step(self, batch)
+        steps.append(time.perf_counter() - t0)
+        return loss
+
+    Trainer.train_step = timed_step  # type: ignore[method-assign]
+    with tempfile.TemporaryDirectory() as out:
+        config = load_train_config(
+            [*overrides, f"train.output_dir={out}", "train.device=cpu"], settings=settings
+        )
+        dataset = load_dataset(config)
+        base = reset_peak()
+        report = run_training(config, dataset=dataset)
+        footprint = peak_since_reset() - base
+    later = [e for e in (report.epochs[1:] or report.epochs) if e.step_seconds]
+    first = report.epochs[0].steps if len(report.epochs) > 1 else 0
+    return {
+        "footprint_bytes": footprint,
+        "step_seconds": statistics.mean(e.step_seconds for e in later),
+        "mean_step_seconds": statistics.mean(steps[first:]),
+        "steps": sum(e.steps for e in report.epochs),
+    }
+
+
+def training_run_in_subprocess(
+    overrides: list[str], settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``training_run`` in a fresh process; raises with its error when it fails."""
+    job = json.dumps({"overrides": overrides, "settings": settings or {}})
+    out = in_subprocess(__file__, "train", job)
+    if "error" in out:
+        raise RuntimeError(f"the training run {overrides} failed: {out['error']}")
+    return out
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["train"]:
+        job = json.loads(sys.argv[2])
+        print(json.dumps(training_run(job["overrides"], job["settings"] or None)))

@@ -1,63 +1,112 @@
-"""The probe against power-of-two-then-bisect and brute force, and its predictions against a run.
+"""The probe against power-of-two-then-bisect and brute force, and its predictions against real
+training processes measured by the kernel.
 
-For each model size, on this machine's CPU with a declared budget:
+Every complex is the same real one (the largest of ``../shared/data/pdbbind-mini``, cropped to
+``--max-atoms``), so every batch is the probe's worst case: the probe's sample is that complex,
+and the real runs train on a PDBbind root of copies of it.
 
-- ours: ``Probe.find_max_batch`` (memory line from batches 1 and 2, one verification step,
-  timed steps at the answer);
+Steps to the largest batch, under one rule for all three (each trial is one training step whose
+live peak is measured, judged against the same limit by the same ``Probe.measure``; the answer
+then gets 2 timed steps, which give the step time):
+
+- ours: ``Probe.find_max_batch`` (its steps as it counts them, the atom budget's verifying step
+  included);
 - bisect: batch 1, 2, 4, ... until a trial fails, then bisection between the last success and
-  the first failure; each trial is 3 training steps (one measured for memory, two timed), a
-  failing trial stops at its first step;
-- brute force: every batch from 1 up, one step each, until one fails: the true largest batch.
+  the first failure, then 2 timed steps at its answer;
+- brute force: every batch from 1 up until one fails: the true largest batch.
 
-All three measure with the same ``Probe.measure`` and count every training step, warm-up included.
-Then the recommended batch is trained for a short real cycle, on the worst-case batch and on
-real-size synthetic data, and the predicted peak and cycle time are compared with what happened.
+Then the answer against a real run: ``model.run_training`` (what ``stagetune train`` runs) in a
+fresh process at the probe's batch on the copies, measured by the kernel, an instrument the
+probe does not use (``bench/_measure.training_run``): its footprint (peak resident set over the
+resident set just before the run) against the probe's predicted footprint and limit, and its
+mean step (wall clock, the epochs after the first) against the probe's step.
 
-    python bench/probe.py [--cycle 40]
+    python bench/probe.py [--max-atoms 600] [--copies 60] [--epochs 4]
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import shutil
+import tempfile
+from pathlib import Path
 
 import torch
-from torch_geometric.loader import DataLoader
+from _measure import mib, training_run_in_subprocess
 
-from model import load_train_config, synthetic_complexes
+from model import load_train_config
 from tuner import Probe, ProbeSample, device_for, discover
 
-CASES = [  # name, overrides, CPU budget, atoms per complex
-    ("16ch x 2 layers", ["model.hidden_channels=16", "model.num_layers=2", "model.num_heads=2",
-                         "model.num_rbf=8"], "256MiB", 80),
-    ("32ch x 3 layers", ["model.hidden_channels=32", "model.num_layers=3", "model.num_heads=4",
-                         "model.num_rbf=16"], "512MiB", 80),
-    ("64ch x 4 layers", ["model.hidden_channels=64", "model.num_layers=4", "model.num_heads=8",
-                         "model.num_rbf=32"], "1GiB", 120),
-]  # fmt: skip
+REPO = Path(__file__).resolve().parents[1]
+MINI = REPO.parent / "shared" / "data" / "pdbbind-mini"
+CASES = [  # name, model overrides, CPU budget
+    ("16 ch x 2 layers", "16 2 2 8", "768MiB"),
+    ("32 ch x 3 layers", "32 3 4 16", "1536MiB"),
+    ("64 ch x 3 layers", "64 3 4 16", "3GiB"),
+]
+TIMED = 2  # timed steps at the answer, for every contender
 
 
-def new_probe(overrides, budget, atoms):
-    config = load_train_config([*overrides, "optimizer.log_config=false"])
-    sample = ProbeSample.synthetic(atoms, config.model.cutoff, config.model.max_num_neighbors)
+def model_overrides(knobs: str) -> list[str]:
+    channels, layers, heads, rbf = knobs.split()
+    return [
+        f"model.hidden_channels={channels}",
+        f"model.num_layers={layers}",
+        f"model.num_heads={heads}",
+        f"model.num_rbf={rbf}",
+    ]
+
+
+def largest_complex() -> str:
+    rows = (MINI / "atoms.csv").read_text().splitlines()[1:]
+    sizes = {}
+    for row in rows:
+        cells = row.split(",")
+        sizes[cells[0]] = int(cells[1]) + int(cells[10])  # pocket + ligand heavy atoms
+    return max(sizes, key=sizes.__getitem__)
+
+
+def copies_root(source: str, copies: int, into: Path) -> Path:
+    """A PDBbind root of ``copies`` copies of complex ``source``, each with the same label."""
+    root = into / "copies"
+    lines = []
+    for i in range(copies):
+        name = f"c{i:03d}"
+        (root / name).mkdir(parents=True)
+        for file in (MINI / source).iterdir():
+            shutil.copy(file, root / name / file.name.replace(source, name))
+        lines.append(f"{name}  2.00  2020   6.00  Kd=1uM  // copy of {source}")
+    (root / "INDEX_general_PL_data.2020").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def new_probe(knobs: str, budget: str, sample: ProbeSample, max_atoms: int) -> Probe:
+    config = load_train_config(
+        [*model_overrides(knobs), f"data.max_atoms={max_atoms}", "optimizer.log_config=false"]
+    )
     return Probe(config, device_for(discover(budget), "cpu"), sample)
 
 
-def bisect(probe: Probe, max_batch: int = 4096) -> int:
+def bisect(probe: Probe, max_batch: int = 4096) -> tuple[int, int]:
+    """Its answer and its steps: one a trial, then ``TIMED`` timed steps at the answer."""
     good, bad, b = 0, None, 1
     while bad is None and b <= max_batch:
-        if probe.measure(b, timed_steps=2).fits:
+        if probe.measure(b, timed_steps=0).fits:
             good, b = b, b * 2
         else:
             bad = b
     bad = bad or max_batch + 1
     while bad - good > 1:
         mid = (good + bad) // 2
-        if probe.measure(mid, timed_steps=2).fits:
+        if probe.measure(mid, timed_steps=0).fits:
             good = mid
         else:
             bad = mid
-    return good
+    if good == 0:
+        return 0, probe.steps
+    steps = probe.steps + TIMED  # the answer's own trial measured its peak already
+    probe.measure(good, timed_steps=TIMED)
+    return good, steps
 
 
 def brute(probe: Probe) -> int:
@@ -67,64 +116,87 @@ def brute(probe: Probe) -> int:
     return b - 1
 
 
-def real_cycle(probe: Probe, batch_size: int, steps: int, worst_case: bool) -> tuple[float, int]:
-    """Wall time of ``steps`` real training steps, and the peak of 5 more, measured."""
-    trainer = probe.trainer
-    if worst_case:
-        batches = [probe.sample.batch(batch_size)] * (steps + 5)
-    else:
-        data = synthetic_complexes(batch_size * 8, probe.sample.atoms, seed=1)
-        loader = DataLoader(data, batch_size=batch_size, shuffle=True, drop_last=True)
-        batches = [b for _ in range(steps // 8 + 2) for b in loader][: steps + 5]
-    t0 = time.perf_counter()
-    for batch in batches[:steps]:
-        trainer.train_step(batch)
-    seconds = time.perf_counter() - t0
-    peak = max(trainer.step_peak(batch) for batch in batches[steps:])
-    return seconds, peak
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cycle", type=int, default=40, help="steps of the real cycle")
+    parser.add_argument("--max-atoms", type=int, default=600)
+    parser.add_argument("--copies", type=int, default=60)
+    parser.add_argument("--epochs", type=int, default=4)
     args = parser.parse_args()
     torch.manual_seed(0)
+    source = largest_complex()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = copies_root(source, args.copies, Path(tmp))
+        sample = ProbeSample.from_folder(root / "c000", args.max_atoms)
+        print(f"every complex: {source}, {sample.atoms} atoms\n")
+        rows = [run_case(case, sample, root, args, Path(tmp)) for case in CASES]
+    print_tables(rows)
+
+
+def run_case(
+    case: tuple[str, str, str],
+    sample: ProbeSample,
+    root: Path,
+    args: argparse.Namespace,
+    tmp: Path,
+) -> dict:
+    name, knobs, budget = case
+    with new_probe(knobs, budget, sample, args.max_atoms) as p:
+        truth = brute(p)
+        brute_steps = p.steps
+    with new_probe(knobs, budget, sample, args.max_atoms) as p:
+        b_bisect, bisect_steps = bisect(p)
+    with new_probe(knobs, budget, sample, args.max_atoms) as p:
+        result = p.find_max_batch()
+    run = training_run_in_subprocess(
+        [
+            *model_overrides(knobs),
+            f"train.batch_size={result.max_batch_size}",
+            f"train.epochs={args.epochs}",
+            f"data.cache_dir={tmp / 'cache'}",
+            "optimizer.log_config=false",
+        ],
+        {"data.source": str(root), "data.max_atoms": args.max_atoms},
+    )
+    return {
+        "name": name,
+        "budget": budget,
+        "truth": truth,
+        "result": result,
+        "bisect": (b_bisect, bisect_steps),
+        "brute_steps": brute_steps,
+        "run": run,
+    }
+
+
+def print_tables(rows: list[dict]) -> None:
     print(
-        "| model | atoms | budget | true largest | ours: batch | ours: steps | bisect: batch "
+        "| model | budget | true largest | ours: batch | ours: steps | bisect: batch "
         "| bisect: steps | brute force: steps | ours / bisect |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    checks = []
-    for name, overrides, budget, atoms in CASES:
-        with new_probe(overrides, budget, atoms) as p:
-            truth = brute(p)
-            brute_steps = p.steps
-        with new_probe(overrides, budget, atoms) as p:
-            b_bisect = bisect(p)
-            bisect_steps = p.steps
-        with new_probe(overrides, budget, atoms) as p:
-            result = p.find_max_batch()
-            for worst in (True, False):
-                seconds, peak = real_cycle(p, result.max_batch_size, args.cycle, worst)
-                checks.append((name, worst, result, seconds, peak))
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        res, (b_bisect, bisect_steps) = r["result"], r["bisect"]
         print(
-            f"| {name} | {atoms} | {budget} | {truth} | {result.max_batch_size} | "
-            f"{result.probe_steps} | {b_bisect} | {bisect_steps} | {brute_steps} | "
-            f"{result.probe_steps / bisect_steps:.2f} |",
-            flush=True,
+            f"| {r['name']} | {r['budget']} | {r['truth']} | {res.max_batch_size} | "
+            f"{res.probe_steps} | {b_bisect} | {bisect_steps} | {r['brute_steps']} | "
+            f"{res.probe_steps / bisect_steps:.2f} |"
         )
     print(
-        f"\n| model | real cycle data | batch | predicted peak MiB | measured peak MiB | "
-        f"predicted {args.cycle}-step cycle | measured | error |"
+        "\n| model | batch | limit MiB | live peak MiB (profiler) | predicted footprint MiB "
+        "| real run: footprint MiB (kernel) | error | real / limit | real run steps "
+        "| predicted step | real mean step | error |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
-    for name, worst, r, seconds, peak in checks:
-        predicted = args.cycle * r.step_seconds
+    print("|---|" + "---:|" * 11)
+    for r in rows:
+        res, run = r["result"], r["run"]
+        footprint = run["footprint_bytes"]
+        step = run["step_seconds"]
         print(
-            f"| {name} | {'worst case' if worst else 'real sizes'} | {r.max_batch_size} | "
-            f"{r.peak_bytes / 2**20:.1f} | {peak / 2**20:.1f} | {predicted:.2f} s | "
-            f"{seconds:.2f} s | {100 * (predicted - seconds) / seconds:+.1f} % |",
-            flush=True,
+            f"| {r['name']} | {res.max_batch_size} | {mib(res.limit_bytes)} | "
+            f"{mib(res.live_peak_bytes)} | {mib(res.peak_bytes)} | {mib(footprint)} | "
+            f"{res.peak_bytes / footprint - 1:+.1%} | {footprint / res.limit_bytes:.1%} | "
+            f"{run['steps']} | {res.step_seconds:.3f} s | {step:.3f} s | "
+            f"{res.step_seconds / step - 1:+.1%} |"
         )
 
 

