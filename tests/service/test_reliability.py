@@ -326,11 +326,11 @@ def laughs(levels: int) -> str:
 
 
 def test_an_override_of_anchors_and_aliases_is_refused_at_once(service):
-    """A "billion laughs" (9**8 items from about 600 bytes) is refused before anything expands
+    """A "billion laughs" (9**8 items from a few hundred bytes) is refused before anything expands
     it, naming the override, while /healthz answers at once."""
     url, _ = service
     body = {**QUICK, "overrides": ["optimizer.lr=0.01", laughs(8)]}
-    assert len(body["overrides"][1]) >= 400
+    assert len(body["overrides"][1]) > 300
     answers: list = []
     thread = threading.Thread(target=lambda: answers.append(call(url, "POST", "/optimize", body)))
     started = time.perf_counter()
