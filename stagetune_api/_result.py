@@ -90,7 +90,7 @@ class StageBudget(_Record):
 
 
 NOISY_SPREAD = 0.2
-"""Timed steps spread wider than this (interquartile range / median) were slowed by other work."""
+"""Timed steps spread wider than this (interquartile range / median) make a step uncertain."""
 
 
 class Batching(_Record):
@@ -113,7 +113,8 @@ class Batching(_Record):
     step_spread_on_data: float | None = Field(
         default=None,
         description="interquartile range / median of the timed steps on the data, per atom; "
-        f"over {NOISY_SPREAD} other work slowed them and the step on the data is uncertain",
+        f"over {NOISY_SPREAD} the step on the data is uncertain (other work slowed some of "
+        "them, or the data's batches differ that much)",
     )
     cycle_minutes_worst_case: float | None = Field(
         description="the same cycle at the fixed batch of worst-case complexes"

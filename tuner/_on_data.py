@@ -40,40 +40,21 @@ def on_data(
     probe's time model plus the median of the measured times per atom times the average batch's
     atoms. (An epoch's last batch holds what is left, often much less: a cycle's step is the
     epoch's average, not the full batch's.) The spread of the times per atom, their interquartile
-    range over their median, says how far to trust it: over ``NOISY_SPREAD`` other work on the
-    machine slowed some steps, and the figures say so."""
+    range over their median, says how far to trust it: over ``NOISY_SPREAD`` (other work on the
+    machine slowed some steps, or the batches differ that much) the figures say so."""
     budget, model = result.max_atoms_per_batch, result.time_model
     assert budget is not None and model is not None, "the probe found no atom budget"
-    sizes = [int(c.num_nodes) for c in complexes]
-    too_big = [
-        (getattr(c, "complex_id", "?"), n)
-        for c, n in zip(complexes, sizes, strict=True)
-        if n > budget
-    ]
-    if too_big:
-        name, count = too_big[0]
-        raise ConfigError(
-            f"the data's complex {name} has {count} atoms, over the atom budget {budget}: crop "
-            "complexes with a smaller data.max_atoms"
-        )
+    sizes = _sizes_within(complexes, budget)
     epoch = _packed(complexes, budget, seed)
     atoms = [sum(sizes[i] for i in pack) for pack in epoch]
     micro = probe.config.optimizer.accumulate_steps
     fixed = model.seconds_fixed / micro  # of one micro-batch, as timed here
-    per_atom = []
     timed = _fresh_full_batches(complexes, sizes, budget, seed, steps + 1)
-    for n, pack in enumerate(timed):
-        batch = Batch.from_data_list([complexes[i] for i in pack]).to(probe.torch_device)
-        synchronize(probe.torch_device)
-        t0 = time.perf_counter()
-        probe.trainer.train_step(batch)
-        probe.trainer.flush()
-        synchronize(probe.torch_device)
-        probe.steps += 1
-        if n > 0:  # the first is the first step on the data's complexes
-            per_atom.append(
-                max(0.0, time.perf_counter() - t0 - fixed) / sum(sizes[i] for i in pack)
-            )
+    seconds_per_batch = _train_on(probe, complexes, timed)[1:]  # the first: the data's first
+    per_atom = [
+        max(0.0, t - fixed) / sum(sizes[i] for i in pack)
+        for t, pack in zip(seconds_per_batch, timed[1:], strict=True)
+    ]
     # a cycle's step: the fixed part and the atoms of an average batch of the epoch
     median = statistics.median(per_atom)
     seconds = (fixed + median * statistics.mean(atoms)) * micro
@@ -83,8 +64,9 @@ def on_data(
     if spread > NOISY_SPREAD:
         log.warning(
             "the timed steps on the data spread over %.0f %% of their median (interquartile "
-            "range): other work on the machine slowed some of them, so the predicted step "
-            "(%.3f s) is uncertain; probe again on a quiet machine",
+            "range), so the predicted step (%.3f s) is uncertain: other work on the machine "
+            "slowed some of them, or the data's batches differ that much; on a busy machine, "
+            "probe again when it is quiet",
             100 * spread,
             seconds,
         )
@@ -128,3 +110,30 @@ def _fresh_full_batches(
         if len(full) >= wanted:
             break
     return [full[i % len(full)] for i in range(wanted)]
+
+
+def _sizes_within(complexes: Sequence[Data], budget: int) -> list[int]:
+    """Each complex's atoms; a ``ConfigError`` names the first that the budget cannot hold."""
+    sizes = [int(c.num_nodes) for c in complexes]
+    for c, n in zip(complexes, sizes, strict=True):
+        if n > budget:
+            raise ConfigError(
+                f"the data's complex {getattr(c, 'complex_id', '?')} has {n} atoms, over the "
+                f"atom budget {budget}: crop complexes with a smaller data.max_atoms"
+            )
+    return sizes
+
+
+def _train_on(probe: Probe, complexes: Sequence[Data], packs: list[list[int]]) -> list[float]:
+    """One timed training step (synchronised on a GPU) on each batch of ``packs``."""
+    seconds = []
+    for pack in packs:
+        batch = Batch.from_data_list([complexes[i] for i in pack]).to(probe.torch_device)
+        synchronize(probe.torch_device)
+        t0 = time.perf_counter()
+        probe.trainer.train_step(batch)
+        probe.trainer.flush()
+        synchronize(probe.torch_device)
+        seconds.append(time.perf_counter() - t0)
+        probe.steps += 1
+    return seconds

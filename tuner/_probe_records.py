@@ -96,7 +96,8 @@ class DataFigures:
 
     @property
     def noisy(self) -> bool:
-        """Whether other work on the machine slowed some timed steps (``NOISY_SPREAD``)."""
+        """Whether the timed steps spread too far to trust the step (``NOISY_SPREAD``): other
+        work on the machine slowed some, or the data's batches differ that much."""
         return self.step_spread > NOISY_SPREAD
 
     def to_json(self) -> dict[str, Any]:
