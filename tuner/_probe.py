@@ -274,9 +274,10 @@ class Probe:
                 else:
                     bisecting = True
                     guess = (lo + hi) // 2
-        best = lo
-        final = at(best, self.timed_steps)
-        result = self._result(final, seen)
+        return self._with_atom_budget(self._result(at(lo, self.timed_steps), seen), max_batch_size)
+
+    def _with_atom_budget(self, result: ProbeResult, max_batch_size: int) -> ProbeResult:
+        """``result`` with its atom budget (``_atom_budget``), when it has a memory line."""
         if not result.fits or result.bytes_per_sample is None or result.fixed_bytes is None:
             return result
         budget, peak = self._atom_budget(result, max_batch_size)
