@@ -20,7 +20,7 @@ from pathlib import Path
 from service.records import submission_of
 from service.runner import LocalHead, RayJobs, RayUnreachable
 from service.settings import Settings
-from service.store import JobRecord, JobState, JobStore
+from service.store import IndexFault, JobRecord, JobState, JobStore
 from stagetune_api import JobKind
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,8 @@ class Follower:
 
     @contextlib.contextmanager
     def following(self, poll_seconds: float) -> Iterator[None]:
-        """The thread: every ``poll_seconds`` it reconciles running jobs with Ray, submits
+        """The thread: every ``poll_seconds`` it checks the job index (repairing it when it is
+        damaged, missing or could not be written), reconciles running jobs with Ray, submits
         queued ones and rereads the nodes; woken by a queued job or a freed slot, it submits at
         once."""
         stop = threading.Event()
@@ -117,12 +118,14 @@ class Follower:
                 try:
                     if time.monotonic() >= next_poll:
                         next_poll = time.monotonic() + poll_seconds
-                        if self.watch():
+                        if self.store.file.check() and self.watch():
                             self.refresh()
                             with contextlib.suppress(RayUnreachable):  # no node yet
                                 self.nodes()
-                    elif self.health.ok:
+                    elif self.health.ok and self.store.file.fault is None:
                         self.dispatch()
+                except IndexFault:  # kept in the file's fault: repaired at the next poll
+                    pass
                 except Exception:  # one failed poll (Ray busy) is no reason to stop following
                     log.exception("following the jobs failed; trying again")
                 self._wake.wait(max(0.0, next_poll - time.monotonic()))

@@ -38,7 +38,7 @@ def create_app(
                 jobs_api = RayJobs(address, token)
             store = JobStore(settings.state_path / "jobs.sqlite", settings.jobs_dir)
             store.rebuild()  # the job folders are the record of truth
-            profile_store = ProfileStore(store.path, settings.state_path / "profiles")
+            profile_store = ProfileStore(store.path, settings.state_path / "profiles", store.file)
             profile_store.rebuild()
             manager = JobManager(settings, store, ray_jobs or jobs_api, head)
             manager.refresh()  # reconcile what was running when the service last stopped

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from service.records import profile_versions, write_profile_version
-from service.store import _Database
+from service.store import SqliteFile, _Database
 from stagetune_api import printable_json
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,11 @@ class ProfileStore(_Database):
     file of its own too (in the same transaction), and ``rebuild`` indexes every file the SQLite
     file lacks."""
 
-    def __init__(self, path: Path, profiles_dir: Path | None = None) -> None:
-        super().__init__(path)
+    def __init__(
+        self, path: Path, profiles_dir: Path | None = None, file: SqliteFile | None = None
+    ) -> None:
         self.profiles_dir = profiles_dir
+        super().__init__(path, file)
 
     def rebuild(self) -> int:
         """Index every saved version whose row is missing, and write the file of every row that

@@ -57,9 +57,14 @@ class Refusal(BaseModel):
 
 
 class Health(BaseModel):
-    status: str = Field(description="ok, or unavailable")
+    status: str = Field(
+        description="ok; unavailable while Ray does not answer; degraded while the job index or "
+        "the state folder cannot be used (the service repairs it by itself)"
+    )
     ray: str = Field(description="ok, or why Ray does not answer")
     since: float | None = Field(default=None, description="when Ray stopped answering")
+    store: str = Field(default="ok", description="ok, or why the job index cannot be used")
+    store_since: float | None = Field(default=None, description="since when it cannot")
 
 
 class Invalid(BaseModel):

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from service.jobs import KeyReused
 from service.runner import RayUnreachable
 from service.schemas import Invalid, Problem, Refusal
+from service.store import IndexFault
 from stagetune_api import JobOptions
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,14 @@ UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
 }
 #: What a route that writes to the state folder or reaches Ray may answer besides.
 FAULTS: dict[int | str, dict[str, Any]] = {
-    503: {"model": Refusal, "description": "Ray does not answer, or the state folder is "
-          "read-only; the reason is in detail, nothing was changed"},
+    503: {"model": Refusal, "description": "Ray does not answer, the state folder is read-only, "
+          "or the job index is being repaired; the reason is in detail, nothing was changed"},
     507: {"model": Refusal, "description": "the state folder's disk is full; nothing was changed"},
+}  # fmt: skip
+#: What any route that reads the job index may answer while it is repaired.
+UNINDEXED: dict[int | str, dict[str, Any]] = {
+    503: {"model": Refusal, "description": "the job index is damaged, missing or cannot be "
+          "written, and is being repaired; the reason is in detail"},
 }  # fmt: skip
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Refusal, "description": "no such"}}
 #: What a route with a body answers to one that cannot be read: not UTF-8 (400), or over
@@ -55,7 +61,7 @@ BODY: dict[int | str, dict[str, Any]] = {
         "description": "the body is over STAGETUNE_MAX_BODY_BYTES: refused unread, as text when "
         "its Content-Length says so, else as JSON",
         "content": {"text/plain": {"schema": {"type": "string"}}},
-    }
+    },
 }
 
 
@@ -136,17 +142,27 @@ _READ_ONLY = {errno.EROFS}
 _DENIED = {errno.EACCES, errno.EPERM}
 
 
+async def on_index_fault(request: Request, exc: Exception) -> JSONResponse:
+    """The SQLite index is damaged, missing or cannot be written: 503 with the reason while the
+    service repairs it (``SqliteFile.check``)."""
+    return _refusal(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), **{"Retry-After": "2"})
+
+
 async def on_storage_fault(request: Request, exc: Exception) -> JSONResponse:
     """A file or the SQLite index the service could not use: 507 when the disk is full, 503
     (with the reason) when it is read-only, denied, or SQLite is busy past its wait; anything
-    else is the server's error (500, logged)."""
+    else is the server's error (500, logged). A full, read-only or denied state folder is the
+    index's fault too, until a write succeeds again (``/healthz`` says so meanwhile)."""
     text, code = str(exc), getattr(exc, "errno", None)
     if code in _FULL or "disk is full" in text:
+        _index_failed(request, f"the state folder is full: {text}")
         return _refusal(status.HTTP_507_INSUFFICIENT_STORAGE, f"the state folder is full: {text}")
     if code in _READ_ONLY or "readonly" in text:
+        _index_failed(request, f"the state folder cannot be written: {text}")
         return _refusal(status.HTTP_503_SERVICE_UNAVAILABLE,
                         f"the state folder cannot be written: {text}")  # fmt: skip
     if code in _DENIED:
+        _index_failed(request, f"permission denied: {text}")
         return _refusal(status.HTTP_503_SERVICE_UNAVAILABLE, f"permission denied: {text}")
     if "locked" in text or "busy" in text:
         return _refusal(status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -155,7 +171,14 @@ async def on_storage_fault(request: Request, exc: Exception) -> JSONResponse:
     return _refusal(status.HTTP_500_INTERNAL_SERVER_ERROR, "internal error; see the service's log")
 
 
+def _index_failed(request: Request, reason: str) -> None:
+    manager = getattr(request.app.state, "manager", None)
+    if manager is not None:
+        manager.store.file.failed(reason)
+
+
 FAULT_HANDLERS = {
+    IndexFault: on_index_fault,
     KeyReused: on_key_reused,
     RayUnreachable: on_ray_unreachable,
     sqlite3.OperationalError: on_storage_fault,

@@ -7,10 +7,13 @@ real cluster it does not own, which loses an answer, dies and comes back)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
+import os
 import socket
 import sqlite3
+import subprocess
 import threading
 import time
 
@@ -346,3 +349,98 @@ def test_an_override_of_anchors_and_aliases_is_refused_at_once(service):
     assert status == 422 and keys(answer) == {"overrides[1]"}, answer
     assert "anchors and aliases" in answer["detail"], answer
     assert took < 2 and slowest < 0.1, (took, slowest)
+
+
+def every_route_answers(url: str) -> dict[str, int]:
+    """The status of each route that reads or writes the job index; a 503 must be the JSON
+    refusal shape with its reason, never a server error."""
+    profile = {"config": {"train": {"epochs": time.time_ns() % 1000 + 1}}}  # a new version
+    asked = {
+        "POST /optimize": call(url, "POST", "/optimize", {**QUICK, "seed": time.time_ns() % 2**32}),
+        "GET /jobs": call(url, "GET", "/jobs"),
+        "GET /metrics": call(url, "GET", "/metrics"),
+        "PUT /profiles/mine": call(url, "PUT", "/profiles/mine", profile),
+        "GET /profiles": call(url, "GET", "/profiles"),
+    }
+    for route, (status, answer) in asked.items():
+        assert status < 500 or (status == 503 and "detail" in answer), (route, status, answer)
+    return {route: status for route, (status, _) in asked.items()}
+
+
+def damage(index, how: str) -> None:
+    """Damage the running service's index as an operator's mistake or a failing disk would."""
+    with sqlite3.connect(index) as db:  # what the file holds is in the file, not the WAL
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    if how == "truncated":
+        index.write_bytes(b"")
+    elif how == "deleted":
+        for part in index.parent.glob("jobs.sqlite*"):
+            part.unlink()
+    else:  # 64 KiB of garbage over every page after the first (the tables)
+        with index.open("r+b") as file:
+            file.seek(4096)
+            file.write(bytes(range(256)) * 256)
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage", "deleted"])
+def test_an_index_damaged_while_the_service_runs_is_repaired_with_no_job_lost(
+    tmp_path, data_root, how
+):
+    with app_in_thread(settings(tmp_path, data_root, max_running_jobs=1), RecordingRay()) as url:
+        made = [call(url, "POST", "/optimize", {**QUICK, "seed": s})[1] for s in range(3)]
+        call(url, "DELETE", f"/jobs/{made[2]['job_id']}")
+        assert call(url, "PUT", "/profiles/kept", {"config": {}})[0] == 201
+        assert until(lambda: call(url, "GET", f"/jobs/{made[0]['job_id']}")[1]["state"]
+                     == "running")  # fmt: skip
+        before = {j["job_id"]: j["state"] for j in call(url, "GET", "/jobs")[1]["jobs"]}
+
+        damage(tmp_path / "jobs.sqlite", how)
+        every_route_answers(url)  # 503 with its reason, or answered: never a 500
+        assert until(lambda: set(every_route_answers(url).values()) <= {200, 201, 202})
+        assert call(url, "GET", "/healthz", token=None)[0] == 200
+        after = {j["job_id"]: j["state"] for j in call(url, "GET", "/jobs")[1]["jobs"]}
+        assert {k: after[k] for k in before} == before  # running, queued, cancelled: as they were
+        assert call(url, "GET", "/profiles/kept")[0] == 200
+
+
+@contextlib.contextmanager
+def read_only(folder):
+    """``folder`` read-only for the service: a read-only bind mount over it when this is root
+    (for whom permissions do not stop a write), else its permissions."""
+    if os.geteuid() != 0:
+        modes = {p: p.stat().st_mode for p in [folder, *folder.rglob("*")]}
+        for path in modes:
+            path.chmod(modes[path] & ~0o222)
+        try:
+            yield
+        finally:
+            for path, mode in modes.items():
+                path.chmod(mode)
+        return
+    mounted = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"root here may not mount: {mounted.stderr.decode().strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], check=True)
+        yield
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def test_a_read_only_state_folder_is_said_and_recovered_from_without_a_restart(tmp_path, data_root):
+    state = tmp_path / "state"
+    with app_in_thread(settings(state, data_root), RecordingRay()) as url:
+        assert call(url, "PUT", "/profiles/mine", {"config": {}})[0] == 201
+        made = call(url, "POST", "/optimize", QUICK)[1]
+        with read_only(state):
+            answered = every_route_answers(url)
+            assert answered["PUT /profiles/mine"] == 503, answered
+            assert answered["POST /optimize"] == 503, answered
+            status, health = call(url, "GET", "/healthz", token=None)
+            assert status == 503 and health["status"] == "degraded", health
+            assert "state folder" in health["store"] or "jobs.sqlite" in health["store"], health
+            time.sleep(2)  # the follower's checks meanwhile change nothing
+        assert until(lambda: call(url, "GET", "/healthz", token=None)[0] == 200)
+        answered = every_route_answers(url)
+        assert set(answered.values()) <= {200, 201, 202}, answered
+        assert call(url, "GET", f"/jobs/{made['job_id']}")[0] == 200

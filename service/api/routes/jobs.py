@@ -15,6 +15,7 @@ from service.api.errors import (
     NOT_FOUND,
     REFUSED,
     UNAUTHORIZED,
+    UNINDEXED,
     invalid,
     problems_in,
 )
@@ -24,7 +25,9 @@ from service.store import JobState
 from stagetune_api import JobOptions, JobResult, Stage, TrainRunReport, finite_json
 
 router = APIRouter(
-    tags=["jobs"], dependencies=[Depends(authorized)], responses={**REFUSED, **UNAUTHORIZED}
+    tags=["jobs"],
+    dependencies=[Depends(authorized)],
+    responses={**REFUSED, **UNAUTHORIZED, **UNINDEXED},
 )
 _STATE: dict[int | str, dict[str, Any]] = {
     409: {"model": Refusal, "description": "the job has no such file (yet): its state"}

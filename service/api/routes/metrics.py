@@ -17,10 +17,12 @@ from prometheus_client import (
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.deps import Manager, authorized
-from service.api.errors import UNAUTHORIZED
+from service.api.errors import UNAUTHORIZED, UNINDEXED
 from service.store import JobState
 
-router = APIRouter(tags=["metrics"], dependencies=[Depends(authorized)], responses=UNAUTHORIZED)
+router = APIRouter(
+    tags=["metrics"], dependencies=[Depends(authorized)], responses={**UNAUTHORIZED, **UNINDEXED}
+)
 
 
 class Metrics:

@@ -20,6 +20,7 @@ from service.api.errors import (
     NOT_FOUND,
     REFUSED,
     UNAUTHORIZED,
+    UNINDEXED,
     invalid,
     problems_in,
 )
@@ -39,7 +40,9 @@ from service.schemas import (
 from stagetune_api import Stage
 
 router = APIRouter(
-    tags=["profiles"], dependencies=[Depends(authorized)], responses={**REFUSED, **UNAUTHORIZED}
+    tags=["profiles"],
+    dependencies=[Depends(authorized)],
+    responses={**REFUSED, **UNAUTHORIZED, **UNINDEXED},
 )
 
 
