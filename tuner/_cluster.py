@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -31,6 +35,8 @@ def connected(address: str | None, verbose: bool = False) -> Iterator[None]:
     level = notice.level
     if not verbose and address is None:
         notice.setLevel(logging.ERROR)
+    if address is None:
+        private_token()
     try:
         ray.init(address=address or "local", dashboard_host="127.0.0.1",
                  configure_logging=False, log_to_driver=verbose)  # fmt: skip
@@ -40,6 +46,38 @@ def connected(address: str | None, verbose: bool = False) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+def private_token() -> Path | None:
+    """The token file a new local Ray instance authenticates with, readable by its owner only.
+
+    Ray itself writes ``~/.ray/auth_token`` with the process's umask (0644 as a rule), and the
+    token grants the cluster. So unless token authentication is off (``RAY_AUTH_MODE=disabled``)
+    or the token is given in the environment (``RAY_AUTH_TOKEN``), the file Ray reads
+    (``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``) is made here first, mode 0600 in a
+    folder of mode 0700; one that exists readable by others is made private, with a warning.
+    The file's path, or None when there is none to make.
+    """
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled" or os.environ.get(
+        "RAY_AUTH_TOKEN"
+    ):
+        return None
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    path = path.expanduser()
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True)
+    try:
+        made = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for part, private in ((path, 0o600), (path.parent, 0o700)):
+            mode = stat.S_IMODE(part.stat().st_mode)
+            if mode & 0o077:
+                log.warning("%s was readable by others (mode %o): made %o", part, mode, private)
+                part.chmod(mode & private)
+        return path
+    with os.fdopen(made, "w") as file:
+        file.write(secrets.token_hex(32))
+    return path
 
 
 def trial_resources(spec: JobSpec) -> dict[str, float]:
