@@ -18,7 +18,7 @@ from typing import Any
 
 from service.runner import RayJobs, RayUnreachable
 from service.settings import Settings
-from stagetune_api import JobSpec
+from stagetune_api import JobSpec, override_value
 
 NODES_MAX_AGE = 10.0  # seconds a reading of the cluster's nodes serves requests
 #: Keys of a training configuration whose value is a path on the cluster's nodes.
@@ -28,6 +28,8 @@ PATH_KEYS = frozenset(
 #: Those a training run of a saved profile reads or writes as the profile says (its output
 #: folder and cache are the job's own: the entry point sets them).
 PROFILE_PATH_KEYS = frozenset({"data.source", "data.labels", "optimizer.export_json"})
+#: Keys whose value ``synthetic`` means synthetic complexes, not a path.
+_SYNTHETIC = frozenset({"data", "sample", "data.source"})
 
 
 class InvalidJob(ValueError):
@@ -48,9 +50,10 @@ class JobValidator:
         self._default_config: dict[str, Any] | None = None
 
     def check_data(self, data: Any, key: str, named: str = "") -> None:
-        """A job reads data from the data roots only (or synthetic complexes); ``named``: what
-        the refusal calls the value (``data.labels=/x``), else the value."""
-        if data is None or data == "synthetic":
+        """A job reads data from the data roots only (or synthetic complexes, where ``key`` is a
+        job's data or probe sample); ``named``: what the refusal calls the value
+        (``data.labels=/x``), else the value."""
+        if data is None or (data == "synthetic" and key in _SYNTHETIC):
             return
         path = Path(str(data)).expanduser().resolve()
         roots = [r.expanduser().resolve() for r in self.settings.data_roots]
@@ -66,9 +69,10 @@ class JobValidator:
         self.check_data(options.get("data"), "data")
         self.check_data(options.get("sample"), "sample")
         for i, text in enumerate(options.get("overrides") or ()):
-            key, _, value = str(text).partition("=")
-            if key.strip().lstrip("+~") in PATH_KEYS and _named_path(value):
-                self.check_data(value.strip(), f"overrides[{i}]", str(text))
+            key = str(text).partition("=")[0].strip().lstrip("+~")
+            value = override_value(str(text))
+            if key in PATH_KEYS and _named_path(key, value):
+                self.check_data(value, f"overrides[{i}]", str(text))
 
     def check_config(self, config: dict[str, Any], keys: frozenset[str] = PATH_KEYS) -> None:
         """Every path-valued key (``keys``) of a whole training configuration that differs from
@@ -80,7 +84,7 @@ class JobValidator:
             section, _, name = path.partition(".")
             value = (config.get(section) or {}).get(name)
             default = (defaults.get(section) or {}).get(name)
-            if isinstance(value, str) and value != default and _named_path(value):
+            if value != default and _named_path(path, value):
                 self.check_data(value, path)
 
     def _defaults(self) -> dict[str, Any]:
@@ -153,6 +157,10 @@ class JobValidator:
             self.warm.set()
 
 
-def _named_path(value: str) -> bool:
-    """Whether an override's value names a path (not null, a boolean or synthetic data)."""
-    return value.strip().lower() not in ("", "null", "none", "~", "true", "false", "synthetic")
+def _named_path(key: str, value: Any) -> bool:
+    """Whether the value of ``key`` names a path. The parsed value decides, never its spelling:
+    text does (``None``, ``NULL!`` or ``True`` written as text are relative paths), None, a
+    boolean, empty text and synthetic data (``data.source=synthetic``) do not."""
+    if key in _SYNTHETIC and value == "synthetic":
+        return False
+    return isinstance(value, str) and value != ""

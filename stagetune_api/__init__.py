@@ -19,6 +19,7 @@ from stagetune_api._job import (
     new_job_id,
 )
 from stagetune_api._json import finite_json
+from stagetune_api._overrides import override_value
 from stagetune_api._progress import Progress, SearchFigures
 from stagetune_api._result import (
     NOISY_SPREAD,
@@ -67,6 +68,7 @@ __all__ = [
     "finite_json",
     "format_size",
     "new_job_id",
+    "override_value",
     "parse_size",
     "printable_json",
     "result_schema",

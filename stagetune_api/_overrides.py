@@ -57,6 +57,22 @@ def override_problems(overrides: Any) -> list[tuple[str, str]]:
     return found
 
 
+def override_value(text: str) -> Any:
+    """The value of override ``text`` (``key=value``) as the training configuration reads it:
+    ``null``, ``NULL`` and ``~`` are None, ``true`` and ``False`` booleans, ``None`` and
+    ``'null'`` text. A value with anchors, aliases or deep nesting (refused by
+    ``override_problem``), or that is not YAML, is its text as written."""
+    _, _, raw = text.partition("=")
+    if not raw.strip():
+        return None
+    if override_problem(text) is not None:
+        return raw
+    try:
+        return yaml.load(raw, Loader=_Loader)
+    except (yaml.YAMLError, ValueError):
+        return raw
+
+
 def override_problem(text: str) -> str | None:
     """Why the value of override ``text`` is refused, or None. Its tokens are read first (a
     linear scan that expands nothing); it is parsed only when they hold no anchor, alias or

@@ -90,6 +90,13 @@ REFUSED = [
     ('"overrides": ["optimizer.lr=' + "9" * 4000 + '"]', "overrides[0]"),
     ('"overrides": ["optimizer.lr=0.01", "data.seed=' + "9" * 30 + '"]', "overrides[1]"),
     ('"overrides": ["optimizer.betas=[0.9, -.Inf]"]', "overrides[0]"),
+    # YAML reads these as text, i.e. relative paths: the parsed value decides, not the spelling
+    ('"overrides": ["data.labels=None"]', "overrides[0]"),
+    ('"overrides": ["data.cache_dir=NONE"]', "overrides[0]"),
+    ('"overrides": ["data.source=Synthetic"]', "overrides[0]"),
+    ('"overrides": ["data.labels=synthetic"]', "overrides[0]"),
+    ('"overrides": ["data.labels=\'null\'"]', "overrides[0]"),
+    ('"overrides": ["train.output_dir=\\"TRUE\\""]', "overrides[0]"),
 ]
 
 
@@ -119,6 +126,15 @@ def test_a_profile_that_writes_outside_the_data_roots_is_not_trained(service):
     assert call(url, "PUT", "/profiles/exports", {"config": config})[0] == 201
     status, answer = call(url, "POST", "/profiles/exports/train")
     assert status == 422 and keys(answer) == {"optimizer.export_json"}, answer
+
+
+def test_values_that_name_no_path_are_not_taken_for_paths(service):
+    """null (any YAML spelling of it), a boolean and synthetic data name no path."""
+    url, _ = service
+    overrides = ["data.labels=null", "data.labels=NULL", "data.cache_dir=~",
+                 "data.source=synthetic"]  # fmt: skip
+    status, job = call(url, "POST", "/optimize", {**QUICK, "overrides": overrides})
+    assert status == 202, job
 
 
 def test_a_sample_inside_the_data_roots_is_accepted(service, data_root):
