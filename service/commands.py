@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from service.drivers import record_driver
 from stagetune_api import NOISY_SPREAD, JobSpec
 
 log = logging.getLogger("stagetune")
@@ -146,6 +147,7 @@ def optimize(args: argparse.Namespace) -> int:
     given["overrides"] = args.overrides or None
     given["tune"] = False if args.no_tune else None
     spec = build_job_spec(given, spec_file=args.spec)
+    record_driver(spec.job_dir)
     try:
         # Ray Tune prints its own tables to stdout: keep stdout for the answer (or the JSON)
         with contextlib.redirect_stdout(sys.stderr):
@@ -270,6 +272,8 @@ def train(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise ConfigError(f"{exc}{_sweep_hint(args.overrides)}", exc.problems) from None
     log_to_file(Path(config.train.output_dir) / "train.log")
+    if args.report is not None:  # a job's: its folder holds the report
+        record_driver(Path(args.report).parent)
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     with logging_redirect_tqdm():  # log lines above the progress bar, not through it

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from service.drivers import end_driver
 from service.records import submission_of
 from service.runner import LocalHead, RayJobs, RayUnreachable
 from service.settings import Settings
@@ -218,7 +219,8 @@ class Follower:
 
         A job Ray no longer knows (its head was restarted) is judged by its folder: a
         result.json (report.json of a training run) means it finished; otherwise it failed, and
-        says why.
+        says why. Its driver, when it still runs under the service's own head, is ended
+        (``service.drivers``).
         """
         with self.lock:
             try:
@@ -236,6 +238,8 @@ class Follower:
                 state, message = (
                     (JobState.SUCCEEDED, None) if done else (JobState.FAILED, self._lost)
                 )
+                if self.head is not None:  # its driver ran on this machine, under the old head
+                    end_driver(self.folder(job.id))
             else:
                 state, message = seen
                 if (

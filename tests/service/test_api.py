@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from model import load_train_config
+from service.drivers import GRACE_SECONDS
 from service.runner import LocalHead, RayJobs, head_temp_dir
 from tests.service.live_server import QUICK, TOKEN, Server, until
 
@@ -268,11 +269,30 @@ def test_the_services_own_head_requires_its_token(server):
     assert refused.value.code == 401
 
 
+def drivers_of(job_id: str) -> list[psutil.Process]:
+    """The processes of a job's driver, found by their command line."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        line = " ".join(process.info["cmdline"] or ())
+        if "stagetune" in line and f"{job_id}/spec.json" in line:
+            found.append(process)
+    return found
+
+
+def _runs(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def test_a_killed_ray_head_is_replaced_and_its_jobs_fail_saying_why(server):
     """Last in this module: the head the other tests used is killed, with all its processes."""
     body = {**QUICK, "tune": True, "tune_trials": 4, "max_epochs": 30}
     job = server.call("POST", "/optimize", body)[1]
     server.wait(job["job_id"], {"running"})
+    assert until(lambda: drivers_of(job["job_id"]), timeout=60)
+    driver = drivers_of(job["job_id"])
     head = json.loads((server.state / "ray-head.json").read_text())
     os.killpg(head["pid"], signal.SIGKILL)
     killed, unhealthy = time.time(), []
@@ -287,6 +307,8 @@ def test_a_killed_ray_head_is_replaced_and_its_jobs_fail_saying_why(server):
     assert lost["state"] == "failed" and "Ray head died" in lost["error"], lost
     # first, perhaps, "does not answer" (its processes end a moment apart), then "died"
     assert any("died" in reason for reason in unhealthy), unhealthy
+    # the lost job's driver (`sh -c stagetune optimize ...` and stagetune) ends with it
+    assert until(lambda: not any(_runs(p) for p in driver), timeout=GRACE_SECONDS + 20), driver
 
     assert server.call("GET", "/healthz", token=None)[0] == 200
     again = json.loads((server.state / "ray-head.json").read_text())
