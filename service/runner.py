@@ -158,9 +158,9 @@ class LocalHead:
     head:`` starts it (or adopts the one a killed service left, named by ``ray-head.json`` in
     ``state_dir``, while it answers) and stops it, with every job on it, on exit.
 
-    Every port it can be told of is on 127.0.0.1 and was free when it started (a second Ray on
-    the machine takes none of them), it requires a token of its own (``ray-auth-token`` in
-    ``state_dir``: Ray 2.60's GCS listens on every interface whatever it is told), and its
+    Every process of it listens on 127.0.0.1 only, every port it can be told of was free when it
+    started (a second Ray on the machine takes none of them), it requires a token of its own
+    (``ray-auth-token`` in ``state_dir``: other users of the machine reach loopback too), and its
     processes find the ``stagetune`` and ``ray`` commands of this Python's environment,
     activated or not. When it dies, ``restart`` starts another.
     """
@@ -256,6 +256,11 @@ def _start_head(
         "PATH": os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]),
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": str(token_file),
+        # Ray's switch for a cluster of one machine (meant for Windows and macOS): the node's
+        # address is 127.0.0.1, so the GCS, raylet, workers, agents and metrics bind to it and
+        # to nothing else. `--node-ip-address=127.0.0.1` alone is turned into the machine's
+        # address, and those processes then listen on every interface.
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     }
     env.pop("RAY_AUTH_TOKEN", None)  # the file's token, not one the service was started with
     log_file.parent.mkdir(parents=True, exist_ok=True)

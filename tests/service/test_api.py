@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -229,6 +230,50 @@ def head_processes(server: Server) -> tuple[int, set[psutil.Process]]:
             if os.getpgid(process.pid) == pid and process.status() != psutil.STATUS_ZOMBIE:
                 group.add(process)
     return pid, group
+
+
+def listening(server: Server) -> dict[tuple[str, int], str]:
+    """Every address a process of the service's own head listens on (the head and everything it
+    started: GCS, raylet, workers, agents, a job's supervisor and driver), and the process."""
+    pid = int(json.loads((server.state / "ray-head.json").read_text())["pid"])
+    head = psutil.Process(pid)
+    found = {}
+    for process in [head, *head.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            for sock in process.net_connections(kind="inet"):
+                if sock.status == psutil.CONN_LISTEN:
+                    found[(sock.laddr.ip, sock.laddr.port)] = process.name()
+    return found
+
+
+def machine_address() -> str | None:
+    """This machine's address on its network, if it has one besides loopback."""
+    with contextlib.suppress(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("192.0.2.1", 9))  # no packet is sent: the route decides the address
+        address = str(s.getsockname()[0])
+        return None if address.startswith("127.") else address
+    return None
+
+
+def test_every_process_of_the_services_head_listens_on_loopback_only(server):
+    """While a job runs (its supervisor, driver and trial workers up), no process of the head
+    listens beyond 127.0.0.1, and none of its ports answers on the machine's own address."""
+    _, job = server.call("POST", "/optimize", {**QUICK, "tune": True, "tune_trials": 2})
+    server.wait(job["job_id"], {"running"})
+    assert until(lambda: drivers_of(job["job_id"]), timeout=60)
+    time.sleep(5)  # the driver joins, its trials start
+    ports = listening(server)
+    assert len(ports) >= 8, ports  # GCS, raylet's two, agents, dashboard, client server...
+    loopback = ("127.0.0.1", "::ffff:127.0.0.1", "::1")
+    wide = [f"{ip}:{port} ({name})" for (ip, port), name in ports.items() if ip not in loopback]
+    assert not wide, wide
+    address = machine_address()
+    if address is not None:
+        for _, port in ports:
+            with socket.socket() as s, pytest.raises(OSError):
+                s.settimeout(2)
+                s.connect((address, port))
+    assert server.wait(job["job_id"], {"succeeded", "failed"})["state"] == "succeeded"
 
 
 def test_a_stopped_head_is_reported_and_left_to_go_on(server):
