@@ -161,6 +161,12 @@ def _optimize(sub: Any) -> None:
         default=os.environ.get("RAY_ADDRESS"),
         help="a Ray cluster to join (default: RAY_ADDRESS, else a new local instance)",
     )
+    optimize.add_argument(
+        "--ray-session",
+        metavar="NAME",
+        help="run only in this Ray session (the service passes its head's): a cluster at "
+        "--address that is another session fails the job before anything runs",
+    )
     optimize.add_argument("--output", type=Path, help="also copy the job's files here")
     optimize.add_argument("--no-tune", action="store_true", help="the hardware-only answer")
     optimize.add_argument("--json", action="store_true", help="print result.json")

@@ -147,11 +147,18 @@ def optimize(args: argparse.Namespace) -> int:
     given["overrides"] = args.overrides or None
     given["tune"] = False if args.no_tune else None
     spec = build_job_spec(given, spec_file=args.spec)
-    record_driver(spec.job_dir)
+    if spec.job_dir.is_dir():  # made by the service, which may have to end this driver
+        record_driver(spec.job_dir)
     try:
         # Ray Tune prints its own tables to stdout: keep stdout for the answer (or the JSON)
         with contextlib.redirect_stdout(sys.stderr):
-            result = run_job(spec, address=args.address, output=args.output, verbose=args.verbose)
+            result = run_job(
+                spec,
+                address=args.address,
+                output=args.output,
+                verbose=args.verbose,
+                session=args.ray_session,
+            )
     except KeyboardInterrupt:
         _say_resume(spec)
         return 130

@@ -58,10 +58,13 @@ def result_path(folder: Path, job: JobRecord) -> Path:
     return folder / ("report.json" if job.kind == JobKind.TRAIN.value else "result.json")
 
 
-def entrypoint(folder: Path, job: JobRecord, address: str | None = None) -> str:
+def entrypoint(
+    folder: Path, job: JobRecord, address: str | None = None, session: str | None = None
+) -> str:
     """The command the Ray job runs, in the job's folder; a search joins the cluster whose GCS
     is at ``address`` (the service's own head's), never the one Ray's job supervisor would find
-    in the machine-wide "current cluster" file (the Ray started last on the machine)."""
+    in the machine-wide "current cluster" file (the Ray started last on the machine), and runs
+    only if that cluster is Ray session ``session`` (the head's)."""
     if job.kind == JobKind.TRAIN.value:
         return (
             f"stagetune train --profile {shlex.quote(str(folder / 'profile.yaml'))} "
@@ -69,6 +72,8 @@ def entrypoint(folder: Path, job: JobRecord, address: str | None = None) -> str:
             f"--report {shlex.quote(str(result_path(folder, job)))}"
         )
     joins = f" --address {shlex.quote(address)}" if address else ""
+    if session:
+        joins += f" --ray-session {shlex.quote(session)}"
     return f"stagetune optimize --spec {shlex.quote(str(folder / 'spec.json'))} --json{joins}"
 
 
@@ -180,8 +185,12 @@ class Follower:
             train = job.kind == JobKind.TRAIN.value
             gpus = 1.0 if train and any(n.get("GPU") for n in self.nodes()) else 0
             try:
+                head = self.head
                 command = entrypoint(
-                    self.folder(job.id), job, None if self.head is None else self.head.gcs
+                    self.folder(job.id),
+                    job,
+                    None if head is None else head.gcs,
+                    None if head is None else head.session,
                 )
                 self.ray.submit(submission, command, gpus=gpus)
             except RayUnreachable as exc:  # the job waits in the queue until Ray answers

@@ -177,11 +177,14 @@ class LocalHead:
         #: started last on the machine, whoever started it). None for a head adopted from a
         #: record that did not name it.
         self.gcs: str | None = None
+        #: The head's Ray session (``session_<time>_<pid>``): a job's driver runs only in it.
+        self.session: str | None = None
 
     def __enter__(self) -> LocalHead:
         adopted = _running_head(self.record)
         if adopted is not None:
             self.url, self.pid, self.gcs = adopted
+            self.session = session_of(self.temp_dir)
             log.info("adopting the local Ray head at %s (pid %d)", self.url, self.pid)
         else:
             self._start()
@@ -220,7 +223,8 @@ class LocalHead:
         self.url, self.pid, self.gcs = _start_head(
             port, self.log_file, self.token_file, self.temp_dir
         )
-        record = {"url": self.url, "pid": self.pid, "gcs": self.gcs}
+        self.session = session_of(self.temp_dir)
+        record = {"url": self.url, "pid": self.pid, "gcs": self.gcs, "session": self.session}
         self.record.write_text(json.dumps(record) + "\n")
 
 
@@ -231,6 +235,15 @@ def head_temp_dir(state_dir: Path) -> Path:
     socket's path may have."""
     digest = hashlib.sha256(str(state_dir.expanduser().resolve()).encode()).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / f"stagetune-ray-{digest}"
+
+
+def session_of(temp_dir: Path) -> str | None:
+    """The Ray session a head with its own ``temp_dir`` runs (``session_latest`` points to its
+    folder); None when it has none."""
+    try:
+        return Path(os.readlink(temp_dir / "session_latest")).name
+    except OSError:
+        return None
 
 
 def _running_head(record: Path) -> tuple[str, int, str | None] | None:

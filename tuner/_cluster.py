@@ -13,22 +13,33 @@ from typing import Any
 
 import ray
 
+from model import StagetuneError
 from stagetune_api import JobSpec, Stage, StageResult
 from tuner._job import trial_bundle
 
 log = logging.getLogger(__name__)
 
 
+class WrongCluster(StagetuneError):
+    """The cluster at the job's address is not the one it was sent to: its session differs."""
+
+
 @contextmanager
-def connected(address: str | None, verbose: bool = False) -> Iterator[None]:
+def connected(
+    address: str | None, verbose: bool = False, session: str | None = None
+) -> Iterator[None]:
     """Ray for the job: the cluster this process is connected to, the one at ``address``, or a
     new local instance (``"local"``: never a cluster some earlier ``ray start`` left behind).
+    With ``session`` (the service passes its head's), the cluster joined must be that Ray
+    session, or ``WrongCluster`` is raised before anything runs on it: another Ray may have
+    taken the address of a head that died.
 
     Unless ``verbose``, the workers' own output (the profiler's lines, library warnings) stays
     in Ray's worker logs instead of being forwarded to this process's terminal, and the notice
     that a new local instance uses token authentication is not shown (the instance makes its
     own token and ends with the job)."""
     if ray.is_initialized():
+        _check_session(address, session)
         yield
         return
     notice = logging.getLogger("ray._private.authentication")
@@ -43,9 +54,20 @@ def connected(address: str | None, verbose: bool = False) -> Iterator[None]:
     finally:
         notice.setLevel(level)
     try:
+        _check_session(address, session)
         yield
     finally:
         ray.shutdown()
+
+
+def _check_session(address: str | None, session: str | None) -> None:
+    joined = ray.get_runtime_context().get_session_name()
+    if session is not None and joined != session:
+        raise WrongCluster(
+            f"the Ray cluster at {address} is session {joined}, not {session}, the one this job "
+            "was submitted to (its head was replaced, and another Ray took its address): the "
+            "job was not run; submit it again"
+        )
 
 
 def private_token() -> Path | None:

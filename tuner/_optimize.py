@@ -55,12 +55,15 @@ def optimize(
     output: Path | None = None,
     config_dir: Path | None = None,
     verbose: bool = False,
+    session: str | None = None,
 ) -> JobResult:
     """Run (or resume) the job of ``spec``; its ``result.json`` as a ``JobResult``.
 
     Uses the Ray cluster this process is connected to, joins the one at ``address``, or starts a
     local one and shuts it down again. (The command line passes ``RAY_ADDRESS`` as ``address``,
-    which is how a job started with ``ray job submit`` finds its cluster.) A job that finished
+    which is how a job started with ``ray job submit`` finds its cluster.) With ``session``, the
+    cluster must be that Ray session (``tuner._cluster.WrongCluster`` otherwise, before anything
+    runs). A job that finished
     before is assembled again from its saved searches (files of an earlier version gain the
     fields added since), keeping when it ran and how long it took. Ray Tune's own output and the
     workers' output go to the job's log, or, ``verbose``, to the terminal as well. Ctrl-C stops
@@ -74,7 +77,7 @@ def optimize(
     folder.create()
     try:
         with _job_log(folder.job_log):
-            result = _run_job(spec, folder, address, config_dir, started, verbose)
+            result = _run_job(spec, folder, address, config_dir, started, verbose, session)
     except KeyboardInterrupt:
         if made and not folder.job_json.is_file():  # nothing to resume
             shutil.rmtree(folder.path, ignore_errors=True)
@@ -105,11 +108,12 @@ def _run_job(
     config_dir: Path | None,
     started: float,
     verbose: bool,
+    session: str | None = None,
 ) -> JobResult:
     log.info("job %s in %s", spec.job_id, folder.path)
     stages = stages_config(spec, config_dir)
     base = train_config(spec, config_dir)
-    with connected(address, verbose):
+    with connected(address, verbose, session):
         execution = Execution(
             trial_resources(spec), spec.max_concurrent, folder.experiments, spec.seed,
             tune_output=None if verbose else folder.job_log,

@@ -386,6 +386,29 @@ def test_another_ray_head_on_the_machine_changes_nothing(server, tmp_path):
         assert on_other == [], on_other
 
 
+def test_a_driver_sent_to_another_ray_session_runs_nothing(server, tmp_path):
+    """The service's jobs run only in its head's Ray session (``--ray-session``): a driver that
+    finds another session at its address (a head replaced, the address taken by another Ray)
+    fails saying so, before any trial runs."""
+    head = json.loads((server.state / "ray-head.json").read_text())
+    assert head["session"].startswith("session_"), head
+    as_its_jobs = {  # the environment the head gives its jobs' drivers: its token, loopback
+        "RAY_AUTH_MODE": "token",
+        "RAY_AUTH_TOKEN_PATH": str(server.state / "ray-auth-token"),
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    }
+    job = ["--preset", "quick", "--stages", "prototyping", "--no-tune", "--fit-trials", "1"]
+    where = ["--storage", str(tmp_path), "--job-id", "elsewhere", "--address", head["gcs"]]
+    command = ["stagetune", "optimize", *job, *where, "--ray-session", "session_of_another_head"]
+    ran = subprocess.run(
+        command, env={**os.environ, **as_its_jobs}, capture_output=True, text=True, timeout=300
+    )
+    assert ran.returncode == 2, ran.stderr[-3000:]
+    assert f"is session {head['session']}, not session_of_another_head" in ran.stderr, ran.stderr
+    assert not (tmp_path / "elsewhere" / "result.json").exists()
+    assert not list((tmp_path / "elsewhere").rglob("trials.csv"))
+
+
 def test_a_job_whose_trials_all_crashed_fails_with_their_error(server):
     """``data.seed=-1`` passes every check at the edge, but each probe crashes drawing its
     synthetic complexes (numpy refuses a negative seed): no stage answer, never "nothing fits";
