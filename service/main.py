@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import FastAPI, status
 from fastapi.exceptions import RequestValidationError
 
 from service.api.errors import FAULT_HANDLERS, on_invalid_request
+from service.api.methods import on_method_not_allowed
 from service.api.routes import health, jobs, metrics, profiles, ui
 from service.api.routes.metrics import Metrics, MetricsMiddleware
 from service.jobs import JobManager
@@ -54,6 +55,7 @@ def create_app(
         max_body_size=settings.max_body_bytes,
     )
     app.add_exception_handler(RequestValidationError, on_invalid_request)
+    app.add_exception_handler(status.HTTP_405_METHOD_NOT_ALLOWED, on_method_not_allowed)
     for fault, handler in FAULT_HANDLERS.items():
         app.add_exception_handler(fault, handler)
     app.state.metrics = Metrics()

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.store import JobState
 from stagetune_api import (
     JobKind,
     JobOptions,
+    JsonValue,
+    Key,
     Search,
     SearchFigures,
     Stage,
+    Text,
     TrainOptions,
     check_values,
 )
@@ -78,10 +81,13 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class ConfigIn(BaseModel):
-    config: dict[str, Any] = Field(
+    model_config = ConfigDict(extra="forbid")
+
+    config: dict[Key, JsonValue] = Field(
         description="sections of a training configuration (model, optimizer, scheduler, data, "
         "train), e.g. a job's profiles/<stage>.yaml as JSON; missing keys come from configs/; "
-        "no text with lone surrogates or control characters, no number that is not finite"
+        "no control character in its text but tab and newline, no key that is empty or more "
+        "than one line, no lone surrogate, and every number within +-(2**53 - 1)"
     )
 
     @model_validator(mode="before")
@@ -98,8 +104,8 @@ class ConfigChecked(BaseModel):
 
 class ProfileIn(ConfigIn):
     stage: Stage | None = Field(default=None, description="the stage it was chosen for")
-    job_id: str | None = Field(default=None, description="the job it came from", max_length=64)
-    description: str | None = Field(default=None, max_length=500)
+    job_id: Text | None = Field(default=None, description="the job it came from", max_length=64)
+    description: Text | None = Field(default=None, max_length=500)
 
 
 class ProfilePublic(BaseModel):

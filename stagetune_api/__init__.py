@@ -19,7 +19,7 @@ from stagetune_api._job import (
     new_job_id,
 )
 from stagetune_api._json import finite_json
-from stagetune_api._overrides import override_value
+from stagetune_api._overrides import override_problem, override_value
 from stagetune_api._progress import Progress, SearchFigures
 from stagetune_api._result import (
     NOISY_SPREAD,
@@ -35,7 +35,7 @@ from stagetune_api._result import (
     result_schema,
 )
 from stagetune_api._sizes import format_size, parse_size
-from stagetune_api._text import check_values, printable_json
+from stagetune_api._text import JsonValue, Key, Text, check_values, printable_json
 from stagetune_api._train import EpochFigures, SkippedComplex, TrainOptions, TrainRunReport
 
 __all__ = [
@@ -47,6 +47,8 @@ __all__ = [
     "JobOptions",
     "JobResult",
     "JobSpec",
+    "JsonValue",
+    "Key",
     "Knob",
     "MeasuredOn",
     "ProbeFigures",
@@ -59,6 +61,7 @@ __all__ = [
     "Stage",
     "StageBudget",
     "StageResult",
+    "Text",
     "TrainOptions",
     "TrainRunReport",
     "TrialRecord",
@@ -68,6 +71,7 @@ __all__ = [
     "finite_json",
     "format_size",
     "new_job_id",
+    "override_problem",
     "override_value",
     "parse_size",
     "printable_json",

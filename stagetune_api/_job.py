@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from stagetune_api._enums import Stage
 from stagetune_api._overrides import override_problems
-from stagetune_api._sizes import parse_size
-from stagetune_api._text import check_values
+from stagetune_api._sizes import SIZE_PATTERN, parse_size
+from stagetune_api._text import Integer, Key, Number, Text, check_values
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -39,7 +39,11 @@ def new_job_id() -> str:
 
 
 class Range(BaseModel):
-    """A knob's choices from ``min`` to ``max`` every ``step``."""
+    """A knob's choices from ``min`` to ``max`` every ``step``. That ``min`` is not above
+    ``max`` is checked by the space that holds the range (``JobSpec``, a stage of
+    configs/stages.yaml), with ``problem``: a rule between two fields is beyond what JSON Schema
+    states, and the body of a request (``JobOptions``) is refused for what its schema states
+    only."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -47,17 +51,15 @@ class Range(BaseModel):
     max: int = Field(gt=0, le=1_000_000)
     step: int = Field(default=1, gt=0, le=1_000_000)
 
-    @model_validator(mode="after")
-    def _ordered(self) -> Range:
-        if self.min > self.max:
-            raise ValueError(f"min={self.min} is above max={self.max}")
-        return self
+    def problem(self) -> str | None:
+        """Why the range is refused, or None."""
+        return f"min={self.min} is above max={self.max}" if self.min > self.max else None
 
     def values(self) -> list[int]:
         return list(range(self.min, self.max + 1, self.step))
 
 
-Knob = list[int] | list[float] | Range
+Knob = list[Integer] | list[Number] | Range
 
 
 class JobSpec(BaseModel):
@@ -79,28 +81,31 @@ class JobSpec(BaseModel):
     stages: tuple[Stage, ...] = Field(
         default=tuple(Stage), min_length=1, max_length=3, description="the stages to answer"
     )
-    data: str = Field(
+    data: Text = Field(
         default="synthetic",
         min_length=1,
         max_length=_TEXT,
         description="synthetic, or a PDBbind-style root every node can read",
     )
-    overrides: tuple[Annotated[str, Field(max_length=_TEXT)], ...] = Field(
+    overrides: tuple[Annotated[Text, Field(max_length=_TEXT)], ...] = Field(
         default=(),
         max_length=1000,
         description="training config overrides such as optimizer=sgd model.lmax=2",
     )
-    space: dict[Stage, dict[str, Knob]] = Field(
+    space: dict[Stage, dict[Key, Knob]] = Field(
         default_factory=dict, description="per stage, knobs that replace the stage's space"
     )
     max_atoms: int | None = Field(
         default=None, gt=0, le=100_000, description="atoms per probe complex (data.max_atoms)"
     )
-    sample: str | None = Field(
+    sample: Text | None = Field(
         default=None, max_length=_TEXT, description="a real complex ROOT/ID to probe with"
     )
     memory_budget: str | None = Field(
-        default=None, max_length=32, description="CPU budget per trial, at least 1MiB, e.g. 4GiB"
+        default=None,
+        max_length=32,
+        pattern=SIZE_PATTERN,
+        description="CPU budget per trial, at least 1MiB, e.g. 4GiB",
     )
     fit_trials: int = Field(default=16, gt=0, le=_MANY, description="architecture probes per stage")
     tune_trials: int = Field(
@@ -111,7 +116,7 @@ class JobSpec(BaseModel):
         default=1.0, ge=0, le=64, description="GPUs per trial; ignored where no node has one"
     )
     cpus_per_trial: float = Field(default=1.0, gt=0, le=1024, description="CPUs per trial")
-    accelerator_type: str | None = Field(
+    accelerator_type: Text | None = Field(
         default=None, max_length=64, description="only nodes with this GPU type, e.g. A100, H100"
     )
     max_epochs: int = Field(
@@ -127,7 +132,7 @@ class JobSpec(BaseModel):
         default=True, description="run the tune search; false gives the hardware-only answer"
     )
     seed: int = Field(default=0, ge=0, le=2**32 - 1, description="the searchers' seed")
-    storage: str = Field(
+    storage: Text = Field(
         default="~/stagetune/jobs",
         max_length=_TEXT,
         description="folder of job folders, shared by all nodes",
@@ -153,10 +158,17 @@ class JobSpec(BaseModel):
             )
         return value
 
+    @field_validator("memory_budget", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        return _written_as_size(value)
+
     @field_validator("memory_budget")
     @classmethod
     def _budget(cls, value: str | None) -> str | None:
-        return _check_budget(value)
+        if value is not None and parse_size(value) < MIN_MEMORY_BUDGET:
+            raise ValueError(f"{value!r} is below the least memory budget a trial can use, 1MiB")
+        return value
 
     @field_validator("stages")
     @classmethod
@@ -166,11 +178,14 @@ class JobSpec(BaseModel):
 
     @field_validator("space")
     @classmethod
-    def _finite(cls, value: dict[Stage, dict[str, Knob]]) -> dict[Stage, dict[str, Knob]]:
+    def _choices(cls, value: dict[Stage, dict[str, Knob]]) -> dict[Stage, dict[str, Knob]]:
         for knobs in value.values():
             for knob, choices in knobs.items():
                 if isinstance(choices, list) and not all(math.isfinite(c) for c in choices):
                     raise ValueError(f"{knob}: every choice must be a finite number")
+                why = choices.problem() if isinstance(choices, Range) else None
+                if why is not None:
+                    raise ValueError(f"{knob}: {why}")
         return value
 
     @property
@@ -178,9 +193,14 @@ class JobSpec(BaseModel):
         return Path(self.storage).expanduser().resolve() / self.job_id
 
 
-def _check_budget(value: str | None) -> str | None:
-    if value is not None and parse_size(value) < MIN_MEMORY_BUDGET:
-        raise ValueError(f"{value!r} is below the least memory budget a trial can use, 1MiB")
+def _written_as_size(value: Any) -> Any:
+    """``value``, if it is not text or is a size as ``SIZE_PATTERN`` has it: the pattern's own
+    refusal, in words."""
+    if isinstance(value, str) and not re.fullmatch(SIZE_PATTERN, value):
+        raise ValueError(
+            f"{value!r} is not a memory size: a number with an optional unit, B, KB, MB, GB, TB, "
+            "KiB, MiB, GiB or TiB (e.g. 4GiB)"
+        )
     return value
 
 
@@ -202,7 +222,9 @@ _Options: type[BaseModel] = create_model(  # type: ignore[call-overload]
     "_Options",
     __config__=ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False),
     __validators__={
-        "budget": field_validator("memory_budget")(_check_budget),
+        "size": field_validator("memory_budget", mode="before")(
+            lambda cls, value: _written_as_size(value)
+        ),
         "values": model_validator(mode="before")(lambda cls, data: check_values(data)),
     },
     **{name: _optional(name) for name in JobSpec.model_fields if name not in SERVER_FIELDS},
@@ -211,7 +233,14 @@ _Options: type[BaseModel] = create_model(  # type: ignore[call-overload]
 
 class JobOptions(_Options):  # type: ignore[misc,valid-type]
     """The options of one job (the body of ``POST /optimize``), each optional: one not given
-    takes the preset's value, else ``JobSpec``'s default."""
+    takes the preset's value, else ``JobSpec``'s default.
+
+    It refuses what its JSON Schema states and nothing more (each field's type, bounds and
+    pattern; its text and keys as ``stagetune_api._text`` has them), so that the OpenAPI
+    document says exactly which bodies are well formed. What a schema cannot state is checked
+    where the options become a ``JobSpec``, and refused there as a 422 naming the field all the
+    same: a memory budget under 1MiB, a range whose min is above its max, an override's value,
+    a preset that does not exist."""
 
     def given(self) -> dict[str, Any]:
         """The options given, as JSON data (what ``tuner.build_job_spec`` takes)."""

@@ -1,8 +1,8 @@
 """What an override's value (``key=value``, the value YAML) may be, checked before anything
 parses it whole: no anchors or aliases (``&a``, ``*a``: a few hundred bytes of them expand to
 billions of items, a "billion laughs"), nested at most ``MAX_DEPTH`` deep, and numbers that are
-finite and fit in 64 bits (``.nan``, ``.inf``, ``1e309`` and 20-digit integers are refused, as
-every number entering from outside is: ``stagetune_api._text``).
+finite and within +-(2**53 - 1) (``.nan``, ``.inf``, ``1e309`` and 20-digit integers are
+refused, as every number entering from outside is: ``stagetune_api._text``).
 
 The value is read as the training configuration reads it (``model``'s loader: YAML 1.1, safe,
 ``1e-3`` a float); a value that is not valid YAML is left to the composition, which says why.
@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from stagetune_api._text import INT_LIMIT, value_problems
+from stagetune_api._text import BEYOND, value_problems
 
 #: The deepest nesting of lists and mappings an override's value may have.
 MAX_DEPTH = 16
@@ -98,7 +98,7 @@ def override_problem(text: str) -> str | None:
     except yaml.YAMLError:
         return None  # not YAML: the composition says why
     except ValueError:  # an integer of more digits than Python converts (4,300)
-        return f"{name}: an integer of over 4,300 digits is beyond the 64-bit range (+-{INT_LIMIT})"
+        return f"{name}: an integer of over 4,300 digits is {BEYOND}"
     problems = value_problems(value, name)
     if not problems:
         return None

@@ -12,6 +12,11 @@ _UNITS = {
 }  # fmt: skip
 
 
+#: A size as ``parse_size`` reads it, in the form a request may give it (JSON Schema's pattern
+#: of a memory budget): a number, spaces at most between it and its unit.
+SIZE_PATTERN = r"^[0-9]*\.?[0-9]+ *(?:[BbKkMmGgTt]|[KkMmGgTt][Ii]?[Bb])?$"
+
+
 def parse_size(text: str | int) -> int:
     """Bytes in ``4GiB``, ``512MiB``, ``1.5GB``, ``2000000``; a ``ValueError`` names the text."""
     if isinstance(text, int):

@@ -41,6 +41,9 @@ class StageSpec(_Spec):
                 )
             if isinstance(values, list) and not values:
                 raise ValueError(f"space.{knob} has no choices")
+            why = values.problem() if isinstance(values, Range) else None
+            if why is not None:
+                raise ValueError(f"space.{knob}: {why}")
         return self
 
     @property

@@ -79,8 +79,15 @@ def app_in_thread(settings: Settings, ray_jobs: Any) -> Iterator[str]:
     """The app of ``settings`` (its port set) under uvicorn in a thread, ``ray_jobs`` its Ray
     job API (None: Ray's own, at ``settings.ray_address``, or a head of the app's own); yields
     its URL and stops it on exit, a failed test's too (its own head with it)."""
-    app = create_app(settings, ray_jobs=ray_jobs)
-    config = uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="error")
+    with serving(create_app(settings, ray_jobs=ray_jobs), settings.port) as url:
+        yield url
+
+
+@contextmanager
+def serving(app: Any, port: int) -> Iterator[str]:
+    """``app`` under uvicorn on ``port`` of loopback, in a thread: yields its URL and stops it
+    on exit (``app_in_thread``, for a test that changes the app before it serves)."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -89,7 +96,7 @@ def app_in_thread(settings: Settings, ray_jobs: Any) -> Iterator[str]:
         assert time.time() < deadline and thread.is_alive(), "the server did not start"
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{settings.port}"
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)
