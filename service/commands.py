@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from service.drivers import record_driver
-from stagetune_api import NOISY_SPREAD, JobSpec
+from stagetune_api import NOISY_SPREAD, JobSpec, override_problem
 
 log = logging.getLogger("stagetune")
 LOG_FORMAT = logging.Formatter(
@@ -264,6 +264,7 @@ SWEEP_FLAGS = (
 def train(args: argparse.Namespace) -> int:
     from model import ConfigError, load_train_config, run_training
 
+    _check_override_values(args.overrides or [], sweep=args.multirun)
     if args.multirun:
         return _sweep(args)
     given = [f"--{n.replace('_', '-')}" for n in SWEEP_FLAGS if getattr(args, n) is not None]
@@ -319,6 +320,21 @@ def _sweep_hint(overrides: list[str]) -> str:
 
     listed = [text for text in overrides if "=" in text and len(split_sweep(text)[1]) > 1]
     return f"\n(to sweep {', '.join(listed)}, add -m)" if listed else ""
+
+
+def _check_override_values(overrides: list[str], sweep: bool) -> None:
+    """Refuse an override whose value no training may take, as a job's overrides are refused
+    (``stagetune_api.override_problem``: anchors and aliases, deep nesting, numbers that are
+    not finite or beyond the accepted range); in a sweep, each listed value on its own."""
+    from model import ConfigError, split_sweep
+
+    problems = []
+    for text in overrides:
+        values = split_sweep(text)[1] if sweep and "=" in text else [text.partition("=")[2]]
+        key = text.partition("=")[0]
+        problems += [why for value in values if (why := override_problem(f"{key}={value}"))]
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def _sweep(args: argparse.Namespace) -> int:

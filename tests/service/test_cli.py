@@ -72,10 +72,27 @@ def test_train_without_m_refuses_sweep_flags_and_says_how_to_sweep(capsys, tmp_p
     assert not any(tmp_path.iterdir())  # nothing trained
 
 
-def test_optimize_refuses_an_override_that_is_not_a_finite_64_bit_number(capsys):
+REFUSED_VALUES = (".nan", "1e309", "9" * 30, "{a: &a [1], b: *a}")
+
+
+def test_optimize_refuses_an_override_value_the_service_refuses(capsys):
     """The command line refuses what the service does, naming the override, before any Ray."""
     from service.cli import main
 
-    for value in (".nan", "1e309", "9" * 30, "{a: &a [1], b: *a}"):
+    for value in REFUSED_VALUES:
         assert main(["optimize", "--preset", "quick", f"optimizer.lr={value}"]) == 2
         assert "overrides[0]: optimizer.lr" in capsys.readouterr().err
+
+
+def test_train_refuses_an_override_value_the_service_refuses(capsys, tmp_path):
+    """``stagetune train``, and each value of a sweep, refuse what a job's overrides may not
+    hold, naming the key, before anything trains."""
+    from service.cli import main
+
+    output = ["--output", str(tmp_path)]
+    for value in REFUSED_VALUES:
+        assert main(["train", *output, f"optimizer.lr={value}"]) == 2
+        assert "optimizer.lr: " in capsys.readouterr().err
+    assert main(["train", "-m", *output, "optimizer.lr=1e-3,.inf"]) == 2
+    assert "optimizer.lr: " in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing trained
