@@ -66,19 +66,26 @@ class JobManager:
         return self.settings.jobs_dir / job_id
 
     def create(
-        self, options: dict[str, Any], idempotency_key: str | None, may_ask_ray: bool = True
+        self,
+        options: dict[str, Any],
+        idempotency_key: str | None,
+        may_ask_ray: bool = True,
+        ticket: Ticket | None = None,
     ) -> tuple[JobRecord, bool]:
         """Validate ``options`` (the options given, as ``JobOptions.given`` has them) and queue
         the job. Without ``may_ask_ray``, the nodes are the last reading only, and a request they
         would refuse raises ``AskRay`` instead (nothing is written before). A repeated
         ``idempotency_key`` returns its job, if asked with the same options (``KeyReused``
-        otherwise). A job that cannot be written whole (a full disk) leaves nothing behind."""
+        otherwise). A job that cannot be written whole (a full disk) leaves nothing behind, nor
+        does one whose ``ticket`` was given up while it was validated (past its time limit)."""
         if idempotency_key is not None:
             known = self.store.by_idempotency_key(idempotency_key)
             if known is not None:
                 return _same_request(known, options, idempotency_key), False
         job_id = new_job_id()
         spec = self.validator.spec({**options, "job_id": job_id}, may_ask_ray)
+        if ticket is not None and not ticket.commit():
+            raise InvalidJob(_too_slow())
         with self._made(job_id) as folder:
             write_atomic(folder / "spec.json", json.dumps(spec, indent=2) + "\n")
             record, new = self.store.create(job_id, options, idempotency_key)
@@ -117,8 +124,27 @@ class JobManager:
                 pass
         if _small(options):
             return await asyncio.to_thread(self.create, options, idempotency_key)
-        async with self._large:  # one at a time: threads of pure Python starve the event loop
-            return await asyncio.to_thread(self.create, options, idempotency_key)
+        return await self._create_large(options, idempotency_key)
+
+    async def _create_large(
+        self, options: dict[str, Any], idempotency_key: str | None
+    ) -> tuple[JobRecord, bool]:
+        """``create`` in a thread, one at a time (threads of pure Python starve the event loop),
+        answered within ``VALIDATION_SECONDS``: past them the request is refused and its thread,
+        which cannot be stopped, ends without writing anything, still holding the one place."""
+        await self._large.acquire()
+        ticket = Ticket()
+        done = asyncio.ensure_future(
+            asyncio.to_thread(self.create, options, idempotency_key, True, ticket)
+        )
+        done.add_done_callback(lambda _: self._large.release())
+        try:
+            return await asyncio.wait_for(asyncio.shield(done), VALIDATION_SECONDS)
+        except asyncio.TimeoutError:
+            if not ticket.give_up():  # its job is being written: a moment more
+                return await done
+            done.add_done_callback(_quietly)  # its InvalidJob is nobody's to answer
+            raise InvalidJob(_too_slow()) from None
 
     def create_training(self, name: str, version: int, profile: str) -> JobRecord:
         """Queue a training run of version ``version`` of saved profile ``name`` (``profile``:
@@ -228,6 +254,42 @@ class JobManager:
 
 #: The most overrides and knobs a request validated on the event loop may have.
 SMALL_REQUEST = 32
+#: Seconds a larger request may take to validate (the largest body of the worst overrides takes
+#: about 2.5 s on one core: BENCHMARKS.md, "/healthz while the worst overrides are validated").
+VALIDATION_SECONDS = 10.0
+
+
+class Ticket:
+    """A request validated in a thread, past its time limit or not: the thread writes its job
+    only if ``commit`` comes before the request's ``give_up``, and the request is refused only
+    if ``give_up`` comes first (else its job is being written, and it waits for it)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._decided: str | None = None
+
+    def commit(self) -> bool:
+        return self._decide("committed")
+
+    def give_up(self) -> bool:
+        return self._decide("given up")
+
+    def _decide(self, which: str) -> bool:
+        with self._lock:
+            self._decided = self._decided or which
+            return self._decided == which
+
+
+def _too_slow() -> str:
+    return (
+        f"validating the request took longer than {VALIDATION_SECONDS:g} s; send fewer or "
+        "smaller overrides (each value is YAML: every one is parsed and checked)"
+    )
+
+
+def _quietly(done: asyncio.Future[Any]) -> None:
+    if not done.cancelled():
+        done.exception()  # read: never "exception was never retrieved"
 
 
 def _small(options: dict[str, Any]) -> bool:

@@ -460,3 +460,22 @@ def test_a_read_only_state_folder_is_said_and_recovered_from_without_a_restart(t
         answered = every_route_answers(url)
         assert set(answered.values()) <= {200, 201, 202}, answered
         assert call(url, "GET", f"/jobs/{made['job_id']}")[0] == 200
+
+
+def test_a_request_past_its_validation_time_limit_is_refused_and_leaves_no_job(
+    tmp_path, data_root, monkeypatch
+):
+    """A large request still validating when its time runs out is refused at once, naming the
+    limit; its thread, which cannot be stopped, ends without writing the job."""
+    valid = {**QUICK, "overrides": [f"optimizer.lr={0.001 + i * 1e-9:.9f}" for i in range(1000)]}
+    with app_in_thread(settings(tmp_path, data_root), RecordingRay()) as url:
+        monkeypatch.setattr("service.jobs.VALIDATION_SECONDS", 0.01)
+        started = time.perf_counter()
+        status, answer = call(url, "POST", "/optimize", valid)
+        assert status == 422 and "took longer than 0.01 s" in answer["detail"], answer
+        assert time.perf_counter() - started < 2, "answered when the limit ran out"
+        time.sleep(3)  # its thread has ended meanwhile
+        assert call(url, "GET", "/jobs")[1]["total"] == 0
+        assert not list(tmp_path.glob("jobs/*"))
+        monkeypatch.setattr("service.jobs.VALIDATION_SECONDS", 10.0)
+        assert call(url, "POST", "/optimize", valid)[0] == 202  # the same request, in time
