@@ -9,9 +9,14 @@ head, and, for ``--seconds``:
 - one probe asking ``GET /healthz`` every 20 ms, on a connection of its own: its latencies are
   the table (the goal: p99 within 100 ms).
 
+With ``--mix overrides``, the clients send instead, in turn, the overrides that cost the most
+to validate, each body under the limit and refused with a 422: the "billion laughs" of anchors
+and aliases (9**8 items from 600 bytes); 1,000 values nested as deep as accepted (16), each a
+kilobyte of numbers; and 250 integers of 4,000 digits.
+
 The clients are coroutines of this process, beside the server, on the same cores.
 
-    python bench/healthz.py [--clients 50 --seconds 20]
+    python bench/healthz.py [--clients 50 --seconds 20] [--mix overrides]
 """
 
 from __future__ import annotations
@@ -35,6 +40,29 @@ TOKEN = "bench-token"
 SMALL = {"preset": "quick", "stages": ["prototyping"], "tune": False, "fit_trials": 1}
 NEAR_LIMIT = {**SMALL, "overrides": [f"model.no_such_knob_{i}={'x' * 1000}" for i in range(1000)]}
 OVER_LIMIT = {**SMALL, "overrides": ["model.lmax=1" * 100] * 2000}
+
+
+def laughs(levels: int = 8) -> str:
+    """Each level an anchored list of nine aliases of the one before."""
+    parts = ["a: &a [x, x, x, x, x, x, x, x, x]"]
+    for before, name in zip("abcdefgh", "bcdefghi"[: levels - 1], strict=False):
+        parts.append(f"{name}: &{name} [" + ", ".join([f"*{before}"] * 9) + "]")
+    return "optimizer.betas={" + ", ".join(parts) + "}"
+
+
+def nested(depth: int = 16, numbers: int = 120) -> str:
+    value = "[" + ", ".join(["1.5e-3"] * numbers) + "]"
+    for _ in range(depth - 1):
+        value = f"[{value}]"
+    return f"optimizer.betas={value}"
+
+
+#: The overrides that cost the most to validate, each body under the limit (--mix overrides).
+WORST_OVERRIDES = [
+    {**SMALL, "overrides": [laughs()]},
+    {**SMALL, "overrides": [nested()] * 1000},
+    {**SMALL, "overrides": ["data.seed=" + "9" * 4000] * 250},
+]
 
 
 def raw_request(method: str, path: str, body: object | None, token: bool = True) -> bytes:
@@ -89,13 +117,20 @@ async def probe(port: int, until: float) -> list[float]:
     return took
 
 
-async def hit(port: int, job: str, clients: int, seconds: float) -> tuple[list[float], dict]:
+async def hit(
+    port: int, job: str, clients: int, seconds: float, overrides: bool
+) -> tuple[list[float], dict]:
     until = time.perf_counter() + seconds
-    mix = [raw_request("GET", "/jobs", None), raw_request("GET", f"/jobs/{job}", None),
-           raw_request("POST", "/optimize", NEAR_LIMIT)]  # fmt: skip
+    if overrides:
+        mix = [raw_request("POST", "/optimize", body) for body in WORST_OVERRIDES]
+    else:
+        mix = [raw_request("GET", "/jobs", None), raw_request("GET", f"/jobs/{job}", None),
+               raw_request("POST", "/optimize", NEAR_LIMIT)]  # fmt: skip
     seen: dict[int, int] = {}
-    loops = [loop(port, mix[i % 3 :] + mix[: i % 3], until, seen) for i in range(clients)]
-    loops.append(loop(port, [raw_request("POST", "/optimize", OVER_LIMIT)], until, seen))
+    n = len(mix)
+    loops = [loop(port, mix[i % n :] + mix[: i % n], until, seen) for i in range(clients)]
+    if not overrides:
+        loops.append(loop(port, [raw_request("POST", "/optimize", OVER_LIMIT)], until, seen))
     took, *_ = await asyncio.gather(probe(port, until), *loops)
     return took, seen
 
@@ -116,13 +151,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--mix", choices=("jobs", "overrides"), default="jobs")
     args = parser.parse_args()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
-    print(f"bodies: {len(json.dumps(NEAR_LIMIT)) / 2**20:.2f} MiB (422), "
-          f"{len(json.dumps(OVER_LIMIT)) / 2**20:.2f} MiB (413)")  # fmt: skip
+    sizes = [len(json.dumps(b)) / 2**20 for b in (NEAR_LIMIT, OVER_LIMIT, *WORST_OVERRIDES)]
+    print("bodies (MiB): " + ", ".join(f"{size:.2f}" for size in sizes))
     with tempfile.TemporaryDirectory() as state:
         env = {**os.environ, "STAGETUNE_STATE_DIR": state, "STAGETUNE_PORT": str(port),
                "STAGETUNE_API_TOKEN": TOKEN, "STAGETUNE_DASHBOARD_PORT": "0",
@@ -141,7 +177,14 @@ def main() -> None:
             assert status == 202, job
             call(base, "DELETE", f"/jobs/{job['job_id']}")
             assert call(base, "POST", "/optimize", NEAR_LIMIT)[0] == 422  # warm: torch loaded
-            took, seen = asyncio.run(hit(port, job["job_id"], args.clients, args.seconds))
+            for body in WORST_OVERRIDES:
+                started = time.perf_counter()
+                status, _ = call(base, "POST", "/optimize", body)
+                print(f"alone: {status} in {1000 * (time.perf_counter() - started):.0f} ms")
+            overrides = args.mix == "overrides"
+            took, seen = asyncio.run(
+                hit(port, job["job_id"], args.clients, args.seconds, overrides)
+            )
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=120)
