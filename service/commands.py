@@ -147,8 +147,7 @@ def optimize(args: argparse.Namespace) -> int:
     given["overrides"] = args.overrides or None
     given["tune"] = False if args.no_tune else None
     spec = build_job_spec(given, spec_file=args.spec)
-    if spec.job_dir.is_dir():  # made by the service, which may have to end this driver
-        record_driver(spec.job_dir)
+    record_driver(spec.job_dir)
     try:
         # Ray Tune prints its own tables to stdout: keep stdout for the answer (or the JSON)
         with contextlib.redirect_stdout(sys.stderr):
@@ -280,7 +279,7 @@ def train(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise ConfigError(f"{exc}{_sweep_hint(args.overrides)}", exc.problems) from None
     log_to_file(Path(config.train.output_dir) / "train.log")
-    if args.report is not None:  # a job's: its folder holds the report
+    if args.report is not None:
         record_driver(Path(args.report).parent)
     from tqdm.contrib.logging import logging_redirect_tqdm
 

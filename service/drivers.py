@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 
+from service.records import RECORD
 from stagetune_api import write_atomic
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,10 @@ GRACE_SECONDS = 10.0
 
 
 def record_driver(folder: Path) -> None:
-    """Record this process as the driver of the job in ``folder``."""
+    """Record this process as the driver of the job in ``folder``, if the folder is a job the
+    service made (it holds the job's record): nowhere else would anything read it."""
+    if not (folder / RECORD).is_file():
+        return
     me = psutil.Process()
     record = {
         "pid": me.pid,
@@ -35,7 +39,6 @@ def record_driver(folder: Path) -> None:
         "host": socket.gethostname(),
         "started": me.create_time(),
     }
-    folder.mkdir(parents=True, exist_ok=True)
     write_atomic(folder / DRIVER, json.dumps(record) + "\n")
 
 

@@ -34,7 +34,9 @@ def create_app(
             if ray_jobs is None:
                 address, token = settings.ray_address, settings.ray_auth_token_file
                 if address is None:  # a head of the service's own, restarted when it dies
-                    head = LocalHead(settings.dashboard_port, settings.state_path)
+                    head = LocalHead(
+                        settings.dashboard_port, settings.state_path, settings.ray_metrics
+                    )
                     address, token = stack.enter_context(head).url, head.token_file
                 jobs_api = RayJobs(address, token)
             store = JobStore(settings.state_path / "jobs.sqlite", settings.jobs_dir)

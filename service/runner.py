@@ -160,13 +160,15 @@ class LocalHead:
 
     Every process of it listens on 127.0.0.1 only, every port it can be told of was free when it
     started (a second Ray on the machine takes none of them), it requires a token of its own
-    (``ray-auth-token`` in ``state_dir``: other users of the machine reach loopback too), and its
+    (``ray-auth-token`` in ``state_dir``: other users of the machine reach loopback too), it
+    exports Ray's metrics only with ``metrics`` (its exporter asks for no token), and its
     processes find the ``stagetune`` and ``ray`` commands of this Python's environment,
     activated or not. When it dies, ``restart`` starts another.
     """
 
-    def __init__(self, dashboard_port: int, state_dir: Path) -> None:
+    def __init__(self, dashboard_port: int, state_dir: Path, metrics: bool = False) -> None:
         self.dashboard_port = dashboard_port
+        self.metrics = metrics
         self.record = state_dir / "ray-head.json"
         self.log_file = state_dir / "ray-head.log"
         self.token_file = state_dir / "ray-auth-token"
@@ -221,7 +223,7 @@ class LocalHead:
             self.token_file.write_text(secrets.token_hex(32) + "\n")
         self.temp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.url, self.pid, self.gcs = _start_head(
-            port, self.log_file, self.token_file, self.temp_dir
+            port, self.log_file, self.token_file, self.temp_dir, self.metrics
         )
         self.session = session_of(self.temp_dir)
         record = {"url": self.url, "pid": self.pid, "gcs": self.gcs, "session": self.session}
@@ -257,7 +259,7 @@ def _running_head(record: Path) -> tuple[str, int, str | None] | None:
 
 
 def _start_head(
-    dashboard_port: int, log_file: Path, token_file: Path, temp_dir: Path
+    dashboard_port: int, log_file: Path, token_file: Path, temp_dir: Path, metrics: bool
 ) -> tuple[str, int, str]:
     bin_dir = Path(sys.executable).parent
     ray = shutil.which("ray", path=str(bin_dir)) or shutil.which("ray")
@@ -274,6 +276,12 @@ def _start_head(
         # to nothing else. `--node-ip-address=127.0.0.1` alone is turned into the machine's
         # address, and those processes then listen on every interface.
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        # Ray's metrics exporter answers anyone who reaches it, token or not: off unless asked
+        "RAY_enable_metrics_collection": "1" if metrics else "0",
+        # the dashboard's and the autoscaler's own metrics (requests, pending nodes: no job's
+        # data) cannot be turned off: free ports of their own, not Ray's fixed defaults
+        "DASHBOARD_METRIC_PORT": str(_free_port()),
+        "AUTOSCALER_METRIC_PORT": str(_free_port()),
     }
     env.pop("RAY_AUTH_TOKEN", None)  # the file's token, not one the service was started with
     log_file.parent.mkdir(parents=True, exist_ok=True)

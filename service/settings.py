@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, lt=65536)
     dashboard_port: int = Field(default=8265, ge=0, lt=65536, description="of a local head")
+    ray_metrics: bool = Field(
+        default=False,
+        description="a local head exports Ray's metrics (Prometheus text, on 127.0.0.1, with no "
+        "token: job and session names to anyone on the machine); off, it serves none",
+    )
 
     @cached_property
     def state_path(self) -> Path:

@@ -4,6 +4,7 @@ jobs, a real SQLite file; requests over HTTP."""
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -274,6 +275,20 @@ def test_every_process_of_the_services_head_listens_on_loopback_only(server):
                 s.settimeout(2)
                 s.connect((address, port))
     assert server.wait(job["job_id"], {"succeeded", "failed"})["state"] == "succeeded"
+    time.sleep(5)  # what metrics there are of the job, exported by now
+    leaked = [port for _, port in ports if job_data_without_token(port, job["job_id"])]
+    assert not leaked, leaked
+
+
+def job_data_without_token(port: int, job_id: str) -> bool:
+    """Whether an HTTP GET of /metrics at ``port``, with no token, names the job or any Ray job
+    (Ray's metrics exporter labels tasks and actors with their JobId)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+            text = answer.read().decode(errors="replace")
+    except (OSError, ValueError, http.client.HTTPException):  # refused, not HTTP, 401, 404
+        return False
+    return job_id in text or "JobId=" in text
 
 
 def test_a_stopped_head_is_reported_and_left_to_go_on(server):
