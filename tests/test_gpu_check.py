@@ -13,6 +13,8 @@ import pytest
 
 from tuner import Stage, load_stages
 
+pytestmark = pytest.mark.slow  # runs the GPU check, a training run among its parts
+
 ROOT = Path(__file__).resolve().parents[1]
 MISSING_ON_THE_GPU_MACHINE = ("ray", "hyperopt", "gemmi", "rdkit", "fastapi", "uvicorn")
 

@@ -1,4 +1,4 @@
-"""The package rules of DESIGN.md and docs/architecture.md: dependencies point one way, no
+"""The package rules of docs/architecture.md: dependencies point one way, no
 module reaches into another package's private modules, no import cycle, files and functions
 readable in one sitting, libraries log instead of print."""
 
@@ -61,6 +61,7 @@ def test_library_code_logs_instead_of_printing(package):
         assert not calls, f"{path.relative_to(ROOT)} prints on lines {calls}"
 
 
+@pytest.mark.slow
 def test_the_probe_runs_where_ray_is_not_installed(tmp_path):
     """A GPU machine without Ray can probe: nothing on that path imports Ray."""
     import json

@@ -223,6 +223,7 @@ def test_cache_is_reused_and_rebuilt_when_a_file_or_the_policy_changes(pdbbind_m
 # --- data inspect ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_data_inspect_json_on_the_real_sample(pdbbind_mini, tmp_path):
     result = run_cli("data", "inspect", str(pdbbind_mini), "--cache-dir", str(tmp_path), "--json")
     assert result.returncode == 0, result.stderr
@@ -251,6 +252,7 @@ def test_data_inspect_crop_and_cutoff(pdbbind_mini, tmp_path):
     assert {s.id: s.edges for s in wide}["6ud2"] > rows["6ud2"].edges
 
 
+@pytest.mark.slow
 def test_data_inspect_reports_skips_and_strict_fails(pdbbind_mini, tmp_path):
     root = make_root(tmp_path, pdbbind_mini, ["1azm", "5mnn"])
     (root / "5mnn" / "5mnn_pocket.pdb").write_text("garbage\n")

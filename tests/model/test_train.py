@@ -25,6 +25,7 @@ from ..conftest import TINY, run_cli
 CPU = torch.device("cpu")
 
 
+@pytest.mark.slow
 def test_training_on_synthetic_data_lowers_validation_loss_clearly(tiny_config):
     config = tiny_config(
         "model.hidden_channels=32", "model.num_heads=4", "model.num_rbf=16",
@@ -53,6 +54,7 @@ def test_same_seed_same_run(tiny_config):
     assert [e.val_loss for e in c.epochs] != [e.val_loss for e in a.epochs]
 
 
+@pytest.mark.slow
 def test_memory_after_step_100_equals_memory_after_step_2(tiny_config):
     batch = Batch.from_data_list(synthetic_complexes(8, 60))
 
@@ -166,6 +168,7 @@ def test_epoch_hooked_schedule_steps_once_per_epoch(tiny_config):
     assert trainer.scheduler.last_epoch == 1
 
 
+@pytest.mark.slow
 def test_cli_train_json(tmp_path):
     result = run_cli(
         "train", "--data", "synthetic", "--epochs", "2", "--json", "--output", str(tmp_path / "o"),
@@ -183,6 +186,7 @@ def test_cli_train_json(tmp_path):
     assert "epoch 2/2" in (tmp_path / "o" / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_cli_train_report_is_the_json_report_in_a_file(tmp_path):
     """What the service's training jobs run: the report lands in its file whole."""
     from stagetune_api import TrainRunReport
@@ -198,6 +202,7 @@ def test_cli_train_report_is_the_json_report_in_a_file(tmp_path):
     assert [p.name for p in report.parent.iterdir()] == ["report.json"]  # no temporary left
 
 
+@pytest.mark.slow
 def test_cli_flags_are_taken_as_they_are(tmp_path):
     """A folder named 2020 is a folder, not a number."""
     result = run_cli("train", "--data", "2020", *TINY, cwd=tmp_path)
@@ -205,6 +210,7 @@ def test_cli_flags_are_taken_as_they_are(tmp_path):
     assert "2020: data root not found" in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_train_errors_name_the_problem(tmp_path):
     result = run_cli("train", "optimizer=adamz", cwd=tmp_path)
     assert result.returncode == 2

@@ -24,6 +24,8 @@ from service.drivers import GRACE_SECONDS
 from service.runner import LocalHead, RayJobs, head_temp_dir
 from tests.service.live_server import QUICK, TOKEN, Server, until
 
+pytestmark = pytest.mark.slow  # a real `stagetune serve` with its own Ray head, real jobs
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, pdbbind_mini):

@@ -48,6 +48,8 @@ from service.settings import Settings
 from tests.service.live_server import free_port, serving
 from tests.service.recording_ray import RecordingRay
 
+pytestmark = pytest.mark.slow  # some 7,700 requests, about 95 s
+
 TOKEN = "fuzz-token"
 #: Cases per operation and phase: some 7,700 requests for the whole document, about 100 s on
 #: two cores.

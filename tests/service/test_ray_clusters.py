@@ -23,6 +23,8 @@ from service.runner import LocalHead, RayJobs, RayUnreachable
 from service.settings import Settings
 from tests.service.live_server import QUICK, TOKEN, app_in_thread, call, free_port, until
 
+pytestmark = pytest.mark.slow  # real Ray heads and clusters
+
 #: A job that runs for minutes: still running when its cluster is killed.
 LONG = {**QUICK, "tune": True, "tune_trials": 4, "max_epochs": 30}
 FINISHED = {"succeeded", "failed", "cancelled"}

@@ -206,6 +206,7 @@ def test_a_body_over_the_limit_is_refused_unread_while_healthz_answers(service):
     assert time.perf_counter() - started < 1.0
 
 
+@pytest.mark.slow
 def test_ray_gone_is_reported_jobs_wait_and_nothing_is_lost(tmp_path, data_root):
     ray = RecordingRay()
     with app_in_thread(settings(tmp_path, data_root, max_running_jobs=2), ray) as url:
@@ -232,6 +233,7 @@ def test_ray_gone_is_reported_jobs_wait_and_nothing_is_lost(tmp_path, data_root)
         assert until(lambda: call(url, "GET", queued)[1]["state"] == "running")
 
 
+@pytest.mark.slow
 def test_a_refused_submission_is_tried_again_then_fails_with_rays_message(
     tmp_path, data_root, monkeypatch
 ):

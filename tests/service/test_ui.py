@@ -23,6 +23,8 @@ from playwright.sync_api import sync_playwright
 
 from tests.service.live_server import TOKEN, Server
 
+pytestmark = pytest.mark.slow  # a browser against `stagetune serve` and its own Ray head
+
 CHROMIUM = "/usr/bin/chromium"
 JOB = {
     "preset": "quick", "fit_trials": 2, "tune_trials": 3, "max_epochs": 2, "grace_period": 1,

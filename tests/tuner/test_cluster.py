@@ -8,6 +8,8 @@ import stat
 import subprocess
 import sys
 
+import pytest
+
 from tuner._cluster import private_token
 
 START_LOCAL_RAY = "from tuner._cluster import connected\nwith connected(None):\n    pass\n"
@@ -17,6 +19,7 @@ def mode(path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+@pytest.mark.slow
 def test_a_new_local_instance_makes_its_token_file_private(tmp_path):
     """A real local Ray started the way a job starts it, in a fresh process whose home has no
     ``.ray`` folder yet."""

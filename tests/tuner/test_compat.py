@@ -54,6 +54,7 @@ def old_job(tmp_path) -> JobSpec:
     return JobSpec.model_validate(stored)
 
 
+@pytest.mark.slow
 def test_an_old_job_resumes_without_running_its_searches_again(old_job):
     before = JobResult.model_validate_json((old_job.job_dir / "result.json").read_text())
     result = optimize(old_job)
@@ -74,6 +75,7 @@ def test_an_old_job_resumes_without_running_its_searches_again(old_job):
     assert len(rows) == len(read_trials_csv(OLD / "trials.csv"))
 
 
+@pytest.mark.slow
 def test_an_experiment_an_earlier_version_left_unfinished_is_run_afresh(old_job):
     """An interrupted search whose experiment cannot be restored (pickled by modules that have
     moved since) is set aside, and the job still answers."""

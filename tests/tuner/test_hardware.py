@@ -65,6 +65,7 @@ def test_bad_budget_and_device_are_named():
         device_for(discover("1GiB"), "cuda:9")
 
 
+@pytest.mark.slow
 def test_cli_hardware_json(tmp_path):
     result = run_cli("hardware", "--memory-budget", "2GiB", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

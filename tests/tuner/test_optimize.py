@@ -33,6 +33,8 @@ from tuner import (
     read_trials_csv,
 )
 
+pytestmark = pytest.mark.slow  # real jobs on a local Ray cluster
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -290,9 +292,7 @@ def test_a_stage_without_an_answer_makes_the_exit_status_3(cluster, tmp_path):
     assert "prototyping: nothing fits: no configuration fits in memory" in done.stdout
 
 
-def test_one_trial_at_a_time_the_seed_repeats_production_and_the_result_says_so(
-    cluster, tmp_path
-):
+def test_one_trial_at_a_time_the_seed_repeats_production_and_the_result_says_so(cluster, tmp_path):
     answers = []
     for job_id in ("once", "again"):
         spec = quick(
@@ -346,9 +346,7 @@ def test_a_job_on_real_data_predicts_its_cycles_on_that_datas_batches(
     assert answer.feasible and "on the job's data" in answer.reason
     batching = answer.batching
     assert batching.max_atoms_per_batch >= 120 and batching.complexes_per_batch > 1
-    assert batching.cycle_minutes_on_data == pytest.approx(
-        450 * batching.step_seconds_on_data / 60
-    )
+    assert batching.cycle_minutes_on_data == pytest.approx(450 * batching.step_seconds_on_data / 60)
     rows = read_trials_csv(spec.job_dir / "trials.csv")
     counts = {r["value"] for r in rows if r["variable"] == "probe.data.complexes"}
     assert counts == {16}  # the 20 complexes less the validation fifth

@@ -215,6 +215,7 @@ def test_a_real_complex_as_the_probe_sample(pdbbind_mini):
         assert probe.find_max_batch().fits
 
 
+@pytest.mark.slow
 def test_cli_probe_json(tmp_path):
     result = run_cli(
         "probe", *SIZES["small"], "--max-atoms", "60", "--device", "cpu",
@@ -231,6 +232,7 @@ def test_cli_probe_json(tmp_path):
     assert "INFO" in log and "probing on cpu" in log
 
 
+@pytest.mark.slow
 def test_cli_probe_on_real_data_gives_the_atom_budget_and_the_datas_cycle(tmp_path, pdbbind_mini):
     result = run_cli(
         "probe", *SIZES["small"], f"data.cache_dir={tmp_path / 'cache'}", "--max-atoms", "600",
@@ -250,6 +252,7 @@ def test_cli_probe_on_real_data_gives_the_atom_budget_and_the_datas_cycle(tmp_pa
     assert data["cycle_minutes"] == pytest.approx(450 * data["step_seconds"] / 60)
 
 
+@pytest.mark.slow
 def test_cli_probe_one_batch_size(tmp_path, pdbbind_mini):
     result = run_cli(
         "probe", *SIZES["small"], "--sample", str(pdbbind_mini / "5mnn"), "--max-atoms", "100",
@@ -263,6 +266,7 @@ def test_cli_probe_one_batch_size(tmp_path, pdbbind_mini):
     assert out["batch_size"] == 3 and out["fits"] and out["step_seconds"] > 0
 
 
+@pytest.mark.slow
 def test_cli_probe_bad_input_is_named(tmp_path):
     result = run_cli("probe", "--memory-budget", "lots", cwd=tmp_path)
     assert result.returncode == 2 and "'lots'" in result.stderr and "GiB" in result.stderr
@@ -299,6 +303,7 @@ print(json.dumps({"footprint": held + status("VmHWM") - base}))
 """
 
 
+@pytest.mark.slow
 def test_a_real_run_at_the_answer_stays_under_the_predicted_footprint_by_the_kernels_count():
     """Another process trains the answer for 40 steps; the kernel's count of its footprint (peak
     resident set) is under the probe's prediction and limit, and above the live peak alone: the

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # a Ray head started with `ray start`
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -16,6 +16,8 @@ from service.cli import main
 
 from ..conftest import TINY
 
+pytestmark = pytest.mark.slow  # sweeps on a local Ray cluster
+
 OPTIMIZERS, LRS = ("adamw", "adam", "sgd"), ("1e-4", "3e-4", "1e-3")
 
 
