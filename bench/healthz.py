@@ -124,8 +124,11 @@ async def hit(
     if overrides:
         mix = [raw_request("POST", "/optimize", body) for body in WORST_OVERRIDES]
     else:
-        mix = [raw_request("GET", "/jobs", None), raw_request("GET", f"/jobs/{job}", None),
-               raw_request("POST", "/optimize", NEAR_LIMIT)]  # fmt: skip
+        mix = [
+            raw_request("GET", "/jobs", None),
+            raw_request("GET", f"/jobs/{job}", None),
+            raw_request("POST", "/optimize", NEAR_LIMIT),
+        ]
     seen: dict[int, int] = {}
     n = len(mix)
     loops = [loop(port, mix[i % n :] + mix[: i % n], until, seen) for i in range(clients)]

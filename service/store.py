@@ -113,8 +113,8 @@ class SqliteFile:
             if not _faulty(exc):
                 raise  # a constraint, or a lock held past the wait: the caller's to answer
             self.failed(f"{self.path.name}: {exc}")
-            raise IndexFault(f"the job index cannot be used ({exc}); it is being repaired, "
-                             "nothing was changed") from exc  # fmt: skip
+            why = f"the job index cannot be used ({exc}); it is being repaired, nothing was changed"
+            raise IndexFault(why) from exc
 
     def _connection(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -164,8 +164,8 @@ class SqliteFile:
             self.fault = (f"{self.path.name} cannot be repaired yet: {exc}", since[1])
             return False
         self.fault = None
-        log.warning("the job index is usable again (it was not for %.0f s: %s)",
-                    time.time() - since[1], since[0])  # fmt: skip
+        down = time.time() - since[1]
+        log.warning("the job index is usable again (it was not for %.0f s: %s)", down, since[0])
         return True
 
     def _try_writes(self) -> None:

@@ -47,10 +47,11 @@ FAULTS: dict[int | str, dict[str, Any]] = {
     507: {"model": Refusal, "description": "the state folder's disk is full; nothing was changed"},
 }  # fmt: skip
 #: What any route that reads the job index may answer while it is repaired.
-UNINDEXED: dict[int | str, dict[str, Any]] = {
-    503: {"model": Refusal, "description": "the job index is damaged, missing or cannot be "
-          "written, and is being repaired; the reason is in detail"},
-}  # fmt: skip
+_REPAIRING = (
+    "the job index is damaged, missing or cannot be written, and is being repaired; the reason "
+    "is in detail"
+)
+UNINDEXED: dict[int | str, dict[str, Any]] = {503: {"model": Refusal, "description": _REPAIRING}}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Refusal, "description": "no such"}}
 #: What a route with a body answers to one that cannot be read: not UTF-8 (400), or over
 #: ``STAGETUNE_MAX_BODY_BYTES`` (413). Text that is not JSON is a 422, naming the body.

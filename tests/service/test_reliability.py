@@ -131,8 +131,12 @@ def test_a_profile_that_writes_outside_the_data_roots_is_not_trained(service):
 def test_values_that_name_no_path_are_not_taken_for_paths(service):
     """null (any YAML spelling of it), a boolean and synthetic data name no path."""
     url, _ = service
-    overrides = ["data.labels=null", "data.labels=NULL", "data.cache_dir=~",
-                 "data.source=synthetic"]  # fmt: skip
+    overrides = [
+        "data.labels=null",
+        "data.labels=NULL",
+        "data.cache_dir=~",
+        "data.source=synthetic",
+    ]
     status, job = call(url, "POST", "/optimize", {**QUICK, "overrides": overrides})
     assert status == 202, job
 
@@ -408,8 +412,8 @@ def test_an_index_damaged_while_the_service_runs_is_repaired_with_no_job_lost(
         made = [call(url, "POST", "/optimize", {**QUICK, "seed": s})[1] for s in range(3)]
         call(url, "DELETE", f"/jobs/{made[2]['job_id']}")
         assert call(url, "PUT", "/profiles/kept", {"config": {}})[0] == 201
-        assert until(lambda: call(url, "GET", f"/jobs/{made[0]['job_id']}")[1]["state"]
-                     == "running")  # fmt: skip
+        first = f"/jobs/{made[0]['job_id']}"
+        assert until(lambda: call(url, "GET", first)[1]["state"] == "running")
         before = {j["job_id"]: j["state"] for j in call(url, "GET", "/jobs")[1]["jobs"]}
 
         damage(tmp_path / "jobs.sqlite", how)
