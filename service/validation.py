@@ -70,8 +70,10 @@ class JobValidator:
         self.check_data(options.get("sample"), "sample")
         for i, text in enumerate(options.get("overrides") or ()):
             key = str(text).partition("=")[0].strip().lstrip("+~")
+            if key not in PATH_KEYS:
+                continue  # only a path-valued key's value is parsed here
             value = override_value(str(text))
-            if key in PATH_KEYS and _named_path(key, value):
+            if _named_path(key, value):
                 self.check_data(value, f"overrides[{i}]", str(text))
 
     def check_config(self, config: dict[str, Any], keys: frozenset[str] = PATH_KEYS) -> None:
