@@ -10,15 +10,16 @@ outside keeps what it had measured. Each part has its own time limit (``LIMITS``
 part cannot eat the others. The parts:
 
 - ``probe``: a prototyping, validation and production size on worst-case complexes: the probe's
-  batch, steps and wall time; an independent full step at that batch (``max_memory_allocated``
-  and ``max_memory_reserved`` on a GPU) against the predicted peak; one step at 5 % more must
-  not fit;
+  batch, steps and wall time; 20 steady steps of a fresh trainer at that batch, measured by an
+  instrument the probe does not use (``Instrument``: NVML on a GPU, the allocator's reserved and
+  allocated peaks beside it; the kernel's peak resident set of a fresh process on a CPU),
+  against the predicted footprint; one step at 5 % more must not fit;
 - ``lightning``: Lightning's ``BatchSizeFinder`` (binsearch, its defaults) on the same models,
   batches and limit (``bench/_lightning_peer.py``), and whether its batch survives a worst-case
   step under the limit;
 - ``cycle``: ``cycle_batches`` training steps of the prototyping size at the probe's batch
   (fewer when they would outlast the part's limit; it says so): predicted against measured time,
-  peak, out-of-memory errors;
+  footprint, out-of-memory errors;
 - ``oom``: 20 out-of-memory errors in a row, then memory against its baseline and a fitting step;
 - ``precision``: fp32 against bf16 on the prototyping size: batch and throughput;
 - ``atoms``: an epoch of real-size complexes packed up to the probe's atom budget: every
@@ -43,6 +44,7 @@ import json
 import math
 import platform
 import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -117,6 +119,7 @@ class Setup:
     sizes: list[tuple[str, int, int, int]]
     cycle_batches: int
     sample: ProbeSample
+    argv: list[str]  # the options that build the same set-up in another process
     results: dict[str, ProbeResult] = dataclasses.field(default_factory=dict)
 
     @property
@@ -218,11 +221,29 @@ def nvml_used_bytes(device: torch.device) -> int | None:
         pynvml.nvmlShutdown()
 
 
-def step_memory(setup: Setup, config: TrainConfig, batch_size: int) -> dict[str, Any]:
+def apart(setup: Setup, what: str, **job: Any) -> dict[str, Any]:
+    """``MEASURES[what](setup, **job)``, on a CPU in a fresh process. The kernel's peak resident
+    set of a process counts every page its heap has held, and the heap keeps what earlier parts
+    freed, split by what they left behind: in the check's own process the same steps counted up
+    to 18 % more from run to run, and went over the limit where a fresh training process stays
+    under it. A GPU's caching allocator gives its blocks back (``release``), so there the steps
+    run here."""
+    if setup.torch_device.type == "cuda":
+        return MEASURES[what](setup, **job)
+    order = json.dumps({"what": what, **job})
+    child = [sys.executable, str(Path(__file__).resolve()), *setup.argv, "--measure", order]
+    done = subprocess.run(child, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        tail = done.stderr.strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+        raise RuntimeError(f"the fresh process measuring {what} failed: {tail[0]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def steady_steps(setup: Setup, stage: str, batch_size: int) -> dict[str, Any]:
     """The independent instrument over ``STEADY_STEPS`` steps at ``batch_size`` of a fresh
     trainer, after one warm-up step (which creates the optimizer state)."""
     dev = setup.torch_device
-    trainer = Trainer(config, dev, setup.cycle_batches)
+    trainer = Trainer(setup.config(stage), dev, setup.cycle_batches)
     batch = setup.sample.batch(batch_size).to(dev)
     instrument = Instrument(dev)
     oom = False
@@ -269,7 +290,7 @@ def part_probe(setup: Setup, out: dict[str, Any]) -> None:
         if not result.fits:
             continue
         row["live_peak_bytes"] = result.live_peak_bytes
-        measured = step_memory(setup, config, result.max_batch_size)
+        measured = apart(setup, "steps", stage=stage, batch_size=result.max_batch_size)
         row["measured"] = measured
         footprint = measured.get("footprint_bytes")
         row["within_limit"] = within(measured, setup.limit_bytes)
@@ -337,10 +358,31 @@ def part_cycle(setup: Setup, out: dict[str, Any], limit_seconds: float) -> None:
         predicted_step_seconds=result.step_seconds,
         predicted_seconds=result.step_seconds * steps,
     )  # fmt: skip
+    ran = apart(setup, "cycle", batch_size=result.max_batch_size, steps=steps)
+    done, seconds, measured = ran["steps_done"], ran["seconds"], ran["measured"]
+    out.update(
+        steps_done=done,
+        oom_errors=ran["oom_errors"],
+        measured_seconds=round(seconds, 3),
+        measured_step_seconds=seconds / max(done, 1),
+        time_error=(result.step_seconds * done) / seconds - 1 if done else None,
+        predicted_cycle_minutes=result.cycle_minutes,
+        measured_cycle_minutes=setup.cycle_batches * seconds / max(done, 1) / 60,
+        measured=measured,
+        predicted_peak_bytes=result.peak_bytes,
+        limit_bytes=setup.limit_bytes,
+        within_limit=within(measured, setup.limit_bytes),
+    )
+
+
+def cycle_steps(setup: Setup, batch_size: int, steps: int) -> dict[str, Any]:
+    """``steps`` training steps of the prototyping size at ``batch_size`` after a warm-up step
+    (the optimizer state, as the probe's primed steps have), by wall clock and the independent
+    instrument; they stop at the first out-of-memory error."""
     dev = setup.torch_device
     trainer = Trainer(setup.config("prototyping"), dev, steps)
-    batch = setup.sample.batch(result.max_batch_size).to(dev)
-    trainer.train_step(batch)  # warm-up: the optimizer state, as the probe's primed steps have
+    batch = setup.sample.batch(batch_size).to(dev)
+    trainer.train_step(batch)
     trainer.flush()
     held = trainer.held_bytes()
     instrument = Instrument(dev)
@@ -361,17 +403,9 @@ def part_cycle(setup: Setup, out: dict[str, Any], limit_seconds: float) -> None:
         torch.cuda.synchronize(dev)
     seconds = time.perf_counter() - t0
     measured = instrument.read(held)
-    out.update(
-        steps_done=done, oom_errors=ooms, measured_seconds=round(seconds, 3),
-        measured_step_seconds=seconds / max(done, 1),
-        time_error=(result.step_seconds * done) / seconds - 1 if done else None,
-        predicted_cycle_minutes=result.cycle_minutes,
-        measured_cycle_minutes=setup.cycle_batches * seconds / max(done, 1) / 60,
-        measured=measured, predicted_peak_bytes=result.peak_bytes, limit_bytes=setup.limit_bytes,
-        within_limit=within(measured, setup.limit_bytes),
-    )  # fmt: skip
     del trainer, batch
     release(dev)
+    return {"steps_done": done, "oom_errors": ooms, "seconds": seconds, "measured": measured}
 
 
 def part_oom(setup: Setup, out: dict[str, Any]) -> None:
@@ -422,9 +456,17 @@ def part_precision(setup: Setup, out: dict[str, Any]) -> None:
         out["bf16_batch_ratio"] = bf16["batch_size"] / fp32["batch_size"]
 
 
-def epoch_memory(setup: Setup, packs: list[list[int]], complexes: list) -> dict[str, Any]:
-    """The independent instrument over an epoch of ``packs`` trained as a run trains them (a
-    fresh trainer, unprofiled steps)."""
+def mixed_complexes(atoms: list[int]) -> list:
+    """Synthetic worst-case complexes of these sizes, the same in every process."""
+    from model import synthetic_complex
+
+    return [synthetic_complex(1, i, n, True) for i, n in enumerate(atoms)]
+
+
+def epoch(setup: Setup, atoms: list[int], packs: list[list[int]]) -> dict[str, Any]:
+    """The independent instrument over an epoch of ``packs`` of ``mixed_complexes(atoms)``
+    trained as a run trains them (a fresh trainer, unprofiled steps)."""
+    complexes = mixed_complexes(atoms)
     dev = setup.torch_device
     trainer = Trainer(setup.config("prototyping"), dev, len(packs))
     batches = [Batch.from_data_list([complexes[i] for i in pack]).to(dev) for pack in packs]
@@ -447,8 +489,6 @@ def part_atoms(setup: Setup, out: dict[str, Any]) -> None:
 
     from torch_geometric.loader import DynamicBatchSampler
 
-    from model import synthetic_complex
-
     result = setup.result("prototyping")
     budget = result.max_atoms_per_batch
     if budget is None:
@@ -456,13 +496,18 @@ def part_atoms(setup: Setup, out: dict[str, Any]) -> None:
         return
     draw = random.Random(1)
     count = 12 * budget // setup.atoms + 8
-    complexes = [synthetic_complex(1, i, draw.randint(setup.atoms // 2, setup.atoms), True)
-                 for i in range(count)]  # fmt: skip
+    atoms = [draw.randint(setup.atoms // 2, setup.atoms) for _ in range(count)]
+    complexes = mixed_complexes(atoms)
     packs = [p for p in DynamicBatchSampler(complexes, max_num=budget, mode="node")]
-    out.update(model=setup.model_name("prototyping"), max_atoms_per_batch=budget,
-               fixed_batch=result.max_batch_size, limit_bytes=setup.limit_bytes,
-               batches=len(packs), complexes=len(complexes))  # fmt: skip
-    out["measured"] = epoch_memory(setup, packs, complexes)
+    out.update(
+        model=setup.model_name("prototyping"),
+        max_atoms_per_batch=budget,
+        fixed_batch=result.max_batch_size,
+        limit_bytes=setup.limit_bytes,
+        batches=len(packs),
+        complexes=len(complexes),
+    )
+    out["measured"] = apart(setup, "epoch", atoms=atoms, packs=packs)
     peaks: list[int] = []
     out["peaks_bytes"] = peaks  # each batch's predicted footprint (its live peak, scaled)
     with setup.probe(setup.config("prototyping")) as probe:
@@ -479,6 +524,12 @@ def part_atoms(setup: Setup, out: dict[str, Any]) -> None:
         largest_batch=max(len(p) for p in packs),
     )
 
+
+MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
+    "steps": steady_steps,
+    "cycle": cycle_steps,
+    "epoch": epoch,
+}
 
 PARTS: list[tuple[str, Callable[..., None]]] = [
     ("probe", part_probe),
@@ -534,10 +585,21 @@ def build_setup(args: argparse.Namespace) -> Setup:
     atoms = 80 if args.quick else 600
     sample = ProbeSample.synthetic(atoms)
     return Setup(
-        device=device, limit_bytes=limit, memory_fraction=stages.memory_fraction, atoms=atoms,
+        device=device,
+        limit_bytes=limit,
+        memory_fraction=stages.memory_fraction,
+        atoms=atoms,
         sizes=QUICK_SIZES if args.quick else SIZES,
-        cycle_batches=20 if args.quick else stages.cycle_batches, sample=sample,
-    )  # fmt: skip
+        cycle_batches=20 if args.quick else stages.cycle_batches,
+        sample=sample,
+        argv=[
+            "--device",
+            name,
+            "--memory-budget",
+            budget_text,
+            *(["--quick"] if args.quick else []),
+        ],
+    )
 
 
 def versions() -> dict[str, str | None]:
@@ -552,11 +614,18 @@ def versions() -> dict[str, str | None]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, type=Path, help="folder for the two reports")
+    parser.add_argument("--out", type=Path, help="folder for the two reports (required)")
     parser.add_argument("--device", default="auto", help="cuda:N or cpu (default: cuda:0 if any)")
     parser.add_argument("--memory-budget", help="the budget (default: 24GiB on a GPU, 512MiB CPU)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and a 20-step cycle")
+    parser.add_argument("--measure", help=argparse.SUPPRESS)  # one of MEASURES, in this process
     args = parser.parse_args(argv)
+    if args.measure:
+        order = json.loads(args.measure)
+        print(json.dumps(MEASURES[order.pop("what")](build_setup(args), **order)))
+        return 0
+    if args.out is None:
+        parser.error("the following arguments are required: --out")
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     setup = build_setup(args)

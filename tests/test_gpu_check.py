@@ -53,13 +53,11 @@ def test_every_part_reports_its_figures_or_why_not(check):
         assert f"## {title}" in markdown
 
 
-def test_the_kernel_counts_the_probe_batch_near_the_prediction(check):
-    """The footprint of steady steps at the probe's batch, read by the kernel (not the probe's
-    profiler), is above the live peak and near the probe's prediction, which covers a whole
-    cycle's heap growth. The steps run in the check's own process, whose heap keeps what the
-    probe freed, so the kernel's count moves by a few percent from run to run and can pass the
-    limit (CI counted 485 MiB against 460.8); a fresh training process stays under it
-    (tests/tuner/test_probe.py). One step at 5 % more does not fit."""
+def test_the_kernel_counts_the_probe_batch_under_the_limit_and_near_the_prediction(check):
+    """The footprint of steady steps at the probe's batch in a fresh process, read by the kernel
+    (not the probe's profiler), is above the live peak, under the limit, and near the probe's
+    prediction, which covers a whole cycle's heap growth (20 steps grow less: the prediction
+    stays above). One step at 5 % more does not fit."""
     report, _ = check
     limit = report["meta"]["limit_bytes"]
     models = report["probe"]["models"]
@@ -69,9 +67,9 @@ def test_the_kernel_counts_the_probe_batch_near_the_prediction(check):
         assert m["probe_steps"] <= 8
         measured = m["measured"]
         assert measured["instrument"] == "kernel peak RSS"
-        assert m["live_peak_bytes"] < measured["footprint_bytes"]
-        assert m["within_limit"] is (measured["footprint_bytes"] <= limit)
-        assert -0.1 < m["peak_error"] < 0.25
+        assert m["live_peak_bytes"] < measured["footprint_bytes"] <= limit
+        assert m["within_limit"] is True
+        assert -0.05 < m["peak_error"] < 0.2
         assert m["above"]["fits"] is False
 
 
@@ -88,15 +86,15 @@ def test_lightning_searches_the_same_models_under_the_same_limit(check):
             assert found["survives"] is True
 
 
-def test_a_cycle_trains_at_the_probes_batch_and_the_kernel_counts_it(check):
-    """The cycle runs in the check's own process after the other parts, whose freed blocks
-    the heap keeps: its kernel count is reported, not held to the limit (a fresh training
-    process is, in bench/probe.py and tests/tuner/test_probe.py)."""
+def test_a_cycle_trains_at_the_probes_batch_under_the_limit(check):
+    """The cycle's steps run in a fresh process, counted by the kernel."""
     cycle = check[0]["cycle"]
-    assert cycle["steps_done"] == cycle["steps"] > 0
+    assert cycle["steps_done"] == cycle["steps"] > 0 and cycle["oom_errors"] == 0
     assert cycle["batch_size"] == check[0]["probe"]["models"][0]["batch_size"]
     assert cycle["measured"]["instrument"] == "kernel peak RSS"
-    assert cycle["measured"]["footprint_bytes"] > cycle["predicted_peak_bytes"] / 2
+    footprint = cycle["measured"]["footprint_bytes"]
+    assert cycle["predicted_peak_bytes"] / 2 < footprint <= cycle["limit_bytes"]
+    assert cycle["within_limit"] is True
     assert cycle["measured_seconds"] > 0 and cycle["predicted_seconds"] > 0
 
 
