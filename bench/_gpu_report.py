@@ -127,8 +127,11 @@ def _precision(p: dict[str, Any]) -> list[str]:
             f"{_num(r.get('step_seconds'))} | {_mib(r.get('peak_bytes'))} |"
         )
     if "bf16_speedup" in p:
-        lines += ["", f"bf16 against fp32: {p['bf16_speedup']:.2f}x the throughput, "
-                      f"{p['bf16_batch_ratio']:.2f}x the batch."]  # fmt: skip
+        lines += [
+            "",
+            f"bf16 against fp32: {p['bf16_speedup']:.2f}x the throughput, "
+            f"{p['bf16_batch_ratio']:.2f}x the batch.",
+        ]
     return lines
 
 
@@ -154,10 +157,13 @@ def _measured_share(p: dict[str, Any]) -> float | None:
 
 
 RENDER = {
-    "probe": "Probe fidelity", "lightning": "Lightning's BatchSizeFinder, side by side",
-    "cycle": "A real cycle", "oom": "Out of memory", "precision": "Precision",
+    "probe": "Probe fidelity",
+    "lightning": "Lightning's BatchSizeFinder, side by side",
+    "cycle": "A real cycle",
+    "oom": "Out of memory",
+    "precision": "Precision",
     "atoms": "Atom budgets",
-}  # fmt: skip
+}
 
 
 def markdown(report: dict[str, Any]) -> str:

@@ -111,10 +111,16 @@ def find_batch(
     devices = [device.index or 0] if device.type == "cuda" else 1
     with tempfile.TemporaryDirectory() as root:
         trainer = pl.Trainer(
-            accelerator=accelerator, devices=devices, precision=precision, max_epochs=1,
-            logger=False, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, default_root_dir=root,
-        )  # fmt: skip
+            accelerator=accelerator,
+            devices=devices,
+            precision=precision,
+            max_epochs=1,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=root,
+        )
         t0 = time.perf_counter()
         batch = pl.tuner.Tuner(trainer).scale_batch_size(
             module, mode="binsearch", steps_per_trial=steps_per_trial

@@ -128,11 +128,17 @@ class Setup:
 
     def config(self, stage: str, *extra: str) -> TrainConfig:
         _, hidden, layers, rbf = next(s for s in self.sizes if s[0] == stage)
-        return load_train_config([
-            f"model.hidden_channels={hidden}", f"model.num_layers={layers}",
-            f"model.num_rbf={rbf}", f"model.num_heads={8 if hidden >= 64 else 2}",
-            f"train.device={self.device.name}", "optimizer.log_config=false", *extra,
-        ])  # fmt: skip
+        return load_train_config(
+            [
+                f"model.hidden_channels={hidden}",
+                f"model.num_layers={layers}",
+                f"model.num_rbf={rbf}",
+                f"model.num_heads={8 if hidden >= 64 else 2}",
+                f"train.device={self.device.name}",
+                "optimizer.log_config=false",
+                *extra,
+            ]
+        )
 
     def model_name(self, stage: str) -> str:
         _, hidden, layers, rbf = next(s for s in self.sizes if s[0] == stage)
@@ -282,11 +288,16 @@ def part_probe(setup: Setup, out: dict[str, Any]) -> None:
             result = probe.find_max_batch(MAX_BATCH)
         setup.results[stage] = result
         row.update(
-            fits=result.fits, batch_size=result.max_batch_size, probe_steps=result.probe_steps,
-            probe_seconds=round(time.perf_counter() - t0, 2), capacity=result.capacity,
-            predicted_peak_bytes=result.peak_bytes, step_seconds=result.step_seconds,
-            cycle_minutes=result.cycle_minutes, throughput=result.throughput,
-        )  # fmt: skip
+            fits=result.fits,
+            batch_size=result.max_batch_size,
+            probe_steps=result.probe_steps,
+            probe_seconds=round(time.perf_counter() - t0, 2),
+            capacity=result.capacity,
+            predicted_peak_bytes=result.peak_bytes,
+            step_seconds=result.step_seconds,
+            cycle_minutes=result.cycle_minutes,
+            throughput=result.throughput,
+        )
         if not result.fits:
             continue
         row["live_peak_bytes"] = result.live_peak_bytes
@@ -322,9 +333,10 @@ def part_lightning(setup: Setup, out: dict[str, Any]) -> None:
         config = setup.config(stage)
         ours = setup.result(stage)
         row: dict[str, Any] = {
-            "stage": stage, "model": setup.model_name(stage),
+            "stage": stage,
+            "model": setup.model_name(stage),
             "probe": {"batch_size": ours.max_batch_size, "steps": ours.probe_steps},
-        }  # fmt: skip
+        }
         rows.append(row)
         precision = peer.precision_of(resolve_precision(config, dev))
         with setup.probe(config) as probe:
@@ -353,11 +365,13 @@ def part_cycle(setup: Setup, out: dict[str, Any], limit_seconds: float) -> None:
     if result.step_seconds * steps > budget:
         steps = max(5, math.floor(budget / result.step_seconds))
     out.update(
-        model=setup.model_name("prototyping"), batch_size=result.max_batch_size,
-        cycle_batches=setup.cycle_batches, steps=steps,
+        model=setup.model_name("prototyping"),
+        batch_size=result.max_batch_size,
+        cycle_batches=setup.cycle_batches,
+        steps=steps,
         predicted_step_seconds=result.step_seconds,
         predicted_seconds=result.step_seconds * steps,
-    )  # fmt: skip
+    )
     ran = apart(setup, "cycle", batch_size=result.max_batch_size, steps=steps)
     done, seconds, measured = ran["steps_done"], ran["seconds"], ran["measured"]
     out.update(
@@ -433,12 +447,16 @@ def part_oom(setup: Setup, out: dict[str, Any]) -> None:
         after = live_bytes(dev)
         final = probe.measure(fitting, timed_steps=1)
     out.update(
-        fitting_batch=fitting, first_step_fits=first.fits, failing_batch=failing,
-        attempts=OOM_ERRORS, oom_errors=sum(m.oom for m in errors),
-        baseline_bytes=baseline, after_bytes=after,
+        fitting_batch=fitting,
+        first_step_fits=first.fits,
+        failing_batch=failing,
+        attempts=OOM_ERRORS,
+        oom_errors=sum(m.oom for m in errors),
+        baseline_bytes=baseline,
+        after_bytes=after,
         leaked_bytes=None if baseline is None or after is None else after - baseline,
         fitting_step_after={"fits": final.fits, "step_seconds": final.median_seconds},
-    )  # fmt: skip
+    )
 
 
 def part_precision(setup: Setup, out: dict[str, Any]) -> None:
@@ -447,9 +465,11 @@ def part_precision(setup: Setup, out: dict[str, Any]) -> None:
         with setup.probe(setup.config("prototyping", f"train.precision={precision}")) as probe:
             r = probe.find_max_batch(MAX_BATCH)
         out[precision] = {
-            "batch_size": r.max_batch_size, "throughput": r.throughput,
-            "step_seconds": r.step_seconds, "peak_bytes": r.peak_bytes,
-        }  # fmt: skip
+            "batch_size": r.max_batch_size,
+            "throughput": r.throughput,
+            "step_seconds": r.step_seconds,
+            "peak_bytes": r.peak_bytes,
+        }
     fp32, bf16 = out["fp32"], out["bf16"]
     if fp32["throughput"] and bf16["throughput"]:
         out["bf16_speedup"] = bf16["throughput"] / fp32["throughput"]
@@ -633,12 +653,16 @@ def main(argv: list[str] | None = None) -> int:
         "meta": {
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(["python bench/gpu_check.py", *(argv or sys.argv[1:])]),
-            "device": setup.device.name, "device_model": setup.device.model,
-            "budget_bytes": setup.device.memory_bytes, "limit_bytes": setup.limit_bytes,
-            "sample": setup.sample.source, "quick": args.quick, "versions": versions(),
+            "device": setup.device.name,
+            "device_model": setup.device.model,
+            "budget_bytes": setup.device.memory_bytes,
+            "limit_bytes": setup.limit_bytes,
+            "sample": setup.sample.source,
+            "quick": args.quick,
+            "versions": versions(),
             "limits_seconds": LIMITS,
         }
-    }  # fmt: skip
+    }
     for name, part in PARTS:
         print(f"gpu_check: {name} ...", flush=True)
         report[name] = run_part(name, part, setup)

@@ -139,8 +139,9 @@ async def hit(
 
 
 def call(base: str, method: str, path: str, body: object | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(base + path, method=method,
-                                     data=None if body is None else json.dumps(body).encode())
+    request = urllib.request.Request(
+        base + path, method=method, data=None if body is None else json.dumps(body).encode()
+    )
     request.add_header("Authorization", f"Bearer {TOKEN}")
     request.add_header("Content-Type", "application/json")
     try:
@@ -163,12 +164,21 @@ def main() -> None:
     sizes = [len(json.dumps(b)) / 2**20 for b in (NEAR_LIMIT, OVER_LIMIT, *WORST_OVERRIDES)]
     print("bodies (MiB): " + ", ".join(f"{size:.2f}" for size in sizes))
     with tempfile.TemporaryDirectory() as state:
-        env = {**os.environ, "STAGETUNE_STATE_DIR": state, "STAGETUNE_PORT": str(port),
-               "STAGETUNE_API_TOKEN": TOKEN, "STAGETUNE_DASHBOARD_PORT": "0",
-               "STAGETUNE_ACCESS_LOG": "false"}  # fmt: skip
+        env = {
+            **os.environ,
+            "STAGETUNE_STATE_DIR": state,
+            "STAGETUNE_PORT": str(port),
+            "STAGETUNE_API_TOKEN": TOKEN,
+            "STAGETUNE_DASHBOARD_PORT": "0",
+            "STAGETUNE_ACCESS_LOG": "false",
+        }
         with (Path(state) / "server.log").open("w") as out:
-            server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], env=env,
-                                      stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+            server = subprocess.Popen(
+                [sys.executable, "-m", "service.cli", "serve"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         try:
             while True:
                 try:

@@ -26,10 +26,21 @@ def run(*args: str) -> tuple[float, dict[str, Any]]:
     with tempfile.TemporaryDirectory() as storage:
         t0 = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "service.cli", "-q", "optimize", "--storage", storage,
-             "--json", *args],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "service.cli",
+                "-q",
+                "optimize",
+                "--storage",
+                storage,
+                "--json",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         seconds = time.perf_counter() - t0
     if done.returncode != 0:
         raise SystemExit(done.stderr[-3000:])
@@ -38,34 +49,66 @@ def run(*args: str) -> tuple[float, dict[str, Any]]:
 
 def quick() -> None:
     seconds, result = run("--preset", "quick")
-    print(f"| quick preset, 3 stages | {seconds:.0f} s | "
-          f"{result['provenance']['elapsed_seconds']:.0f} s |")  # fmt: skip
+    print(
+        f"| quick preset, 3 stages | {seconds:.0f} s | "
+        f"{result['provenance']['elapsed_seconds']:.0f} s |"
+    )
 
 
 def concurrency() -> None:
-    args = ["--preset", "quick", "--stages", "prototyping", "--fit-trials", "4",
-            "--tune-trials", "4", "--max-epochs", "4", "--grace-period", "4", *LONGER]  # fmt: skip
+    args = [
+        "--preset",
+        "quick",
+        "--stages",
+        "prototyping",
+        "--fit-trials",
+        "4",
+        "--tune-trials",
+        "4",
+        "--max-epochs",
+        "4",
+        "--grace-period",
+        "4",
+        *LONGER,
+    ]
     walls = {}
     for n in (1, 2):
         walls[n], result = run(*args, "--max-concurrent", str(n))
-        print(f"| {n} trial(s) at once | {walls[n]:.0f} s | "
-              f"{result['provenance']['elapsed_seconds']:.0f} s |")  # fmt: skip
+        print(
+            f"| {n} trial(s) at once | {walls[n]:.0f} s | "
+            f"{result['provenance']['elapsed_seconds']:.0f} s |"
+        )
     print(f"speed-up: {walls[1] / walls[2]:.2f}x")
 
 
 def asha() -> None:
-    base = ["--preset", "quick", "--stages", "prototyping", "--fit-trials", "2",
-            "--tune-trials", "8", "--max-epochs", "6", "--max-concurrent", "2",
-            *LONGER]  # fmt: skip
-    for label, extra in (("ASHA (grace 1, reduction 2)", ["--grace-period", "1",
-                                                           "--reduction-factor", "2"]),
-                         ("no early stopping", ["--grace-period", "6"])):  # fmt: skip
+    base = [
+        "--preset",
+        "quick",
+        "--stages",
+        "prototyping",
+        "--fit-trials",
+        "2",
+        "--tune-trials",
+        "8",
+        "--max-epochs",
+        "6",
+        "--max-concurrent",
+        "2",
+        *LONGER,
+    ]
+    for label, extra in (
+        ("ASHA (grace 1, reduction 2)", ["--grace-period", "1", "--reduction-factor", "2"]),
+        ("no early stopping", ["--grace-period", "6"]),
+    ):
         seconds, result = run(*base, *extra)
         answer = result["stages"]["prototyping"]
         v = answer["validation"]
-        print(f"| {label} | {seconds:.0f} s | {v['stopped_early']} of {v['trials']} | "
-              f"{answer['optimizer']['name']}, {answer['scheduler']['name']}, "
-              f"lr {answer['optimizer']['lr']:.2e} | {v['val_loss']:.4f} |")  # fmt: skip
+        print(
+            f"| {label} | {seconds:.0f} s | {v['stopped_early']} of {v['trials']} | "
+            f"{answer['optimizer']['name']}, {answer['scheduler']['name']}, "
+            f"lr {answer['optimizer']['lr']:.2e} | {v['val_loss']:.4f} |"
+        )
 
 
 def main() -> None:

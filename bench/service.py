@@ -80,9 +80,7 @@ def load(port: int, method: str, path: str, body: Any, clients: int, n: int) -> 
 
     async def run() -> tuple[list[float], float]:
         started = time.perf_counter()
-        runs = await asyncio.gather(
-            *(client(port, method, path, body, n) for _ in range(clients))
-        )
+        runs = await asyncio.gather(*(client(port, method, path, body, n) for _ in range(clients)))
         return [t for run in runs for t in run], time.perf_counter() - started
 
     samples, wall = asyncio.run(run())
@@ -116,12 +114,21 @@ def main() -> None:
         port = s.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as state:
-        env = {**os.environ, "STAGETUNE_STATE_DIR": state, "STAGETUNE_PORT": str(port),
-               "STAGETUNE_API_TOKEN": TOKEN, "STAGETUNE_DASHBOARD_PORT": "0"}  # fmt: skip
+        env = {
+            **os.environ,
+            "STAGETUNE_STATE_DIR": state,
+            "STAGETUNE_PORT": str(port),
+            "STAGETUNE_API_TOKEN": TOKEN,
+            "STAGETUNE_DASHBOARD_PORT": "0",
+        }
         log = Path(state) / "server.log"
         with log.open("w") as out:
-            server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve"], env=env,
-                                      stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+            server = subprocess.Popen(
+                [sys.executable, "-m", "service.cli", "serve"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         try:
             while True:
                 try:
@@ -132,23 +139,37 @@ def main() -> None:
             started = time.perf_counter()
             job = submit(base, {"preset": "quick"})
             wait(base, job, {"succeeded", "failed"})
-            print(f"POST /optimize to a finished quick job (3 stages): "
-                  f"{time.perf_counter() - started:.0f} s")  # fmt: skip
+            print(
+                f"POST /optimize to a finished quick job (3 stages): "
+                f"{time.perf_counter() - started:.0f} s"
+            )
 
             time.sleep(10)  # the job's Ray workers have exited: the cluster is idle
             status = f"/jobs/{job}"
-            rows = [("GET /jobs/{id}, cluster idle",
-                     load(port, "GET", status, None, args.clients, args.requests))]  # fmt: skip
+            rows = [
+                (
+                    "GET /jobs/{id}, cluster idle",
+                    load(port, "GET", status, None, args.clients, args.requests),
+                )
+            ]
             running = submit(base, {"preset": "quick"})
             wait(base, running, {"running"})
             time.sleep(10)  # its trials are training
-            rows.append(("GET /jobs/{id}, a job training on the same cores",
-                         load(port, "GET", status, None, args.clients, args.requests)))  # fmt: skip
+            rows.append(
+                (
+                    "GET /jobs/{id}, a job training on the same cores",
+                    load(port, "GET", status, None, args.clients, args.requests),
+                )
+            )
             call(f"{base}/jobs/{running}", "DELETE")
             wait(base, running, {"cancelled"})
             time.sleep(10)  # its Ray workers have exited
-            rows.append(("POST /optimize, cluster idle",
-                         load(port, "POST", "/optimize", SMALL, args.clients, 2)))  # fmt: skip
+            rows.append(
+                (
+                    "POST /optimize, cluster idle",
+                    load(port, "POST", "/optimize", SMALL, args.clients, 2),
+                )
+            )
             print("| request | n | throughput | p50 | p95 | p99 | max |")
             print("|---|---:|---:|---:|---:|---:|---:|")
             for name, row in rows:

@@ -32,15 +32,9 @@ from model._pdbbind import (
 )
 from model._radius import radius_graph
 from model._readers import AtomPolicy
-from model._report import EpochMetrics, TrainReport
+from model._run import run_training
 from model._synthetic import synthetic_complex, synthetic_complexes
-from model._train import (
-    Trainer,
-    build_model,
-    resolve_device,
-    resolve_precision,
-    run_training,
-)
+from model._train import Trainer, build_model, resolve_device, resolve_precision
 from model._visnet import AffinityViSNet, count_parameters
 from model._yaml import FileVersion, read_yaml_mapping, recording_reads, unchanged
 
@@ -56,7 +50,6 @@ __all__ = [
     "DataError",
     "DataSpec",
     "Dataset",
-    "EpochMetrics",
     "FileVersion",
     "LoadReport",
     "Lookahead",
@@ -68,7 +61,6 @@ __all__ = [
     "Skipped",
     "StagetuneError",
     "TrainConfig",
-    "TrainReport",
     "Trainer",
     "append_audit_entry",
     "atom_policy",

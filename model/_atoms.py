@@ -7,10 +7,32 @@ embedding tells protein and ligand atoms apart without a second input.
 from __future__ import annotations
 
 ELEMENTS: tuple[str, ...] = (
-    "C", "N", "O", "S", "P", "F", "Cl", "Br", "I", "B", "Se", "Si",
-    "Zn", "Mg", "Ca", "Na", "K", "Fe", "Mn", "Cu", "Co", "Ni", "Cd", "Hg",
+    "C",
+    "N",
+    "O",
+    "S",
+    "P",
+    "F",
+    "Cl",
+    "Br",
+    "I",
+    "B",
+    "Se",
+    "Si",
+    "Zn",
+    "Mg",
+    "Ca",
+    "Na",
+    "K",
+    "Fe",
+    "Mn",
+    "Cu",
+    "Co",
+    "Ni",
+    "Cd",
+    "Hg",
     "other",
-)  # fmt: skip
+)
 _INDEX = {symbol.upper(): i for i, symbol in enumerate(ELEMENTS)}
 NUM_ATOM_TYPES = 2 * len(ELEMENTS)
 

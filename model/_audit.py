@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from model._config import TrainConfig
-from model._report import TrainReport
+from stagetune_api import RunFiles, TrainRunReport
 
 
 class RunStopped(Exception):
@@ -27,7 +27,7 @@ def export_path(config: TrainConfig, run_dir: Path) -> Path | None:
     if export is False:
         return None
     if export is True:
-        return run_dir / "config.json"
+        return run_dir / RunFiles.CONFIG
     path = Path(export).expanduser()
     return path if path.suffix == ".json" else path / f"{config.digest()[:12]}.json"
 
@@ -46,7 +46,7 @@ def append_audit_entry(
     path: Path,
     config: TrainConfig,
     run_dir: Path,
-    report: TrainReport | None,
+    report: TrainRunReport | None,
     error: BaseException | None,
     note: str | None = None,
 ) -> None:

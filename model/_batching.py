@@ -48,9 +48,11 @@ class Batching:
         if self.atoms is None:
             if self._fixed is None:  # one loader: its sampler draws a new order each epoch
                 self._fixed = DataLoader(
-                    list(complexes), batch_size=self.batch_size, shuffle=True,
+                    list(complexes),
+                    batch_size=self.batch_size,
+                    shuffle=True,
                     generator=self.generator,
-                )  # fmt: skip
+                )
             return self._fixed
         order = torch.randperm(len(complexes), generator=self.generator).tolist()
         return self._packed([complexes[i] for i in order])

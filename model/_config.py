@@ -166,15 +166,20 @@ class OptimizerSpec(BaseModel):
                     "optimizer_key",
                     "unknown key{hint}; accepted: the contract keys and torch.optim.{type}'s "
                     "arguments: {keys}",
-                    {"key": key, "hint": did_you_mean(key, keys), "type": data["type"],
-                     "keys": ", ".join(keys)},
-                )  # fmt: skip
+                    {
+                        "key": key,
+                        "hint": did_you_mean(key, keys),
+                        "type": data["type"],
+                        "keys": ", ".join(keys),
+                    },
+                )
             problem = _type_problem(value, accepted[key])
             if problem:
                 raise PydanticCustomError(
-                    "optimizer_key", "{problem} (got {shown})",
+                    "optimizer_key",
+                    "{problem} (got {shown})",
                     {"key": key, "problem": problem, "shown": repr(value)},
-                )  # fmt: skip
+                )
         return data
 
 

@@ -20,10 +20,18 @@ class _MallInfo2(ctypes.Structure):
     _fields_ = [
         (name, ctypes.c_size_t)
         for name in (
-            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
-            "fsmblks", "uordblks", "fordblks", "keepcost",
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
         )
-    ]  # fmt: skip
+    ]
 
 
 @cache
@@ -89,9 +97,7 @@ def keep_freed_memory() -> bool:
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 2**31 - 1))
 
 
-def held_bytes(
-    model: torch.nn.Module, optimizers: Iterable[Optimizer], batch: Batch | None
-) -> int:
+def held_bytes(model: torch.nn.Module, optimizers: Iterable[Optimizer], batch: Batch | None) -> int:
     """Bytes of the distinct tensor storages the training holds: weights, buffers, gradients,
     optimizer state (Lookahead's slow weights included) and the batch."""
     tensors: list[torch.Tensor] = [*model.parameters(), *model.buffers()]

@@ -33,6 +33,7 @@ def _chem() -> Any:
     rdBase.LogToPythonStderr()
     return Chem
 
+
 _CACHE_VERSION = 1
 
 

@@ -26,9 +26,15 @@ from model._pdbbind import _min_distance
 
 POCKET_ELEMENTS = {"C": 0.648, "O": 0.1757, "N": 0.1698, "S": 0.0057, "Zn": 0.0006, "Na": 0.0002}
 LIGAND_ELEMENTS = {
-    "C": 0.707, "N": 0.125, "O": 0.1209, "F": 0.0225, "S": 0.0143,
-    "Cl": 0.0041, "Br": 0.0041, "P": 0.002,
-}  # fmt: skip
+    "C": 0.707,
+    "N": 0.125,
+    "O": 0.1209,
+    "F": 0.0225,
+    "S": 0.0143,
+    "Cl": 0.0041,
+    "Br": 0.0041,
+    "P": 0.002,
+}
 LATTICE_SPACING = 2.44  # A; calibrated so the mean neighbour count within 5 A is that of real data
 JITTER = 0.35
 LIGAND_EXCLUSION = 3.0

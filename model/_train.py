@@ -1,39 +1,29 @@
-"""The one training loop: used by ``stagetune train``, by the probe and by every tuning trial.
-
-``Trainer`` owns one model, its optimizer, schedule and precision, and performs training steps;
-``run_training`` adds data, epochs, evaluation, the audit entry and the exported configuration.
-Progress reaches the caller through the ``on_epoch`` callback; nothing here knows about Ray.
+"""The one training step: used by ``stagetune train`` (``model._run``), by the probe and by every
+tuning trial. ``Trainer`` owns one model, its optimizer, schedule and precision, and performs
+training steps and evaluation; nothing here knows about Ray.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
-import statistics
-import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import torch
 from torch.profiler import ProfilerActivity, profile
-from torch_geometric.data import Batch, Data
+from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
-from tqdm import tqdm
 
-from model._audit import append_audit_entry, export_config
-from model._batching import Batching
 from model._config import ModelSpec, TrainConfig
-from model._dataset import Dataset, load_dataset
 from model._errors import ConfigError
 from model._memory import held_bytes, keep_freed_memory, peak_growth
 from model._optim import build_optimizer, build_scheduler
-from model._report import EpochMetrics, Precision, TrainReport
 from model._visnet import AffinityViSNet, count_parameters
 
 log = logging.getLogger(__name__)
+
+Precision = Literal["fp32", "bf16", "fp16"]
 
 _AUTOCAST_DTYPE = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -221,176 +211,3 @@ def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a - a.mean(), b - b.mean()
     denom = a.norm() * b.norm()
     return float((a * b).sum() / denom) if denom > 0 else float("nan")
-
-
-def _label_stats(complexes: Sequence[Data]) -> tuple[float, float]:
-    y = torch.cat([c.y.view(-1) for c in complexes])
-    std = float(y.std()) if y.numel() > 1 else 1.0
-    return float(y.mean()), std if std > 1e-6 else 1.0
-
-
-# --- a whole run ------------------------------------------------------------------------------
-
-
-def run_training(
-    config: TrainConfig,
-    on_epoch: Callable[[EpochMetrics], None] | None = None,
-    dataset: Dataset | None = None,
-    measure_memory: bool = False,
-    progress: bool = False,
-) -> TrainReport:
-    """Train for ``config.train.epochs`` epochs; write the audit entry and the run's files.
-
-    The run's folder, ``<output_dir>/<config hash[:12]>/``, receives ``config.json`` (or where
-    ``optimizer.export_json`` says; ``stagetune train --profile`` replays it), ``metrics.json``
-    and ``model.pt``. ``<output_dir>/audit.md`` receives one entry per run, failed runs included.
-
-    Each epoch reports its training steps, their median time, the complexes per step and the
-    peak memory of its steps: on a GPU always; on the CPU with ``measure_memory`` (each step is
-    then profiled, which slows it). ``progress`` shows a progress bar on stderr (tqdm: steps,
-    epoch, loss, time left). The run's folder is made once the training has finished, so a run
-    that fails or is interrupted leaves none.
-    """
-    started = time.time()
-    digest = config.digest()
-    out = Path(config.train.output_dir)
-    run_dir = out / digest[:12]
-    device = resolve_device(config.train.device)
-    if config.optimizer.log_config:
-        log.info("configuration %s:\n%s", digest[:12], json.dumps(config.to_dict(), indent=2))
-    report: TrainReport | None = None
-    error: BaseException | None = None
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        data = dataset or load_dataset(config)
-        report = _train(config, device, data, on_epoch, run_dir, measure_memory, progress)
-        report.seconds = time.time() - started
-        export_config(config, run_dir)
-        (run_dir / "metrics.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
-        return report
-    except BaseException as exc:
-        error = exc
-        raise
-    finally:
-        append_audit_entry(out / "audit.md", config, run_dir, report, error)
-
-
-def _train(
-    config: TrainConfig,
-    device: torch.device,
-    data: Dataset,
-    on_epoch: Callable[[EpochMetrics], None] | None,
-    run_dir: Path,
-    measure_memory: bool = False,
-    progress: bool = False,
-) -> TrainReport:
-    loop = config.train
-    batching = Batching(loop)
-    batching.check([*data.train, *data.val])
-    val_loader = batching.eval_loader(data.val)
-    mean, std = _label_stats(data.train)
-    trainer = Trainer(config, device, batching.steps_per_epoch(data.train), mean, std)
-    log.info(
-        "training %d parameters on %s (%s): %d training, %d validation complexes, %s",
-        trainer.parameters, device, trainer.precision, len(data.train), len(data.val),
-        f"batches of at most {loop.max_atoms_per_batch} atoms" if loop.max_atoms_per_batch
-        else f"batches of {loop.batch_size}",
-    )  # fmt: skip
-    history: list[EpochMetrics] = []
-    bar = _bar(loop.epochs * batching.steps_per_epoch(data.train), progress)
-    for epoch in range(1, loop.epochs + 1):
-        t0 = time.perf_counter()
-        bar.set_description(f"epoch {epoch}/{loop.epochs}")
-        steps = _train_epoch(trainer, batching.train_loader(data.train), measure_memory, bar)
-        trainer.end_epoch()
-        val_loss, val_rmse, val_pearson = trainer.evaluate(val_loader)
-        metrics = EpochMetrics(
-            epoch=epoch, train_loss=steps.loss / len(data.train), val_loss=val_loss,
-            val_rmse=val_rmse, val_pearson=val_pearson, seconds=time.perf_counter() - t0,
-            lr=trainer.lr, **steps.figures(),
-        )  # fmt: skip
-        history.append(metrics)
-        log.info(
-            "epoch %d/%d: train_loss %.4f val_loss %.4f val_rmse %.4f val_pearson %.3f (%.1fs, "
-            "%d steps)", epoch, loop.epochs, metrics.train_loss, val_loss, val_rmse,
-            val_pearson, metrics.seconds, metrics.steps,
-        )  # fmt: skip
-        if on_epoch is not None:
-            on_epoch(metrics)
-    bar.close()
-    run_dir.mkdir(parents=True, exist_ok=True)  # made once the run has something to keep
-    torch.save(trainer.model.state_dict(), run_dir / "model.pt")
-    return TrainReport(
-        epochs=history,
-        config_hash=config.digest(),
-        device=str(device),
-        precision=trainer.precision,
-        parameters=trainer.parameters,
-        train_complexes=len(data.train),
-        val_complexes=len(data.val),
-        seconds=0.0,
-        run_dir=str(run_dir),
-        skipped=data.skipped,
-    )
-
-
-def _bar(steps: int, shown: bool) -> tqdm:
-    """The run's progress bar on stderr: steps, epoch, loss, rate and time left."""
-    return tqdm(total=steps, unit="step", disable=not shown, dynamic_ncols=True, leave=False)
-
-
-class _Steps:
-    """An epoch's training steps: loss, time, complexes and memory."""
-
-    def __init__(self) -> None:
-        self.loss = 0.0
-        self.seconds: list[float] = []
-        self.complexes: list[int] = []
-        self.peak: int | None = None
-
-    def figures(self) -> dict[str, Any]:
-        counts = self.complexes
-        return {
-            "steps": len(counts),
-            "step_seconds": statistics.median(self.seconds) if self.seconds else None,
-            "complexes_per_step": {
-                "mean": sum(counts) / len(counts), "min": min(counts), "max": max(counts),
-            } if counts else None,
-            "peak_bytes": self.peak,
-        }  # fmt: skip
-
-
-def _train_epoch(
-    trainer: Trainer, loader: DataLoader, measure_memory: bool, bar: tqdm | None = None
-) -> _Steps:
-    """One epoch of training steps, each timed (on a GPU, synchronised). On a CPU with
-    ``measure_memory``, every other step is profiled for its peak and the others are timed (the
-    profiler slows the steps it measures). ``bar`` advances a step at a time, with the loss."""
-    steps, device = _Steps(), trainer.device
-    cuda = device.type == "cuda"
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    total = torch.zeros((), device=device)
-    for i, batch in enumerate(loader):
-        if cuda:
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        profiled = measure_memory and not cuda and i % 2 == 0
-        if profiled:
-            loss, peak = trainer.measured_step(batch, complete=False)
-            steps.peak = max(steps.peak or 0, peak)
-        else:
-            loss = trainer.train_step(batch)
-        if cuda:
-            torch.cuda.synchronize(device)
-        if not profiled or not measure_memory:
-            steps.seconds.append(time.perf_counter() - t0)
-        steps.complexes.append(batch.num_graphs)
-        total += loss * batch.num_graphs
-        if bar is not None and not bar.disable:
-            bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
-            bar.update()
-    if cuda:
-        steps.peak = int(torch.cuda.max_memory_allocated(device))
-    steps.loss = float(total)
-    return steps

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, get_args
 
-from service import commands
+from service import commands, console
 from stagetune_api import JobSpec
 
 
@@ -273,14 +273,14 @@ class _ConsoleFormat(logging.Formatter):
 
 def _setup_logging(verbose: bool, quiet: bool) -> None:
     root = logging.getLogger()
-    while commands.handlers:  # main() called again in one process: replace, do not pile up
-        handler = commands.handlers.pop()
+    while console.handlers:  # main() called again in one process: replace, do not pile up
+        handler = console.handlers.pop()
         root.removeHandler(handler)
         handler.close()
-    console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(commands.LOG_FORMAT if verbose else _ConsoleFormat())
-    commands.handlers.append(console)
-    root.addHandler(console)
+    terminal = logging.StreamHandler(sys.stderr)
+    terminal.setFormatter(console.LOG_FORMAT if verbose else _ConsoleFormat())
+    console.handlers.append(terminal)
+    root.addHandler(terminal)
     root.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
     if not verbose:
         # torch's profiler (kineto, which measures a step's memory on a CPU) prints two lines a

@@ -9,20 +9,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
+from service.console import log_to_file, print_json
 from service.drivers import record_driver
-from stagetune_api import NOISY_SPREAD, JobSpec, override_problem
+from stagetune_api import NOISY_SPREAD, JobFiles, JobSpec, RunFiles, override_problem
 
 log = logging.getLogger("stagetune")
-LOG_FORMAT = logging.Formatter(
-    "%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S"
-)
-handlers: list[logging.Handler] = []
 
 #: Fields of a job spec with no flag of their own: the positional KEY=VALUE overrides, the
 #: per-stage spaces (a preset's or a --spec file's), and tune (the --no-tune switch).
@@ -40,14 +36,6 @@ def fixable(exc: Exception) -> bool:
 def job_flags() -> list[str]:
     """The fields of ``JobSpec`` that ``stagetune optimize`` takes as ``--flags``."""
     return [name for name in JobSpec.model_fields if name not in NO_FLAG]
-
-
-def log_to_file(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path)
-    handler.setFormatter(LOG_FORMAT)
-    handlers.append(handler)
-    logging.getLogger().addHandler(handler)
 
 
 def probe(args: argparse.Namespace) -> int:
@@ -190,7 +178,7 @@ def optimize(args: argparse.Namespace) -> int:
             f"{stage.value}: {knobs} at batch {answer.batch_size}, "
             f"{answer.optimizer.get('name')} lr {answer.optimizer.get('lr'):.2e}, "
             f"{answer.scheduler.get('name')}{speed}"
-        )  # fmt: skip
+        )
     print(f"job folder: {spec.job_dir} (profiles/, result.json, trials.csv, audit.md)")
     for note in result.provenance.reproducibility:
         print(f"not repeatable: {note}")
@@ -199,7 +187,7 @@ def optimize(args: argparse.Namespace) -> int:
 
 def _say_resume(spec: JobSpec) -> None:
     """How to go on after Ctrl-C: what is finished is kept, and the same job id resumes it."""
-    if not (spec.job_dir / "job.json").is_file():
+    if not JobFiles(spec.job_dir).job_json.is_file():
         print("stagetune: interrupted before the job started; nothing was kept", file=sys.stderr)
         return
     print(
@@ -222,9 +210,12 @@ def serve(args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = settings.port if args.port is None else args.port
     uvicorn.run(
-        create_app(settings), host=host, port=port, log_level="info",
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="info",
         access_log=settings.access_log,
-    )  # fmt: skip
+    )
     return 0
 
 
@@ -278,7 +269,7 @@ def train(args: argparse.Namespace) -> int:
         )
     except ConfigError as exc:
         raise ConfigError(f"{exc}{_sweep_hint(args.overrides)}", exc.problems) from None
-    log_to_file(Path(config.train.output_dir) / "train.log")
+    log_to_file(RunFiles(config.train.output_dir).log)
     if args.report is not None:
         record_driver(Path(args.report).parent)
     from tqdm.contrib.logging import logging_redirect_tqdm
@@ -356,8 +347,13 @@ def _sweep(args: argparse.Namespace) -> int:
     with contextlib.redirect_stdout(sys.stderr):
         result = run_sweep(plan, options, address=args.address, verbose=args.verbose)
     if args.json:
-        print_json({"sweep_id": result.sweep_id, "sweep_csv": str(result.sweep_csv),
-                    "runs": result.ranked()})  # fmt: skip
+        print_json(
+            {
+                "sweep_id": result.sweep_id,
+                "sweep_csv": str(result.sweep_csv),
+                "runs": result.ranked(),
+            }
+        )
         return 0
     print(summary_table(result))
     print(f"sweep.csv: {result.sweep_csv}")
@@ -392,8 +388,3 @@ def inspect(args: argparse.Namespace) -> int:
 
 def _cell(value: Any) -> str:
     return "-" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
-
-
-def print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2)
-    sys.stdout.write("\n")

@@ -17,12 +17,10 @@ from pathlib import Path
 
 import psutil
 
-from service.records import RECORD
-from stagetune_api import write_atomic
+from stagetune_api import JobFiles, write_atomic
 
 log = logging.getLogger(__name__)
 
-DRIVER = "driver.json"
 #: Seconds a lost driver is given to end on SIGTERM before its process group is killed.
 GRACE_SECONDS = 10.0
 
@@ -30,7 +28,7 @@ GRACE_SECONDS = 10.0
 def record_driver(folder: Path) -> None:
     """Record this process as the driver of the job in ``folder``, if the folder is a job the
     service made (it holds the job's record): nowhere else would anything read it."""
-    if not (folder / RECORD).is_file():
+    if not JobFiles(folder).record.is_file():
         return
     me = psutil.Process()
     record = {
@@ -39,7 +37,7 @@ def record_driver(folder: Path) -> None:
         "host": socket.gethostname(),
         "started": me.create_time(),
     }
-    write_atomic(folder / DRIVER, json.dumps(record) + "\n")
+    write_atomic(JobFiles(folder).driver, json.dumps(record) + "\n")
 
 
 def end_driver(folder: Path, grace: float = GRACE_SECONDS) -> threading.Thread | None:
@@ -48,7 +46,7 @@ def end_driver(folder: Path, grace: float = GRACE_SECONDS) -> threading.Thread |
     own (returned), so the caller does not wait; None when there is nothing to end (no record,
     another machine's driver, a driver that ended, or a process that reuses its pid)."""
     try:
-        record = json.loads((folder / DRIVER).read_text())
+        record = json.loads(JobFiles(folder).driver.read_text())
         pid, pgid = int(record["pid"]), int(record["pgid"])
         if record["host"] != socket.gethostname():
             return None

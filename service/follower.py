@@ -22,7 +22,7 @@ from service.records import submission_of
 from service.runner import LocalHead, RayJobs, RayUnreachable
 from service.settings import Settings
 from service.store import IndexFault, JobRecord, JobState, JobStore
-from stagetune_api import JobKind
+from stagetune_api import JobFiles, JobKind
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,6 @@ class RayHealth:
         self.state = (reason, time.time() if state is None else state[1])
 
 
-def result_path(folder: Path, job: JobRecord) -> Path:
-    """What a finished job leaves: result.json of a search, report.json of a training run."""
-    return folder / ("report.json" if job.kind == JobKind.TRAIN.value else "result.json")
-
-
 def entrypoint(
     folder: Path, job: JobRecord, address: str | None = None, session: str | None = None
 ) -> str:
@@ -65,16 +60,17 @@ def entrypoint(
     is at ``address`` (the service's own head's), never the one Ray's job supervisor would find
     in the machine-wide "current cluster" file (the Ray started last on the machine), and runs
     only if that cluster is Ray session ``session`` (the head's)."""
+    files = JobFiles(folder)
     if job.kind == JobKind.TRAIN.value:
         return (
-            f"stagetune train --profile {shlex.quote(str(folder / 'profile.yaml'))} "
-            f"--output {shlex.quote(str(folder / 'runs'))} data.cache_dir=null "
-            f"--report {shlex.quote(str(result_path(folder, job)))}"
+            f"stagetune train --profile {shlex.quote(str(files.train_profile))} "
+            f"--output {shlex.quote(str(files.train_runs))} data.cache_dir=null "
+            f"--report {shlex.quote(str(files.train_report))}"
         )
     joins = f" --address {shlex.quote(address)}" if address else ""
     if session:
         joins += f" --ray-session {shlex.quote(session)}"
-    return f"stagetune optimize --spec {shlex.quote(str(folder / 'spec.json'))} --json{joins}"
+    return f"stagetune optimize --spec {shlex.quote(str(files.spec))} --json{joins}"
 
 
 class Follower:
@@ -202,21 +198,30 @@ class Follower:
                     continue
                 # Ray has it (its answer to an earlier try was lost): it runs
             self._tries.pop(job.id, None)
-            self.store.update(job.id, state=JobState.RUNNING, submission_id=submission,
-                              started=time.time())  # fmt: skip
+            self.store.update(
+                job.id, state=JobState.RUNNING, submission_id=submission, started=time.time()
+            )
             log.info("job %s submitted to Ray as %s", job.id, submission)
 
     def _refused(self, job: JobRecord, exc: Exception) -> None:
         tries = self._tries.get(job.id, (0, 0.0))[0] + 1
         if tries < SUBMIT_TRIES:
             self._tries[job.id] = (tries, time.monotonic() + 2.0**tries)
-            log.warning("job %s: Ray refused its submission (%s); trying again in %.0f s",
-                        job.id, exc, 2.0**tries)  # fmt: skip
+            log.warning(
+                "job %s: Ray refused its submission (%s); trying again in %.0f s",
+                job.id,
+                exc,
+                2.0**tries,
+            )
             return
         self._tries.pop(job.id, None)
         log.error("job %s: Ray refused its submission %d times: %s", job.id, tries, exc)
-        self.store.update(job.id, state=JobState.FAILED, finished=time.time(),
-                          error=f"Ray refused its submission {tries} times: {exc}")  # fmt: skip
+        self.store.update(
+            job.id,
+            state=JobState.FAILED,
+            finished=time.time(),
+            error=f"Ray refused its submission {tries} times: {exc}",
+        )
         self._wake.set()  # its slot is free for the next queued job
 
     def forget(self, job_id: str) -> None:
@@ -243,7 +248,7 @@ class Follower:
             assert job.submission_id is not None
             seen = self.ray.state(job.submission_id)
             if seen is None:
-                done = result_path(self.folder(job.id), job).is_file()
+                done = JobFiles(self.folder(job.id)).answer(job.kind).is_file()
                 state, message = (
                     (JobState.SUCCEEDED, None) if done else (JobState.FAILED, self._lost)
                 )
@@ -254,11 +259,15 @@ class Follower:
                 if (
                     state is JobState.FAILED
                     and job.kind != JobKind.TRAIN.value
-                    and (result_path(self.folder(job.id), job).is_file())
+                    and JobFiles(self.folder(job.id)).answer(job.kind).is_file()
                 ):  # a search that answered, some stage with no answer (its exit status 3)
                     state, message = JobState.SUCCEEDED, None
             if state is JobState.RUNNING:
                 continue
-            self.store.update(job.id, state=state, finished=time.time(),
-                              error=message if state is JobState.FAILED else None)  # fmt: skip
+            self.store.update(
+                job.id,
+                state=state,
+                finished=time.time(),
+                error=message if state is JobState.FAILED else None,
+            )
             log.info("job %s %s", job.id, state.value)

@@ -23,13 +23,14 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from service.follower import Follower, RayHealth, result_path
+from service.follower import Follower, RayHealth
 from service.runner import LocalHead, RayJobs, RayUnreachable
 from service.schemas import JobPublic
 from service.settings import Settings
 from service.store import JobRecord, JobState, JobStore
 from service.validation import PROFILE_PATH_KEYS, AskRay, InvalidJob, JobValidator
 from stagetune_api import (
+    JobFiles,
     JobKind,
     JobOptions,
     Progress,
@@ -87,7 +88,7 @@ class JobManager:
         if ticket is not None and not ticket.commit():
             raise InvalidJob(_too_slow())
         with self._made(job_id) as folder:
-            write_atomic(folder / "spec.json", json.dumps(spec, indent=2) + "\n")
+            write_atomic(JobFiles(folder).spec, json.dumps(spec, indent=2) + "\n")
             record, new = self.store.create(job_id, options, idempotency_key)
         if not new:  # the same key, from a concurrent request: this folder is not its job's
             shutil.rmtree(folder, ignore_errors=True)
@@ -153,7 +154,7 @@ class JobManager:
         job_id = new_job_id()
         options = TrainOptions(profile=name, version=version).model_dump()
         with self._made(job_id) as folder:
-            write_atomic(folder / "profile.yaml", profile)
+            write_atomic(JobFiles(folder).train_profile, profile)
             record, _ = self.store.create(job_id, options, kind=JobKind.TRAIN.value)
         self.follower.queued()
         return record
@@ -216,14 +217,13 @@ class JobManager:
 
     def progress(self, job_id: str) -> Progress:
         """The job's progress.json; empty while there is none (or it cannot be read)."""
-        path = self.folder(job_id) / "progress.json"
         try:
-            return Progress.model_validate_json(path.read_bytes())
+            return JobFiles(self.folder(job_id)).read_progress() or Progress()
         except (OSError, ValidationError):
             return Progress()
 
     def result_path(self, job: JobRecord) -> Path:
-        return result_path(self.folder(job.id), job)
+        return JobFiles(self.folder(job.id)).answer(job.kind)
 
     def result(self, job: JobRecord) -> dict[str, Any] | None:
         path = self.result_path(job)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from service.records import profile_versions, write_profile_version
-from service.store import SqliteFile, _Database
+from service.sqlite_file import SqliteFile, SqliteStore
 from stagetune_api import printable_json
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class ProfileRecord:
     config_hash: str
 
 
-class ProfileStore(_Database):
+class ProfileStore(SqliteStore):
     """Named training configurations, versioned: saving a name again adds a version, unless the
     configuration is the same as its latest. With ``profiles_dir``, each version is written to a
     file of its own too (in the same transaction), and ``rebuild`` indexes every file the SQLite
@@ -59,16 +59,27 @@ class ProfileStore(_Database):
                 db.execute(
                     "INSERT INTO profiles (name, version, created, stage, job_id, description, "
                     "config, config_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (row["name"], row["version"], row.get("created", time.time()),
-                     row.get("stage"), row.get("job_id"), row.get("description"),
-                     json.dumps(row["config"]), row["config_hash"]),
-                )  # fmt: skip
+                    (
+                        row["name"],
+                        row["version"],
+                        row.get("created", time.time()),
+                        row.get("stage"),
+                        row.get("job_id"),
+                        row.get("description"),
+                        json.dumps(row["config"]),
+                        row["config_hash"],
+                    ),
+                )
         for key in rows.keys() - files.keys():
             write_profile_version(self.profiles_dir, _file_row(rows[key]))
         missing = len(files.keys() - rows.keys())
         if missing:
-            log.warning("%d profile versions were missing from %s: indexed again from %s",
-                        missing, self.path, self.profiles_dir)  # fmt: skip
+            log.warning(
+                "%d profile versions were missing from %s: indexed again from %s",
+                missing,
+                self.path,
+                self.profiles_dir,
+            )
         return missing
 
     def save(
@@ -92,12 +103,21 @@ class ProfileStore(_Database):
             db.execute(
                 "INSERT INTO profiles (name, version, created, stage, job_id, description, "
                 "config, config_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (name, version, time.time(), stage, job_id, description, json.dumps(config),
-                 config_hash),
-            )  # fmt: skip
+                (
+                    name,
+                    version,
+                    time.time(),
+                    stage,
+                    job_id,
+                    description,
+                    json.dumps(config),
+                    config_hash,
+                ),
+            )
             if self.profiles_dir is not None:
-                row = db.execute("SELECT * FROM profiles WHERE name = ? AND version = ?",
-                                 (name, version)).fetchone()  # fmt: skip
+                row = db.execute(
+                    "SELECT * FROM profiles WHERE name = ? AND version = ?", (name, version)
+                ).fetchone()
                 write_profile_version(self.profiles_dir, _file_row(dict(row)))
         record = self.get(name, version)
         assert record is not None
@@ -118,8 +138,9 @@ class ProfileStore(_Database):
 
     def versions(self, name: str) -> int:
         with self._connect() as db:
-            return int(db.execute("SELECT COUNT(*) FROM profiles WHERE name = ?", (name,))
-                       .fetchone()[0])  # fmt: skip
+            return int(
+                db.execute("SELECT COUNT(*) FROM profiles WHERE name = ?", (name,)).fetchone()[0]
+            )
 
     def latest(self) -> list[tuple[ProfileRecord, int]]:
         """The latest version of every profile, by name, with how many versions it has."""

@@ -22,11 +22,9 @@ from typing import Any
 
 import yaml
 
-from stagetune_api import JobKind, printable_json, write_atomic
+from stagetune_api import JobFiles, JobKind, printable_json, write_atomic
 
 log = logging.getLogger(__name__)
-
-RECORD = "job-record.json"
 
 
 class JobState(str, Enum):
@@ -70,13 +68,13 @@ def submission_of(job_id: str) -> str:
 
 
 def write_record(folder: Path, record: JobRecord) -> None:
-    write_atomic(folder / RECORD, json.dumps(record.to_json(), indent=2) + "\n")
+    write_atomic(JobFiles(folder).record, json.dumps(record.to_json(), indent=2) + "\n")
 
 
 def read_record(folder: Path) -> JobRecord | None:
     """The record ``folder`` keeps, or one made from its files; None for a folder that holds
     no job (or files no version wrote: the log says which)."""
-    path = folder / RECORD
+    path = JobFiles(folder).record
     if path.is_file():
         try:
             return JobRecord.from_json(_mapping(path, json.loads))
@@ -90,20 +88,21 @@ def read_record(folder: Path) -> JobRecord | None:
 
 
 def _from_files(folder: Path) -> JobRecord | None:
-    if (folder / "profile.yaml").is_file():
-        kind, result = JobKind.TRAIN.value, folder / "report.json"
-        meta = _mapping(folder / "profile.yaml", yaml.safe_load).get("meta")
+    files = JobFiles(folder)
+    if files.train_profile.is_file():
+        kind, result = JobKind.TRAIN.value, files.train_report
+        meta = _mapping(files.train_profile, yaml.safe_load).get("meta")
         meta = meta if isinstance(meta, dict) else {}
         options = {"profile": str(meta.get("profile", "?")), "version": meta.get("version", 1)}
-    elif (folder / "spec.json").is_file():
-        kind, result = JobKind.OPTIMIZE.value, folder / "result.json"
-        spec = _mapping(folder / "spec.json", json.loads)
+    elif files.spec.is_file():
+        kind, result = JobKind.OPTIMIZE.value, files.result_json
+        spec = _mapping(files.spec, json.loads)
         options = {k: v for k, v in spec.items() if k not in ("job_id", "storage", "address")}
     else:
         return None
     created = _created(folder)
     done = result.is_file()
-    started = done or any((folder / name).exists() for name in ("job.json", "runs", "ray"))
+    started = done or any(p.exists() for p in (files.job_json, files.train_runs, files.experiments))
     return JobRecord(
         id=folder.name,
         # a job that started is followed on Ray (which may still run it, or has lost it); one
@@ -115,7 +114,9 @@ def _from_files(folder: Path) -> JobRecord | None:
         created=created,
         started=created if started else None,
         finished=result.stat().st_mtime if done else None if started else created,
-        error=None if started else "found with no record and never started when the job index "
+        error=None
+        if started
+        else "found with no record and never started when the job index "
         "was rebuilt: submit it again",
         kind=kind,
     )

@@ -105,10 +105,13 @@ class RayJobs:
         """Submit ``entrypoint``; with ``gpus``, its process is placed on a node with them (a
         training run trains in the entry point itself)."""
         with self._reaching():
-            return str(self.client.submit_job(
-                entrypoint=entrypoint, submission_id=submission_id,
-                entrypoint_num_gpus=gpus or None,
-            ))  # fmt: skip
+            return str(
+                self.client.submit_job(
+                    entrypoint=entrypoint,
+                    submission_id=submission_id,
+                    entrypoint_num_gpus=gpus or None,
+                )
+            )
 
     def state(self, submission_id: str) -> tuple[JobState, str | None] | None:
         """The job's state and Ray's message, or None when Ray does not know the job."""
@@ -287,14 +290,24 @@ def _start_head(
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("a") as out:
         head = subprocess.Popen(
-            [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1",
-             "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-             f"--dashboard-port={dashboard_port}", "--disable-usage-stats",
-             f"--temp-dir={temp_dir}",
-             *(f"--{name}={port}" for name, port in ports.items())],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
+            [
+                ray,
+                "start",
+                "--head",
+                "--block",
+                "--node-ip-address=127.0.0.1",
+                "--include-dashboard=true",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={dashboard_port}",
+                "--disable-usage-stats",
+                f"--temp-dir={temp_dir}",
+                *(f"--{name}={port}" for name, port in ports.items()),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
             start_new_session=True,  # not in the service's process group: it survives a kill
-        )  # fmt: skip
+        )
     url = f"http://127.0.0.1:{dashboard_port}"
     deadline = time.time() + 180
     while not _answers(url):
@@ -308,9 +321,15 @@ def _start_head(
 
 #: Every port of a head besides its dashboard's, each given a free one.
 _PORTS = (
-    "port", "ray-client-server-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
-    "runtime-env-agent-port", "metrics-export-port", "node-manager-port", "object-manager-port",
-)  # fmt: skip
+    "port",
+    "ray-client-server-port",
+    "dashboard-agent-listen-port",
+    "dashboard-agent-grpc-port",
+    "runtime-env-agent-port",
+    "metrics-export-port",
+    "node-manager-port",
+    "object-manager-port",
+)
 
 
 def _port_free(port: int) -> bool:

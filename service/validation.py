@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,16 @@ _SYNTHETIC = frozenset({"data", "sample", "data.source"})
 
 
 class InvalidJob(ValueError):
-    """The request names something that cannot run; the message names the field."""
+    """The request names something that cannot run: ``problems``, each with the key it is
+    about (``(request)`` where it is about the whole of it), and the message, a line each."""
+
+    def __init__(self, message: str, problems: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems) or [("(request)", message.strip())]
+
+    @classmethod
+    def of(cls, key: str, why: str) -> InvalidJob:
+        return cls(f"{key}: {why}", [(key, why)])
 
 
 class AskRay(Exception):
@@ -59,8 +69,8 @@ class JobValidator:
         roots = [r.expanduser().resolve() for r in self.settings.data_roots]
         if not any(path.is_relative_to(r) for r in roots):
             allowed = ", ".join(map(str, roots)) or "none (set STAGETUNE_DATA_ROOTS)"
-            raise InvalidJob(
-                f"{key}: {named or data} is outside the data roots; accepted: {allowed}"
+            raise InvalidJob.of(
+                key, f"{named or data} is outside the data roots; accepted: {allowed}"
             )
 
     def check_paths(self, options: dict[str, Any]) -> None:
@@ -103,7 +113,7 @@ class JobValidator:
         name = options.get("preset")
         known = presets()
         if name is not None and name not in known:
-            raise InvalidJob(f"preset: {name!r} is not a preset; accepted: {', '.join(known)}")
+            raise InvalidJob.of("preset", f"{name!r} is not a preset; accepted: {', '.join(known)}")
 
     def spec(self, options: dict[str, Any], may_ask_ray: bool = True) -> dict[str, Any]:
         """The validated spec (as JSON) of ``options`` with its ``job_id``; ``InvalidJob`` names
@@ -123,7 +133,7 @@ class JobValidator:
                     raise AskRay from None
                 trial_bundle(spec, self.nodes(fresh=True))
         except ConfigError as exc:
-            raise InvalidJob(str(exc)) from None
+            raise InvalidJob(str(exc), exc.problems) from None
         return spec.model_dump(mode="json")
 
     def nodes(self, fresh: bool = False) -> list[dict[str, float]]:

@@ -10,6 +10,7 @@ Dependencies point one way: ``service`` and ``tuner`` import this package; it im
 
 from stagetune_api._enums import JobKind, Search, Stage, TrialStatus
 from stagetune_api._files import write_atomic
+from stagetune_api._folder import JobFiles, RunFiles, SweepFiles
 from stagetune_api._job import (
     JOB_ID_PATTERN,
     JobOptions,
@@ -20,7 +21,7 @@ from stagetune_api._job import (
 )
 from stagetune_api._json import finite_json
 from stagetune_api._overrides import override_problem, override_value
-from stagetune_api._progress import Progress, SearchFigures
+from stagetune_api._progress import Best, Progress, SearchFigures
 from stagetune_api._result import (
     NOISY_SPREAD,
     Batching,
@@ -35,30 +36,42 @@ from stagetune_api._result import (
     result_schema,
 )
 from stagetune_api._sizes import format_size, parse_size
-from stagetune_api._text import JsonValue, Key, Text, check_values, printable_json
+from stagetune_api._text import (
+    JsonValue,
+    Key,
+    KeyedProblems,
+    Text,
+    check_values,
+    printable_json,
+)
 from stagetune_api._train import EpochFigures, SkippedComplex, TrainOptions, TrainRunReport
 
 __all__ = [
     "JOB_ID_PATTERN",
     "NOISY_SPREAD",
     "Batching",
+    "Best",
     "EpochFigures",
+    "JobFiles",
     "JobKind",
     "JobOptions",
     "JobResult",
     "JobSpec",
     "JsonValue",
     "Key",
+    "KeyedProblems",
     "Knob",
     "MeasuredOn",
     "ProbeFigures",
     "Progress",
     "Provenance",
     "Range",
+    "RunFiles",
     "Search",
     "SearchFigures",
     "SkippedComplex",
     "Stage",
+    "SweepFiles",
     "StageBudget",
     "StageResult",
     "Text",

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from stagetune_api._enums import Stage
 from stagetune_api._overrides import override_problems
 from stagetune_api._sizes import SIZE_PATTERN, parse_size
-from stagetune_api._text import Integer, Key, Number, Text, check_values
+from stagetune_api._text import Integer, Key, KeyedProblems, Number, Text, check_values
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -145,7 +145,7 @@ class JobSpec(BaseModel):
         if isinstance(data, dict):  # each override's value, before anything parses it whole
             problems = override_problems(data.get("overrides"))
             if problems:
-                raise ValueError("\n".join(f"{key}: {why}" for key, why in problems))
+                raise KeyedProblems(problems)
         return data
 
     @field_validator("job_id")
@@ -179,13 +179,17 @@ class JobSpec(BaseModel):
     @field_validator("space")
     @classmethod
     def _choices(cls, value: dict[Stage, dict[str, Knob]]) -> dict[Stage, dict[str, Knob]]:
-        for knobs in value.values():
+        problems = []
+        for stage, knobs in value.items():
             for knob, choices in knobs.items():
                 if isinstance(choices, list) and not all(math.isfinite(c) for c in choices):
-                    raise ValueError(f"{knob}: every choice must be a finite number")
-                why = choices.problem() if isinstance(choices, Range) else None
+                    why: str | None = "every choice must be a finite number"
+                else:
+                    why = choices.problem() if isinstance(choices, Range) else None
                 if why is not None:
-                    raise ValueError(f"{knob}: {why}")
+                    problems.append((f"{stage.value}.{knob}", why))
+        if problems:
+            raise KeyedProblems(problems)
         return value
 
     @property

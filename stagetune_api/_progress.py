@@ -2,9 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from stagetune_api._enums import Search, Stage
+
+
+class Best(BaseModel):
+    """The best trial of a search so far: its configuration and the figure it won on."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    config: dict[str, Any] = Field(
+        description="what the trial chose: a fit trial's knobs, a tune trial's hyperparameters "
+        "(with its pair), a sweep run's swept values"
+    )
+    metric: str = Field(description="the figure compared: score (fit) or val_loss")
+    value: float
+    unit: str = Field(description="the figure's unit, as the page shows it")
+    goal: Literal["max", "min"] = Field(description="whether larger or smaller is better")
 
 
 class SearchFigures(BaseModel):
@@ -19,7 +36,10 @@ class SearchFigures(BaseModel):
     errored: int = 0
     pruned: int = Field(default=0, description="configurations answered without a probe")
     stopped_early: int = Field(default=0, description="trials ASHA stopped early")
-    best: str | None = Field(default=None, description="the best trial so far, in words")
+    best: Best | str | None = Field(
+        default=None,
+        description="the best trial so far (in words, as a string, in a job of an earlier version)",
+    )
     retries: dict[str, int] = Field(
         default_factory=dict, description="restarts after a failure, per trial"
     )

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from typing import Annotated, Any, Union
 
 from pydantic import Field
@@ -111,12 +112,23 @@ def value_problems(value: Any, key: str = "") -> list[tuple[str, str]]:
     return []
 
 
+class KeyedProblems(ValueError):
+    """What a check of several values found, each problem with the key that holds it. A pydantic
+    validator raises it and pydantic keeps it in the error (``ctx["error"]``): whoever answers
+    reads each key as it was found, never parsed back from the message (a line ``key: why``
+    each)."""
+
+    def __init__(self, problems: Iterable[tuple[str, str]]) -> None:
+        self.problems = [(str(key), str(why)) for key, why in problems]
+        super().__init__("\n".join(f"{key}: {why}" for key, why in self.problems))
+
+
 def check_values(value: Any) -> Any:
-    """``value`` unchanged, or a ``ValueError`` whose lines are ``key: why``: for a pydantic
+    """``value`` unchanged, or ``KeyedProblems``: for a pydantic
     ``model_validator(mode="before")``."""
     problems = value_problems(value)
     if problems:
-        raise ValueError("\n".join(f"{key}: {why}" for key, why in problems))
+        raise KeyedProblems(problems)
     return value
 
 

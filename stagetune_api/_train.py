@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from stagetune_api._json import finite_json
 
 
 class TrainOptions(BaseModel):
@@ -55,3 +59,8 @@ class TrainRunReport(BaseModel):
     seconds: float
     run_dir: str | None = Field(description="the run's folder (config.json, audit entry)")
     skipped: list[SkippedComplex] = Field(default_factory=list, description="complexes left out")
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON: a figure that is not a finite number (a diverged loss, the Pearson of a
+        constant prediction) is null."""
+        return dict(finite_json(self.model_dump(mode="json")))

@@ -1,7 +1,11 @@
-"""Shared fixtures: the real PDBbind sample beside the checkout, and tiny training configs."""
+"""What every layer's tests share: the checkout (``REPO``), the real PDBbind sample beside it,
+tiny training configs, a free port, and ``stagetune`` run as a user runs it. Each layer's own
+helpers are beside its tests (``tests/service/live_server.py``: a service on loopback,
+``tests/tuner/conftest.py``: a local Ray cluster)."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -50,5 +54,15 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
     """``stagetune ARGS`` in a fresh process, as a user runs it."""
     return subprocess.run(
         [sys.executable, "-m", "service.cli", *args],
-        capture_output=True, text=True, timeout=600, cwd=cwd,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+    )
+
+
+def free_port() -> int:
+    """A TCP port of loopback that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -42,12 +42,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
 
 # (document, figure as it writes it, the file that sets it, the text that sets it there)
 SETTINGS = [
@@ -233,7 +232,7 @@ def sections(markdown: str) -> list[Section]:
 
 def stage_rules() -> list[Figure]:
     """The figures configs/stages.yaml sets: minutes per stage, the memory share, the tie."""
-    rules = yaml.safe_load((ROOT / "configs/stages.yaml").read_text())
+    rules = yaml.safe_load((REPO / "configs/stages.yaml").read_text())
     texts = [f"{rules['throughput_tie'] * 100:g} %"]
     texts += [
         f"{rules['memory_fraction'] * 100:g} %",
@@ -249,7 +248,7 @@ def settings() -> dict[str, list[tuple[Figure, str]]]:
     is an error."""
     out: dict[str, list[tuple[Figure, str]]] = {}
     for doc, text, source, evidence in SETTINGS:
-        if evidence not in (ROOT / source).read_text():
+        if evidence not in (REPO / source).read_text():
             raise AssertionError(f"SETTINGS: {source} no longer has {evidence!r}")
         out.setdefault(doc, []).extend((f, f"{source}: {evidence}") for f in figures(text))
     return out
@@ -285,19 +284,19 @@ def unsourced(docs: dict[str, str], benchmarks: str) -> list[str]:
 
 
 def documents() -> dict[str, str]:
-    paths = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-    return {p.relative_to(ROOT).as_posix(): p.read_text() for p in paths}
+    paths = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    return {p.relative_to(REPO).as_posix(): p.read_text() for p in paths}
 
 
 def test_every_figure_in_readme_and_docs_is_in_benchmarks():
-    problems = unsourced(documents(), (ROOT / "BENCHMARKS.md").read_text())
+    problems = unsourced(documents(), (REPO / "BENCHMARKS.md").read_text())
     assert not problems, "figures without a source in BENCHMARKS.md:\n" + "\n".join(problems)
 
 
 def test_a_made_up_figure_in_the_readme_fails():
     docs = documents()
     docs["README.md"] += "\nOn this machine it takes 13.37 seconds and 987.65 MiB.\n"
-    problems = unsourced(docs, (ROOT / "BENCHMARKS.md").read_text())
+    problems = unsourced(docs, (REPO / "BENCHMARKS.md").read_text())
     end = docs["README.md"].count("\n")
     assert problems == [
         f"README.md:{end}: 13.37 seconds: not in BENCHMARKS.md",

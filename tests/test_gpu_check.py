@@ -7,15 +7,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO
 from tuner import Stage, load_stages
 
 pytestmark = pytest.mark.slow  # runs the GPU check, a training run among its parts
 
-ROOT = Path(__file__).resolve().parents[1]
 MISSING_ON_THE_GPU_MACHINE = ("ray", "hyperopt", "gemmi", "rdkit", "fastapi", "uvicorn")
 
 RUN_WITHOUT = """
@@ -35,10 +34,23 @@ def check(tmp_path_factory) -> tuple[dict, str]:
     out = tmp_path_factory.mktemp("gpu_check")
     script = RUN_WITHOUT.format(missing=MISSING_ON_THE_GPU_MACHINE)
     done = subprocess.run(
-        [sys.executable, "-c", script, "--out", str(out), "--device", "cpu",
-         "--memory-budget", "512MiB", "--quick"],
-        capture_output=True, text=True, timeout=900, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            script,
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--memory-budget",
+            "512MiB",
+            "--quick",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return json.loads((out / "gpu_check.json").read_text()), (out / "gpu_check.md").read_text()
 
@@ -121,11 +133,11 @@ def test_precision_compares_fp32_and_bf16(check):
 
 
 def test_the_sizes_lie_in_their_stages_spaces():
-    sys.path.insert(0, str(ROOT / "bench"))
+    sys.path.insert(0, str(REPO / "bench"))
     try:
         import gpu_check
     finally:
-        sys.path.remove(str(ROOT / "bench"))
+        sys.path.remove(str(REPO / "bench"))
     stages = load_stages()
     for stage, hidden, layers, rbf in gpu_check.SIZES:
         space = stages.stages[Stage(stage)].space

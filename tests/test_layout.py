@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.conftest import REPO
+
 PACKAGES = ("stagetune_api", "model", "tuner", "service")
 FORBIDDEN = {
     "stagetune_api": {"model", "tuner", "service", "torch", "ray", "hyperopt", "fastapi"},
-    "model": {"tuner", "service", "stagetune_api", "ray", "hyperopt", "fastapi"},
+    "model": {"tuner", "service", "ray", "hyperopt", "fastapi"},
     "tuner": {"service", "fastapi"},
 }
 MAX_FILE_LINES = 400
@@ -21,7 +22,7 @@ MAX_FUNCTION_LINES = 60
 
 
 def modules(package: str):
-    for path in sorted((ROOT / package).rglob("*.py")):
+    for path in sorted((REPO / package).rglob("*.py")):
         yield path, ast.parse(path.read_text(), str(path))
 
 
@@ -39,7 +40,7 @@ def imported(tree: ast.AST) -> set[str]:
 def test_dependencies_point_one_way(package):
     for path, tree in modules(package):
         bad = imported(tree) & FORBIDDEN[package]
-        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+        assert not bad, f"{path.relative_to(REPO)} imports {sorted(bad)}"
 
 
 def test_the_app_reaches_the_model_through_the_tuner():
@@ -47,7 +48,7 @@ def test_the_app_reaches_the_model_through_the_tuner():
     for path, tree in modules("service"):
         if path.name == "commands.py":  # `stagetune train`, `data inspect`: the model's commands
             continue
-        assert "model" not in imported(tree), f"{path.relative_to(ROOT)} imports model"
+        assert "model" not in imported(tree), f"{path.relative_to(REPO)} imports model"
 
 
 @pytest.mark.parametrize("package", ["model", "tuner"])
@@ -58,7 +59,7 @@ def test_library_code_logs_instead_of_printing(package):
             for n in ast.walk(tree)
             if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "print"
         ]
-        assert not calls, f"{path.relative_to(ROOT)} prints on lines {calls}"
+        assert not calls, f"{path.relative_to(REPO)} prints on lines {calls}"
 
 
 @pytest.mark.slow
@@ -79,12 +80,33 @@ from service.cli import main
 sys.exit(main(sys.argv[1:]))
 """
     done = subprocess.run(
-        [sys.executable, "-c", script, "-q", "probe", "model.hidden_channels=16",
-         "model.num_layers=1", "model.num_heads=2", "model.num_rbf=8", "--max-atoms", "30",
-         "--device", "cpu", "--memory-budget", "256MiB", "--batch-size", "2", "--json",
-         "--log-file", str(tmp_path / "probe.log")],
-        capture_output=True, text=True, timeout=300, cwd=ROOT,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            script,
+            "-q",
+            "probe",
+            "model.hidden_channels=16",
+            "model.num_layers=1",
+            "model.num_heads=2",
+            "model.num_rbf=8",
+            "--max-atoms",
+            "30",
+            "--device",
+            "cpu",
+            "--memory-budget",
+            "256MiB",
+            "--batch-size",
+            "2",
+            "--json",
+            "--log-file",
+            str(tmp_path / "probe.log"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["fits"] is True
 
@@ -95,7 +117,7 @@ def test_the_service_starts_without_torch_or_ray():
     import sys
 
     code = "import sys, service.main; print(sorted({'torch', 'ray'} & set(sys.modules)))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 
@@ -114,7 +136,7 @@ def _top_level_imports(tree: ast.Module) -> set[str]:
 
 
 def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
@@ -131,7 +153,7 @@ def test_no_module_imports_another_packages_private_modules(package):
                 top, _, rest = name.partition(".")
                 private = any(part.startswith("_") for part in rest.split(".") if part)
                 assert not (top in PACKAGES and top != package and private), (
-                    f"{path.relative_to(ROOT)} imports {name}: use {top}'s public names"
+                    f"{path.relative_to(REPO)} imports {name}: use {top}'s public names"
                 )
 
 
@@ -161,14 +183,14 @@ def test_no_import_cycle():
 
 def _sources():
     for package in PACKAGES:
-        yield from sorted((ROOT / package).rglob("*.py"))
-    yield from sorted((ROOT / "service" / "ui").glob("*.js"))
+        yield from sorted((REPO / package).rglob("*.py"))
+    yield from sorted((REPO / "service" / "ui").glob("*.js"))
 
 
-@pytest.mark.parametrize("path", list(_sources()), ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", list(_sources()), ids=lambda p: str(p.relative_to(REPO)))
 def test_files_are_readable_in_one_sitting(path):
     lines = len(path.read_text().splitlines())
-    assert lines <= MAX_FILE_LINES, f"{path.relative_to(ROOT)}: {lines} lines"
+    assert lines <= MAX_FILE_LINES, f"{path.relative_to(REPO)}: {lines} lines"
 
 
 @pytest.mark.parametrize("package", PACKAGES)
@@ -179,7 +201,7 @@ def test_functions_are_short(package):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 length = (node.end_lineno or node.lineno) - node.lineno + 1
                 if length > MAX_FUNCTION_LINES:
-                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length})")
+                    long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({length})")
     assert not long, "functions over 60 lines: " + ", ".join(long)
 
 
@@ -188,6 +210,6 @@ def test_the_contract_imports_neither_torch_nor_ray():
     import sys
 
     code = "import sys, stagetune_api; print(sorted({'torch', 'ray'} & set(sys.modules)))"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

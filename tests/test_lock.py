@@ -10,20 +10,20 @@ from __future__ import annotations
 
 import sys
 from importlib import metadata
-from pathlib import Path
 
 from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
+from tests.conftest import REPO
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pytest brings tomli where tomllib is missing
     import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parents[1]
-LOCK = ROOT / "requirements" / "lock.txt"
+LOCK = REPO / "requirements" / "lock.txt"
 REFRESH = "refresh it with the command in README.md"
 
 
@@ -67,7 +67,7 @@ def _installed_closure(root: str, extras: set[str]) -> dict[str, str]:
 
 
 def test_every_requirement_of_pyproject_admits_its_locked_version():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     wanted = [*project["dependencies"], *project["optional-dependencies"]["dev"]]
     pins = _pins()
     for text in wanted:

@@ -44,26 +44,12 @@ if TYPE_CHECKING:
     from tuner._fit import FitOutcome, fit_searcher
     from tuner._optimize import optimize
     from tuner._searcher import ProbeSearcher
-    from tuner._sweep import (
-        SWEEP_FIELDS,
-        SweepOptions,
-        SweepPlan,
-        SweepResult,
-        plan_sweep,
-        run_sweep,
-        summary_table,
-    )
+    from tuner._sweep import SweepResult, run_sweep, summary_table
+    from tuner._sweep_plan import SWEEP_FIELDS, SweepOptions, SweepPlan, plan_sweep
     from tuner._tune import TuneOutcome
 
-_SWEEP_PARTS = (
-    "SWEEP_FIELDS",
-    "SweepOptions",
-    "SweepPlan",
-    "SweepResult",
-    "plan_sweep",
-    "run_sweep",
-    "summary_table",
-)
+_SWEEP_PARTS = ("SweepResult", "run_sweep", "summary_table")
+_PLAN_PARTS = ("SWEEP_FIELDS", "SweepOptions", "SweepPlan", "plan_sweep")
 _RAY_PARTS = {
     "optimize": "tuner._optimize",
     "fit_searcher": "tuner._fit",
@@ -71,6 +57,7 @@ _RAY_PARTS = {
     "TuneOutcome": "tuner._tune",
     "ProbeSearcher": "tuner._searcher",
     **dict.fromkeys(_SWEEP_PARTS, "tuner._sweep"),
+    **dict.fromkeys(_PLAN_PARTS, "tuner._sweep_plan"),
 }
 
 

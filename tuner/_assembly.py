@@ -55,19 +55,32 @@ def stage_result(
     budget = _budget(run.stage, stages)
     if not choice.feasible:
         return StageResult(
-            feasible=False, reason=choice.reason,
+            feasible=False,
+            reason=choice.reason,
             model={**base.model.model_dump(mode="json"), **choice.knobs},
-            batch_size=None, optimizer={}, scheduler={}, probe=None, validation=None,
-            device=None, config_hash=None, profile=None, probed=probed, pruned=pruned,
+            batch_size=None,
+            optimizer={},
+            scheduler={},
+            probe=None,
+            validation=None,
+            device=None,
+            config_hash=None,
+            profile=None,
+            probed=probed,
+            pruned=pruned,
             budget=budget,
-        )  # fmt: skip
+        )
     config, reason = _profile_config(run, base)
     profile = folder.write_profile(
         run.stage,
         config.to_dict(),
-        {"description": f"stagetune {run.stage.value} configuration of job {spec.job_id}",
-         "stage": run.stage.value, "job_id": spec.job_id, "reason": reason},
-    )  # fmt: skip
+        {
+            "description": f"stagetune {run.stage.value} configuration of job {spec.job_id}",
+            "stage": run.stage.value,
+            "job_id": spec.job_id,
+            "reason": reason,
+        },
+    )
     where = fit.measured_on.get(knobs_key(choice.knobs), {})
     return StageResult(
         feasible=True,
@@ -102,8 +115,11 @@ def _profile_config(run: StageRun, base: TrainConfig) -> tuple[TrainConfig, str]
     # the profile trains like the job's base config (epochs, output folder), not like a trial,
     # with the stage's batches: its atom budget when the probe found one, else its fixed count
     atoms = run.choice.on_data.max_atoms_per_batch if run.choice.on_data else None
-    train = {**base.train.model_dump(mode="json"), "batch_size": run.choice.batch_size,
-             "max_atoms_per_batch": atoms}  # fmt: skip
+    train = {
+        **base.train.model_dump(mode="json"),
+        "batch_size": run.choice.batch_size,
+        "max_atoms_per_batch": atoms,
+    }
     return TrainConfig.model_validate({**tree, "train": train}), reason
 
 

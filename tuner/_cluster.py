@@ -49,8 +49,12 @@ def connected(
     if address is None:
         private_token()
     try:
-        ray.init(address=address or "local", dashboard_host="127.0.0.1",
-                 configure_logging=False, log_to_driver=verbose)  # fmt: skip
+        ray.init(
+            address=address or "local",
+            dashboard_host="127.0.0.1",
+            configure_logging=False,
+            log_to_driver=verbose,
+        )
     finally:
         notice.setLevel(level)
     try:
@@ -117,15 +121,23 @@ def cluster_hardware(answers: dict[Stage, StageResult]) -> dict[str, Any]:
         if not n.get("Alive"):
             continue
         res = n["Resources"]
-        nodes.append({
-            "node_id": n["NodeID"],
-            "address": n.get("NodeManagerAddress"),
-            "cpus": res.get("CPU", 0.0),
-            "gpus": res.get("GPU", 0.0),
-            "accelerator_types": sorted(k.split(":", 1)[1] for k in res
-                                        if k.startswith("accelerator_type:")),
-            "memory_bytes": int(res.get("memory", 0)),
-        })  # fmt: skip
-    devices = sorted({a.device.device_model for a in answers.values()
-                      if a.device is not None and a.device.device_model})  # fmt: skip
+        nodes.append(
+            {
+                "node_id": n["NodeID"],
+                "address": n.get("NodeManagerAddress"),
+                "cpus": res.get("CPU", 0.0),
+                "gpus": res.get("GPU", 0.0),
+                "accelerator_types": sorted(
+                    k.split(":", 1)[1] for k in res if k.startswith("accelerator_type:")
+                ),
+                "memory_bytes": int(res.get("memory", 0)),
+            }
+        )
+    devices = sorted(
+        {
+            a.device.device_model
+            for a in answers.values()
+            if a.device is not None and a.device.device_model
+        }
+    )
     return {"nodes": nodes, "devices_measured": devices}

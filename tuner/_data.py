@@ -25,11 +25,14 @@ class JobData:
         if data.source == "synthetic":
             return cls(round(data.num_synthetic * (1 - data.val_fraction)))
         summaries = inspect_root(
-            data.source, atom_policy(data, max_atoms=10**7), cutoff=base.model.cutoff,
+            data.source,
+            atom_policy(data, max_atoms=10**7),
+            cutoff=base.model.cutoff,
             max_num_neighbors=base.model.max_num_neighbors,
-            labels_path=data.labels, cache_dir=data.cache_dir or default_cache_dir(),
+            labels_path=data.labels,
+            cache_dir=data.cache_dir or default_cache_dir(),
             strict=data.strict,
-        )  # fmt: skip
+        )
         counts = tuple(
             (s.protein_atoms or 0) + (s.ligand_atoms or 0) for s in summaries if s.skipped is None
         )

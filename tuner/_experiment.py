@@ -1,5 +1,7 @@
-"""What the two searches share: how trials run (``Execution``), one Ray Tune experiment run or
-restored (``run_experiment``), and a finished trial as a ``TrialRecord`` with flat variables.
+"""What the searches and sweeps share: how trials run (``Execution``), one Ray Tune experiment
+run or restored (``run_experiment``), ASHA and the progress of trials that train on validation
+loss (``asha``, ``training_progress``, ``trained_status``), and a finished trial as a
+``TrialRecord`` with flat variables.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
+from ray.tune.schedulers import ASHAScheduler
 
-from stagetune_api import Search, Stage, TrialRecord, TrialStatus
-from tuner._progress import SearchProgress
+from stagetune_api import Best, Search, Stage, TrialRecord, TrialStatus
+from tuner._progress import ProgressBoard, SearchProgress
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +101,8 @@ def _interrupts() -> Iterator[Callable[[], bool]]:
     tune_catches = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0") in ("", "0")
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
-        yield lambda: bool(caught) or (
-            tune_catches and signal.getsignal(signal.SIGINT) is on_sigint
+        yield (
+            lambda: bool(caught) or (tune_catches and signal.getsignal(signal.SIGINT) is on_sigint)
         )
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -141,9 +144,62 @@ def _restored(name: str, path: Path, trainable: Any) -> tune.Tuner | None:
         path.rename(aside)
         log.warning(
             "%s: the interrupted experiment cannot be restored (%s: %s); it is kept in %s and "
-            "the search starts afresh", name, type(exc).__name__, str(exc).splitlines()[0], aside,
-        )  # fmt: skip
+            "the search starts afresh",
+            name,
+            type(exc).__name__,
+            str(exc).splitlines()[0],
+            aside,
+        )
         return None
+
+
+def asha(max_t: int, grace_period: int, reduction_factor: float) -> ASHAScheduler:
+    """ASHA on validation loss, a rung an epoch; ``grace_period`` at most ``max_t``."""
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        metric="val_loss",
+        mode="min",
+        max_t=max_t,
+        grace_period=min(grace_period, max_t),
+        reduction_factor=reduction_factor,
+    )
+
+
+def trained_status(error: Any, metrics: Mapping[str, Any] | None, epochs: int) -> TrialStatus:
+    """A training trial's end: an error, every one of its ``epochs`` run, or stopped early."""
+    if error:
+        return TrialStatus.ERROR
+    ran = (metrics or {}).get("training_iteration") or 0
+    return TrialStatus.COMPLETED if ran >= epochs else TrialStatus.STOPPED_EARLY
+
+
+def training_progress(
+    stage: str,
+    search: str,
+    board: ProgressBoard,
+    chosen: Callable[[dict[str, Any]], tuple[str, dict[str, Any]]],
+    max_t: int,
+    total: int,
+) -> SearchProgress:
+    """The progress of trials that train and report validation loss each epoch. ``chosen``: a
+    trial's last result -> its label in the log and what it chose (the best's ``config``)."""
+
+    def describe(result: dict[str, Any]) -> str:
+        loss = result.get("val_loss")
+        shown = f"{loss:.4f}" if finite(loss) else "-"
+        epochs = result.get("training_iteration")
+        return f"{chosen(result)[0]}: val_loss {shown} after {epochs} epoch(s)"
+
+    def best(results: list[dict[str, Any]]) -> Best | None:
+        scored = [r for r in results if finite(r.get("val_loss"))]
+        if not scored:
+            return None
+        top = min(scored, key=lambda r: r["val_loss"])
+        config = chosen(top)[1]
+        return Best(config=config, metric="val_loss", value=top["val_loss"], unit="MSE", goal="min")
+
+    board.update(stage, search, {"total": total})
+    return SearchProgress(stage, search, board, describe, best, max_t=max_t, total=total)
 
 
 def trial_record(

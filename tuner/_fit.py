@@ -24,7 +24,7 @@ from ray import tune
 from ray.tune.search.hyperopt import HyperOptSearch
 
 from model import ModelSpec, build_model, count_parameters
-from stagetune_api import Search, TrialRecord, TrialStatus
+from stagetune_api import Best, Search, TrialRecord, TrialStatus
 from tuner._experiment import (
     Execution,
     prefixed,
@@ -55,21 +55,27 @@ class FitOutcome:
     def to_json(self) -> dict[str, Any]:
         return {
             "candidates": [
-                {"knobs": c.knobs, "probe": c.probe.to_json() if c.probe else None,
-                 "pruned_by": c.pruned_by}
+                {
+                    "knobs": c.knobs,
+                    "probe": c.probe.to_json() if c.probe else None,
+                    "pruned_by": c.pruned_by,
+                }
                 for c in self.candidates
             ],
             "measured_on": self.measured_on,
             "records": [r.model_dump(mode="json") for r in self.records],
-        }  # fmt: skip
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FitOutcome:
         candidates = [
-            Candidate(c["knobs"], ProbeResult.from_json(c["probe"]) if c["probe"] else None,
-                      c["pruned_by"])
+            Candidate(
+                c["knobs"],
+                ProbeResult.from_json(c["probe"]) if c["probe"] else None,
+                c["pruned_by"],
+            )
             for c in data["candidates"]
-        ]  # fmt: skip
+        ]
         records = [TrialRecord.model_validate(r) for r in data["records"]]
         return cls(candidates, data["measured_on"], records)
 
@@ -88,30 +94,45 @@ def run_fit(
     name = f"{stage.value}-fit"
     base_model = ctx.train_config["model"]
     searcher = fit_searcher(
-        policy_for(policy.spec), policy, grid, execution.seed, previous,
+        policy_for(policy.spec),
+        policy,
+        grid,
+        execution.seed,
+        previous,
         capacity=lambda knobs: capacity_of({**base_model, **knobs}),
-    )  # fmt: skip
+    )
     num_samples = min(trials, len(grid))
     board.update(stage.value, Search.FIT.value, {"total": num_samples})
     progress = SearchProgress(
-        stage.value, Search.FIT.value, board, _describe_probe,
+        stage.value,
+        Search.FIT.value,
+        board,
+        _describe_probe,
         partial(_best_probe, unit=policy_for(policy.spec).score_unit),
-        pruned=lambda: len(searcher.pruned), total=num_samples,
-    )  # fmt: skip
+        pruned=lambda: len(searcher.pruned),
+        total=num_samples,
+    )
     results = run_experiment(
-        name, tune.with_parameters(fit_trial, ctx=ctx), execution, progress,
+        name,
+        tune.with_parameters(fit_trial, ctx=ctx),
+        execution,
+        progress,
         tune.TuneConfig(
-            search_alg=searcher, num_samples=num_samples,
+            search_alg=searcher,
+            num_samples=num_samples,
             max_concurrent_trials=execution.max_concurrent,
         ),
-    )  # fmt: skip
+    )
     pruned = ProbeSearcher.pruned_in(str(execution.storage / name))
     outcome = _outcome(ctx, grid, results, pruned, board.retries(stage.value, Search.FIT.value))
     board.update(stage.value, Search.FIT.value, {"pruned": len(pruned)})
     log.info(
-        "%s fit: %d probed, %d pruned without a probe, of %d configurations", stage.value,
-        sum(r.status is TrialStatus.PROBED for r in outcome.records), len(pruned), len(grid),
-    )  # fmt: skip
+        "%s fit: %d probed, %d pruned without a probe, of %d configurations",
+        stage.value,
+        sum(r.status is TrialStatus.PROBED for r in outcome.records),
+        len(pruned),
+        len(grid),
+    )
     return outcome
 
 
@@ -140,14 +161,19 @@ def _outcome(
         metrics = trial.metrics or {}
         probe = probe_of(metrics)
         status = (
-            TrialStatus.ERROR if trial.error
-            else TrialStatus.INVALID if metrics.get("invalid") else TrialStatus.PROBED
-        )  # fmt: skip
+            TrialStatus.ERROR
+            if trial.error
+            else TrialStatus.INVALID
+            if metrics.get("invalid")
+            else TrialStatus.PROBED
+        )
         variables = {
-            **prefixed("model", {**base_model, **knobs}), **settings, **_probe_variables(probe),
+            **prefixed("model", {**base_model, **knobs}),
+            **settings,
+            **_probe_variables(probe),
             "probe.feasible": bool(metrics.get("feasible")),
             "probe.config_hash": metrics.get("config_hash"),
-        }  # fmt: skip
+        }
         if trial.error:
             variables["trial.error"] = error_line(trial.error)
         outcome.records.append(
@@ -160,21 +186,29 @@ def _outcome(
             }
     for item in pruned:
         outcome.candidates.append(Candidate(item.knobs, None, pruned_by=item.failed))
-        why = (
-            prefixed("pruned_by", item.failed)
-            if item.failed is not None
-            else {"pruned.bound": item.bound, "pruned.best": item.best}
-        )
-        capacity = capacity_of({**base_model, **item.knobs})  # counted, never probed
-        if math.isfinite(capacity):
-            why["pruned.capacity"] = capacity
-        variables = {**prefixed("model", {**base_model, **item.knobs}), **settings, **why}
-        record = TrialRecord(
-            stage=ctx.stage, search=Search.FIT, trial_id=f"pruned-{knobs_key(item.knobs)}",
-            status=TrialStatus.PRUNED, variables=variables,
-        )  # fmt: skip
-        outcome.records.append(record)
+        outcome.records.append(_pruned_record(ctx, item, settings))
     return outcome
+
+
+def _pruned_record(ctx: FitContext, item: Pruned, settings: dict[str, Any]) -> TrialRecord:
+    """A configuration answered without a probe: the failure it dominates, or the policy's
+    bound on its score against the best found."""
+    model = {**ctx.train_config["model"], **item.knobs}
+    why = (
+        prefixed("pruned_by", item.failed)
+        if item.failed is not None
+        else {"pruned.bound": item.bound, "pruned.best": item.best}
+    )
+    capacity = capacity_of(model)  # counted, never probed
+    if math.isfinite(capacity):
+        why["pruned.capacity"] = capacity
+    return TrialRecord(
+        stage=ctx.stage,
+        search=Search.FIT,
+        trial_id=f"pruned-{knobs_key(item.knobs)}",
+        status=TrialStatus.PRUNED,
+        variables={**prefixed("model", model), **settings, **why},
+    )
 
 
 class TrialsCrashed(RuntimeError):
@@ -301,11 +335,10 @@ def _describe_probe(result: dict[str, Any]) -> str:
     )
 
 
-def _best_probe(results: list[dict[str, Any]], unit: str = "") -> str | None:
+def _best_probe(results: list[dict[str, Any]], unit: str = "") -> Best | None:
     scored = [r for r in results if r.get(SCORE)]
     if not scored:
         return None
     best = max(scored, key=lambda r: r[SCORE])
-    score = float(best[SCORE])
-    shown = f"{score:,.0f}" if score.is_integer() else f"{score:,.1f}"
-    return f"{short(best.get('config', {}))} score {shown} {unit}".rstrip()
+    config = dict(best.get("config") or {})
+    return Best(config=config, metric="score", value=float(best[SCORE]), unit=unit, goal="max")

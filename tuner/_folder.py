@@ -1,20 +1,6 @@
-"""A job's folder: every file a job reads or writes, by name, and every write atomic.
-
-    <storage>/<job id>/
-        job.json                  the spec (stagetune_api.JobSpec), once it passed every check
-        result.json               the answer (stagetune_api.JobResult)
-        profiles/<stage>.yaml     what `stagetune train --profile` accepts
-        trials.csv                every variable of every trial, typed (stagetune_api.TrialRecord)
-        trials-wide.csv           the same, one row per trial and one column per variable
-        audit.md                  for people, with the hash of each configuration
-        job.log                   every INFO line of the job
-        progress.json             the searches so far (stagetune_api.Progress)
-        searches/<stage>-<search>.json   a finished search's outcome: a resumed job skips it
-        ray/<stage>-<search>/     the Ray Tune experiment (and its searcher's state): an
-                                  interrupted search is restored from there
-
-A write goes to a temporary file first and replaces the old one whole, so a job killed while
-writing leaves the old file or the new one, never half of one. Readers see the same.
+"""A job's folder as the tuner writes it: ``stagetune_api.JobFiles`` (the layout, every file by
+name) with the writes. A write goes to a temporary file first and replaces the old one whole, so
+a job killed while writing leaves the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -27,6 +13,7 @@ from typing import Any
 import yaml
 
 from stagetune_api import (
+    JobFiles,
     JobResult,
     JobSpec,
     Search,
@@ -36,9 +23,6 @@ from stagetune_api import (
     write_atomic,
 )
 from tuner._results import audit_markdown, trials_csv, trials_wide_csv
-
-#: What ``--output`` copies out of the job folder.
-SHARED = ("result.json", "trials.csv", "trials-wide.csv", "audit.md", "job.log", "profiles")
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -51,57 +35,12 @@ def profile_yaml(config: dict[str, Any], meta: dict[str, Any], filename: str) ->
     return f"# stagetune train --profile {filename}\n{text}"
 
 
-class JobFolder:
-    """The folder of one job. Paths are properties; writes are methods."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+class JobFolder(JobFiles):
+    """The folder of one job: its paths (``JobFiles``) and its writes."""
 
     @classmethod
     def of(cls, spec: JobSpec) -> JobFolder:
         return cls(spec.job_dir)
-
-    # --- paths ------------------------------------------------------------------------------
-
-    @property
-    def job_json(self) -> Path:
-        return self.path / "job.json"
-
-    @property
-    def result_json(self) -> Path:
-        return self.path / "result.json"
-
-    @property
-    def trials_csv(self) -> Path:
-        return self.path / "trials.csv"
-
-    @property
-    def trials_wide_csv(self) -> Path:
-        return self.path / "trials-wide.csv"
-
-    @property
-    def audit_md(self) -> Path:
-        return self.path / "audit.md"
-
-    @property
-    def job_log(self) -> Path:
-        return self.path / "job.log"
-
-    @property
-    def progress_json(self) -> Path:
-        return self.path / "progress.json"
-
-    @property
-    def experiments(self) -> Path:
-        """Where Ray Tune keeps the experiments of the job's searches."""
-        return self.path / "ray"
-
-    def profile(self, stage: Stage) -> Path:
-        """``profiles/<stage>.yaml``, relative to the folder (as result.json names it)."""
-        return Path("profiles") / f"{stage.value}.yaml"
-
-    def search(self, stage: Stage, search: Search) -> Path:
-        return self.path / "searches" / f"{stage.value}-{search.value}.json"
 
     # --- writes -----------------------------------------------------------------------------
 
@@ -136,9 +75,9 @@ class JobFolder:
         return dict(json.loads(path.read_text())) if path.is_file() else None
 
     def copy_to(self, output: Path) -> None:
-        """Copy what people use (``SHARED``) to ``output``."""
+        """Copy what people use (``JobFiles.SHARED``) to ``output``."""
         output.mkdir(parents=True, exist_ok=True)
-        for name in SHARED:
+        for name in self.SHARED:
             source = self.path / name
             if source.is_dir():
                 shutil.copytree(source, output / name, dirs_exist_ok=True)

@@ -90,9 +90,11 @@ def discover(memory_budget: str | int | None = None) -> Hardware:
         bf16=True,  # CPU autocast supports bf16; the trainer still defaults to fp32 there
     )
     return Hardware(
-        devices=(*_gpus(), cpu), cpu_count=os.cpu_count() or 1, host_memory_bytes=total,
+        devices=(*_gpus(), cpu),
+        cpu_count=os.cpu_count() or 1,
+        host_memory_bytes=total,
         host_available_bytes=available,
-    )  # fmt: skip
+    )
 
 
 def device_for(hardware: Hardware, name: str | None) -> Device:
@@ -135,7 +137,7 @@ def _gpus() -> list[Device]:
                 driver=info.get("driver"),
                 index=i,
             )
-        )  # fmt: skip
+        )
     return out
 
 

@@ -28,7 +28,7 @@ from model import (
     recording_reads,
     unchanged,
 )
-from stagetune_api import JobSpec, new_job_id
+from stagetune_api import JobSpec, KeyedProblems, new_job_id
 from tuner._stages import StagesConfig, load_stages
 
 log = logging.getLogger(__name__)
@@ -60,23 +60,28 @@ def trial_bundle(spec: JobSpec, nodes: Sequence[Mapping[str, float]]) -> dict[st
     if spec.accelerator_type is not None:
         key = f"accelerator_type:{spec.accelerator_type}"
         if not any(key in n for n in nodes):
-            known = sorted({k.split(":", 1)[1] for n in nodes for k in n
-                            if k.startswith("accelerator_type:")})  # fmt: skip
+            known = sorted(
+                {k.split(":", 1)[1] for n in nodes for k in n if k.startswith("accelerator_type:")}
+            )
+            why = f"no node has it; the cluster has {', '.join(known) or 'no typed accelerator'}"
             raise ConfigError(
-                f"accelerator_type={spec.accelerator_type!r}: no node has it; the cluster "
-                f"has {', '.join(known) or 'no typed accelerator'}"
+                f"accelerator_type={spec.accelerator_type!r}: {why}", [("accelerator_type", why)]
             )
         bundle[key] = 0.001
     if not any(all(n.get(k, 0.0) >= v for k, v in bundle.items()) for n in nodes):
         names = {"CPU": "cpus_per_trial", "GPU": "gpus_per_trial"}
         short = [
-            f"{names[k]}={v:g}, but the most {k}s on one node is "
-            f"{max((n.get(k, 0.0) for n in nodes), default=0.0):g}"
+            (
+                names[k],
+                f"{names[k]}={v:g}, but the most {k}s on one node is "
+                f"{max((n.get(k, 0.0) for n in nodes), default=0.0):g}",
+            )
             for k, v in bundle.items()
             if k in names and all(n.get(k, 0.0) < v for n in nodes)
         ]
-        why = "; ".join(short) or f"no node has all of {bundle} at once"
-        raise ConfigError(f"no node can run a trial: {why}")
+        why = "; ".join(text for _, text in short) or f"no node has all of {bundle} at once"
+        problems = [(key, f"no node can run a trial: {text}") for key, text in short]
+        raise ConfigError(f"no node can run a trial: {why}", problems)
     return bundle
 
 
@@ -122,7 +127,7 @@ def build_job_spec(
     try:
         spec = JobSpec.model_validate(job)
     except ValidationError as exc:
-        raise ConfigError("invalid job:\n  " + "\n  ".join(_explain(exc))) from None
+        raise invalid_spec(exc) from None
     _check_configs(spec, config_dir)
     return spec
 
@@ -188,14 +193,22 @@ def _read_preset(root: Path, name: str) -> dict[str, Any]:
     return data
 
 
-def _explain(exc: ValidationError) -> list[str]:
-    lines = []
+def invalid_spec(exc: ValidationError, what: str = "job") -> ConfigError:
+    """A ``JobSpec``'s validation error as a ``ConfigError``: a problem per key (a check of
+    several values, ``KeyedProblems``, names each of its keys), a line each."""
+    problems: list[tuple[str, str]] = []
     for e in exc.errors():
         where = ".".join(str(p) for p in e["loc"])
+        found = (e.get("ctx") or {}).get("error")
+        if isinstance(found, KeyedProblems):
+            prefix = f"{where}." if where else ""
+            problems += [(prefix + key, why) for key, why in found.problems]
+            continue
         message = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             message = f"unknown option; accepted: {', '.join(sorted(JobSpec.model_fields))}"
         elif e["type"] == "enum":
             message += f" (got {e['input']!r})"
-        lines.append(f"{where}: {message}" if where else message)  # a check of the whole
-    return lines
+        problems.append((where or "(request)", message))
+    lines = [f"{key}: {why}" if key != "(request)" else why for key, why in problems]
+    return ConfigError(f"invalid {what}:\n  " + "\n  ".join(lines), problems)

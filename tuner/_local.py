@@ -38,10 +38,12 @@ def probe_space(
         if not result.fits_at(min_batch_size):
             pruner.record_failure(knobs)
         log.info(
-            "probed %s: %s", knobs,
+            "probed %s: %s",
+            knobs,
             f"batch {result.max_batch_size}, {result.step_seconds:.3f} s/step"
-            if result.fits and result.step_seconds else "does not fit",
-        )  # fmt: skip
+            if result.fits and result.step_seconds
+            else "does not fit",
+        )
         out.append(Candidate(knobs, result))
     return out
 

@@ -95,8 +95,11 @@ def _first_run(folder: JobFolder, current: Provenance) -> Provenance:
         before = JobResult.model_validate_json(folder.result_json.read_text()).provenance
     except ValueError:
         return current
-    log.info("job %s finished before, in %.0f s: its times are kept", folder.path.name,
-             before.elapsed_seconds)  # fmt: skip
+    log.info(
+        "job %s finished before, in %.0f s: its times are kept",
+        folder.path.name,
+        before.elapsed_seconds,
+    )
     times = ("started", "finished", "elapsed_seconds")
     return current.model_copy(update={k: getattr(before, k) for k in times})
 
@@ -115,14 +118,18 @@ def _run_job(
     base = train_config(spec, config_dir)
     with connected(address, verbose, session):
         execution = Execution(
-            trial_resources(spec), spec.max_concurrent, folder.experiments, spec.seed,
+            trial_resources(spec),
+            spec.max_concurrent,
+            folder.experiments,
+            spec.seed,
             tune_output=None if verbose else folder.job_log,
-        )  # fmt: skip
+        )
         # the job exists once its spec passed every check: a refused one can be run again
         folder.write_spec(spec)
         execution.storage.mkdir(parents=True, exist_ok=True)
-        log.info("each trial holds %s; at most %d at once", execution.resources,
-                 spec.max_concurrent)  # fmt: skip
+        log.info(
+            "each trial holds %s; at most %d at once", execution.resources, spec.max_concurrent
+        )
         board = ProgressBoard(folder.progress_json, started)
         loop = _StageLoop(spec, stages, base, execution, board, folder, config_dir)
         answers, records = loop.run()
@@ -139,8 +146,7 @@ def _run_job(
     folder.write_result(result)
     folder.write_trials(records)
     folder.write_audit(result, records)
-    log.info("job %s finished in %.0f s: %s", spec.job_id, finished - started,
-             folder.result_json)  # fmt: skip
+    log.info("job %s finished in %.0f s: %s", spec.job_id, finished - started, folder.result_json)
     return result
 
 
@@ -203,12 +209,17 @@ class _StageLoop:
         spec = self.stages.stages[stage]
         data = self.data.stats(spec)
         fit_ctx = FitContext(
-            stage=stage, stages=self.stages, train_config=base.to_dict(),
-            max_atoms=base.data.max_atoms, sample=self.spec.sample,
-            memory_budget=self.spec.memory_budget, data=data,
-        )  # fmt: skip
-        run = partial(run_fit, fit_ctx, self.spec.fit_trials, self.execution, self.board,
-                      self.previous)  # fmt: skip
+            stage=stage,
+            stages=self.stages,
+            train_config=base.to_dict(),
+            max_atoms=base.data.max_atoms,
+            sample=self.spec.sample,
+            memory_budget=self.spec.memory_budget,
+            data=data,
+        )
+        run = partial(
+            run_fit, fit_ctx, self.spec.fit_trials, self.execution, self.board, self.previous
+        )
         # a search whose trials crashed is not kept: the same job id tries it again
         fit = self._once(stage, Search.FIT, FitOutcome, run, keep=lambda f: crash_of(f) is None)
         self.records += fit.records
@@ -234,15 +245,23 @@ class _StageLoop:
             self.spec, base, choice.knobs, choice.batch_size, self.config_dir, atoms
         )
         ctx = TuneContext(stage, configs, self.spec.max_epochs, pinned_keys(self.spec))
-        run = partial(run_tune, ctx, self.spec.tune_trials, self.execution, self.board,
-                      self.spec.grace_period, self.spec.reduction_factor)  # fmt: skip
+        run = partial(
+            run_tune,
+            ctx,
+            self.spec.tune_trials,
+            self.execution,
+            self.board,
+            self.spec.grace_period,
+            self.spec.reduction_factor,
+        )
         tuned = self._once(stage, Search.TUNE, TuneOutcome, run, keep=lambda t: t.best is not None)
         self.records += tuned.records
         if tuned.best is None:
             log.warning(
                 "%s: no tune trial reported a finite validation loss; the profile keeps the "
-                "job's own optimizer settings", stage.value,
-            )  # fmt: skip
+                "job's own optimizer settings",
+                stage.value,
+            )
         return tuned, configs
 
     def _once(
@@ -275,9 +294,13 @@ def covering(base: TrainConfig, data: JobData, spec: StageSpec, stage: Stage) ->
         return base
     log.info(
         "%s: the data's complexes have up to %d atoms (percentile %g): max_atoms raised from "
-        "%d to %d, so that none is cropped", stage.value, needed,
-        spec.data_limits.max_atoms_percentile, base.data.max_atoms, needed,
-    )  # fmt: skip
+        "%d to %d, so that none is cropped",
+        stage.value,
+        needed,
+        spec.data_limits.max_atoms_percentile,
+        base.data.max_atoms,
+        needed,
+    )
     return TrainConfig.model_validate(merge_tree(base.to_dict(), {"data": {"max_atoms": needed}}))
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
+from stagetune_api import Best, SearchFigures
 from tuner._folder import write_json
 
 log = logging.getLogger(__name__)
@@ -38,28 +39,36 @@ class ProgressBoard:
             return dict(json.loads(self.path.read_text()))
         return {"stages": {}}
 
-    def _change(self, stage: str, search: str, change: Callable[[dict[str, Any]], Any]) -> Any:
+    def _change(self, stage: str, search: str, change: Callable[[SearchFigures], Any]) -> Any:
         state = self._read()
-        answer = change(state["stages"].setdefault(stage, {}).setdefault(search, {}))
+        searches = state["stages"].setdefault(stage, {})
+        figures = SearchFigures.model_validate(searches.get(search, {}))
+        answer = change(figures)
+        searches[search] = figures.model_dump(mode="json")
         state["elapsed_seconds"] = round(time.time() - self.started, 1)
         write_json(self.path, state)
         return answer
 
     def update(self, stage: str, search: str, figures: dict[str, Any]) -> None:
-        self._change(stage, search, lambda entry: entry.update(figures))
+        """Set these of the search's ``SearchFigures``."""
+
+        def update(entry: SearchFigures) -> None:
+            for key, value in figures.items():
+                setattr(entry, key, value)
+
+        self._change(stage, search, update)
 
     def add_retry(self, stage: str, search: str, trial_id: str) -> int:
-        def add(entry: dict[str, Any]) -> int:
-            retries = entry.setdefault("retries", {})
-            retries[trial_id] = retries.get(trial_id, 0) + 1
-            return int(retries[trial_id])
+        def add(entry: SearchFigures) -> int:
+            entry.retries[trial_id] = entry.retries.get(trial_id, 0) + 1
+            return entry.retries[trial_id]
 
         return int(self._change(stage, search, add))
 
     def retries(self, stage: str, search: str) -> dict[str, int]:
         """Restarts after a failure, per trial, over every run of the job."""
         entry = self._read()["stages"].get(stage, {}).get(search, {})
-        return dict(entry.get("retries", {}))
+        return dict(SearchFigures.model_validate(entry).retries)
 
 
 class SearchProgress(Callback):
@@ -72,7 +81,7 @@ class SearchProgress(Callback):
         search: str,
         board: ProgressBoard,
         describe: Callable[[dict[str, Any]], str],
-        best: Callable[[list[dict[str, Any]]], str | None],
+        best: Callable[[list[dict[str, Any]]], Best | None],
         pruned: Callable[[], int] = lambda: 0,
         max_t: int | None = None,
         total: int | None = None,
@@ -87,8 +96,13 @@ class SearchProgress(Callback):
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
         n = self.board.add_retry(self.stage, self.search, trial.trial_id)
-        log.warning("%s %s: trial %s failed and is retried (retry %d)", self.stage, self.search,
-                    trial.trial_id, n)  # fmt: skip
+        log.warning(
+            "%s %s: trial %s failed and is retried (retry %d)",
+            self.stage,
+            self.search,
+            trial.trial_id,
+            n,
+        )
 
     def on_trial_complete(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
@@ -98,16 +112,26 @@ class SearchProgress(Callback):
         done = 1 + sum(t.status == Trial.TERMINATED and t is not trial for t in trials)
         log.info(
             "%s %s: trial %s finished (%d/%s)%s: %s",
-            self.stage, self.search, trial.trial_id, done, self.total or "?",
-            ", stopped early" if self._short(trial) else "", self.describe(result),
-        )  # fmt: skip
+            self.stage,
+            self.search,
+            trial.trial_id,
+            done,
+            self.total or "?",
+            ", stopped early" if self._short(trial) else "",
+            self.describe(result),
+        )
         self._update(trials, force=True, finishing=trial)
 
     def on_trial_error(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
     ) -> None:
-        log.warning("%s %s: trial %s failed: %s", self.stage, self.search, trial.trial_id,
-                    trial.error_file or "no error file")  # fmt: skip
+        log.warning(
+            "%s %s: trial %s failed: %s",
+            self.stage,
+            self.search,
+            trial.trial_id,
+            trial.error_file or "no error file",
+        )
         self._update(trials, force=True)
 
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
@@ -138,19 +162,26 @@ class SearchProgress(Callback):
             "errored": sum(t.status == Trial.ERROR for t in trials),
             "pruned": self.pruned(),
             "stopped_early": sum(self._short(t) for t in finished),
-            "best": self.best([t.last_result for t in finished if t.last_result]),
         }
-        self.board.update(self.stage, self.search, figures)
+        best = self.best([t.last_result for t in finished if t.last_result])
+        self.board.update(self.stage, self.search, {**figures, "best": best})
         if self.live:
             elapsed = int(now - self.board.started)
             line = (
                 f"{self.stage} {self.search} | done {figures['done']} running "
                 f"{figures['running']} pruned {figures['pruned']} stopped early "
-                f"{figures['stopped_early']} | best {figures['best'] or '-'} | "
+                f"{figures['stopped_early']} | best {_words(best)} | "
                 f"{elapsed // 60:02d}:{elapsed % 60:02d}"
             )
             sys.stderr.write("\r\x1b[K" + line[:160])
             sys.stderr.flush()
+
+
+def _words(best: Best | None) -> str:
+    if best is None:
+        return "-"
+    value = f"{best.value:,.0f}" if best.value.is_integer() else f"{best.value:,.4g}"
+    return f"{best.metric} {value} {best.unit}"
 
 
 def short(values: dict[str, Any]) -> str:

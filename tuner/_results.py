@@ -18,8 +18,16 @@ _HEAD = ("stage", "search", "trial_id", "status", "node_id", "retries", "seconds
 
 
 def _head(r: TrialRecord) -> list[Any]:
-    return [r.stage.value, r.search.value, r.trial_id, r.status.value, r.node_id or "",
-            r.retries, f"{r.seconds:.3f}", f"{r.started:.3f}"]  # fmt: skip
+    return [
+        r.stage.value,
+        r.search.value,
+        r.trial_id,
+        r.status.value,
+        r.node_id or "",
+        r.retries,
+        f"{r.seconds:.3f}",
+        f"{r.started:.3f}",
+    ]
 
 
 def _cell(value: Any) -> Any:
@@ -66,9 +74,13 @@ def _type(value: Any) -> str:
 def read_trials_csv(path: Path) -> list[dict[str, Any]]:
     """``trials.csv`` back into typed rows."""
     convert: dict[str, Callable[[str], Any]] = {
-        "int": int, "float": float, "str": str, "null": lambda _: None,
-        "bool": lambda v: v == "True", "json": json.loads,
-    }  # fmt: skip
+        "int": int,
+        "float": float,
+        "str": str,
+        "null": lambda _: None,
+        "bool": lambda v: v == "True",
+        "json": json.loads,
+    }
     rows = []
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
@@ -109,12 +121,14 @@ def _n(value: Any, digits: int = 3) -> str:
 
 def audit_markdown(result: JobResult, records: list[TrialRecord]) -> str:
     p = result.provenance
-    lines = [f"# stagetune job {result.job_id}", "",
-             f"- finished: {p.finished} ({p.elapsed_seconds:.0f} s, {p.device_hours:.4f} "
-             "device-hours)",
-             f"- seed: {p.seed}",
-             f"- versions: {', '.join(f'{k} {v}' for k, v in p.versions.items())}",
-             ""]  # fmt: skip
+    lines = [
+        f"# stagetune job {result.job_id}",
+        "",
+        f"- finished: {p.finished} ({p.elapsed_seconds:.0f} s, {p.device_hours:.4f} device-hours)",
+        f"- seed: {p.seed}",
+        f"- versions: {', '.join(f'{k} {v}' for k, v in p.versions.items())}",
+        "",
+    ]
     for stage, r in result.stages.items():
         lines += [f"## {stage.value}", ""]
         lines += _answer(r) if r.feasible else [f"No configuration: {r.reason}", ""]
@@ -166,8 +180,14 @@ def _hash(value: Any) -> str:
 def _table(heading: str, columns: list[str], rows: list[list[str]]) -> list[str]:
     if not rows:
         return []
-    return [heading, "", f"| {' | '.join(columns)} |", f"|{'---|' * len(columns)}",
-            *(f"| {' | '.join(row)} |" for row in rows), ""]  # fmt: skip
+    return [
+        heading,
+        "",
+        f"| {' | '.join(columns)} |",
+        f"|{'---|' * len(columns)}",
+        *(f"| {' | '.join(row)} |" for row in rows),
+        "",
+    ]
 
 
 def _fit_table(trials: list[TrialRecord]) -> list[str]:
@@ -177,19 +197,41 @@ def _fit_table(trials: list[TrialRecord]) -> list[str]:
         v = t.variables
         model = {k.removeprefix("model."): x for k, x in v.items() if k.startswith("model.")}
         peak = v.get("probe.peak_bytes")
-        why = ", ".join(f"{k.removeprefix('pruned_by.')}={x}" for k, x in v.items()
-                        if k.startswith("pruned_by."))  # fmt: skip
-        rows.append([
-            t.trial_id, t.status.value, (t.node_id or "")[:8], model_words(model),
-            _n(v.get("probe.capacity")), _n(v.get("probe.max_batch_size")),
-            format_size(peak) if isinstance(peak, int) else "",
-            _n(v.get("probe.cycle_minutes")), _n(v.get("probe.throughput")),
-            _n(v.get("probe.data.throughput")), _n(v.get("probe.feasible")),
-            f"dominates {why}, which did not fit" if why else _hash(v.get("probe.config_hash")),
-        ])  # fmt: skip
-    columns = ["trial", "status", "node", "model", "parameters", "largest batch", "peak memory",
-               "cycle (min)", "complexes/s", "complexes/s on the data", "feasible",
-               "configuration hash"]  # fmt: skip
+        why = ", ".join(
+            f"{k.removeprefix('pruned_by.')}={x}"
+            for k, x in v.items()
+            if k.startswith("pruned_by.")
+        )
+        rows.append(
+            [
+                t.trial_id,
+                t.status.value,
+                (t.node_id or "")[:8],
+                model_words(model),
+                _n(v.get("probe.capacity")),
+                _n(v.get("probe.max_batch_size")),
+                format_size(peak) if isinstance(peak, int) else "",
+                _n(v.get("probe.cycle_minutes")),
+                _n(v.get("probe.throughput")),
+                _n(v.get("probe.data.throughput")),
+                _n(v.get("probe.feasible")),
+                f"dominates {why}, which did not fit" if why else _hash(v.get("probe.config_hash")),
+            ]
+        )
+    columns = [
+        "trial",
+        "status",
+        "node",
+        "model",
+        "parameters",
+        "largest batch",
+        "peak memory",
+        "cycle (min)",
+        "complexes/s",
+        "complexes/s on the data",
+        "feasible",
+        "configuration hash",
+    ]
     return _table("### fit search", columns, rows)
 
 
@@ -198,15 +240,34 @@ def _tune_table(trials: list[TrialRecord]) -> list[str]:
     rows = []
     for t in trials:
         v = t.variables
-        tried = ", ".join(f"{k.removeprefix('tune.')}={_n(x)}" for k, x in sorted(v.items())
-                          if k.startswith("tune."))  # fmt: skip
+        tried = ", ".join(
+            f"{k.removeprefix('tune.')}={_n(x)}"
+            for k, x in sorted(v.items())
+            if k.startswith("tune.")
+        )
         loss = v.get("result.val_loss")
-        rows.append([
-            t.trial_id, t.status.value, (t.node_id or "")[:8], tried,
-            _n(v.get("train.epochs_run")), f"{loss:.4f}" if isinstance(loss, float) else "",
-            _n(v.get("result.val_rmse"), 4), _n(v.get("result.val_pearson"), 2),
-            _hash(v.get("result.config_hash")),
-        ])  # fmt: skip
-    columns = ["trial", "status", "node", "hyperparameters", "epochs", "validation loss",
-               "rmse", "pearson r", "configuration hash"]  # fmt: skip
+        rows.append(
+            [
+                t.trial_id,
+                t.status.value,
+                (t.node_id or "")[:8],
+                tried,
+                _n(v.get("train.epochs_run")),
+                f"{loss:.4f}" if isinstance(loss, float) else "",
+                _n(v.get("result.val_rmse"), 4),
+                _n(v.get("result.val_pearson"), 2),
+                _hash(v.get("result.config_hash")),
+            ]
+        )
+    columns = [
+        "trial",
+        "status",
+        "node",
+        "hyperparameters",
+        "epochs",
+        "validation loss",
+        "rmse",
+        "pearson r",
+        "configuration hash",
+    ]
     return _table("### tune search", columns, rows)

@@ -81,8 +81,14 @@ def probe_configuration(knobs: dict[str, Any], ctx: FitContext) -> dict[str, Any
         config = TrainConfig.model_validate(merge_tree(ctx.train_config, {"model": knobs}))
     except ValidationError as exc:
         reason = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
-        return {SCORE: 0.0, "fits": False, "feasible": False, "invalid": reason, "probe": None,
-                **where}  # fmt: skip
+        return {
+            SCORE: 0.0,
+            "fits": False,
+            "feasible": False,
+            "invalid": reason,
+            "probe": None,
+            **where,
+        }
     device = trial_device(ctx.memory_budget)
     sample = (
         ProbeSample.from_folder(ctx.sample, ctx.max_atoms)

@@ -9,20 +9,22 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.hyperopt import HyperOptSearch
 
 from stagetune_api import Search, TrialRecord, TrialStatus
 from tuner._experiment import (
     Execution,
+    asha,
     finite,
     flat,
     prefixed,
     run_experiment,
+    trained_status,
+    training_progress,
     training_settings,
     trial_record,
 )
-from tuner._progress import ProgressBoard, SearchProgress, short
+from tuner._progress import ProgressBoard, short
 from tuner._trials import TuneContext, tune_trial
 from tuner._tune_space import apply_hyperparameters, tune_space
 
@@ -58,10 +60,6 @@ def run_tune(
 ) -> TuneOutcome:
     space = tune_space(sorted(ctx.configs), ctx.pinned)
     stage = ctx.stage.value
-    scheduler = ASHAScheduler(
-        time_attr="training_iteration", metric="val_loss", mode="min", max_t=ctx.max_epochs,
-        grace_period=min(grace_period, ctx.max_epochs), reduction_factor=reduction_factor,
-    )  # fmt: skip
     searcher = HyperOptSearch(
         space=HyperOptSearch.convert_search_space(space),
         metric="val_loss",
@@ -69,23 +67,26 @@ def run_tune(
         random_state_seed=execution.seed,
         n_initial_points=max(2, trials // 3),
     )
-    board.update(stage, Search.TUNE.value, {"total": trials})
-    progress = SearchProgress(
-        stage, Search.TUNE.value, board, _describe_training, _best_training, max_t=ctx.max_epochs,
-        total=trials,
-    )  # fmt: skip
+    progress = training_progress(
+        stage, Search.TUNE.value, board, _chosen, max_t=ctx.max_epochs, total=trials
+    )
     results = run_experiment(
-        f"{stage}-tune", tune.with_parameters(tune_trial, ctx=ctx), execution, progress,
+        f"{stage}-tune",
+        tune.with_parameters(tune_trial, ctx=ctx),
+        execution,
+        progress,
         tune.TuneConfig(
-            search_alg=searcher, scheduler=scheduler, num_samples=trials,
+            search_alg=searcher,
+            scheduler=asha(ctx.max_epochs, grace_period, reduction_factor),
+            num_samples=trials,
             max_concurrent_trials=execution.max_concurrent,
         ),
-    )  # fmt: skip
+    )
     retries = board.retries(stage, Search.TUNE.value)
-    asha = {"asha.grace_period": grace_period, "asha.reduction_factor": reduction_factor}
+    schedule = {"asha.grace_period": grace_period, "asha.reduction_factor": reduction_factor}
     records, finished = [], []
     for trial in results:
-        record = _record(ctx, trial, asha, retries)
+        record = _record(ctx, trial, schedule, retries)
         records.append(record)
         if not trial.error and finite((trial.metrics or {}).get("val_loss")):
             completed = record.status is TrialStatus.COMPLETED
@@ -105,14 +106,11 @@ def run_tune(
 
 
 def _record(
-    ctx: TuneContext, trial: Any, asha: dict[str, Any], retries: dict[str, int]
+    ctx: TuneContext, trial: Any, schedule: dict[str, Any], retries: dict[str, int]
 ) -> TrialRecord:
     metrics = trial.metrics or {}
     epochs = metrics.get("training_iteration", 0)
-    status = (
-        TrialStatus.ERROR if trial.error
-        else TrialStatus.COMPLETED if epochs >= ctx.max_epochs else TrialStatus.STOPPED_EARLY
-    )  # fmt: skip
+    status = trained_status(trial.error, metrics, ctx.max_epochs)
     used = apply_hyperparameters(ctx.configs[trial.config["pair"]], trial.config)
     variables = {
         **prefixed("model", used["model"]),
@@ -123,7 +121,7 @@ def _record(
         "train.batch_size": used["train"]["batch_size"],
         "train.max_epochs": ctx.max_epochs,
         "train.epochs_run": epochs,
-        **asha,
+        **schedule,
         **{f"result.{k}": metrics.get(k) for k in _VALIDATION},
         "result.val_loss_by_epoch": _history(trial, "val_loss"),
     }
@@ -138,15 +136,8 @@ def _history(result: Any, metric: str) -> list[float | None]:
     return [float(v) if finite(v) else None for v in frame[metric].tolist()]
 
 
-def _describe_training(result: dict[str, Any]) -> str:
+def _chosen(result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A trial's label (its model pair and hyperparameters) and what it chose."""
     config = dict(result.get("config") or {})
-    pair = config.pop("pair", "?")
-    return (
-        f"{pair} {short(config)}: val_loss {result.get('val_loss', float('nan')):.4f} after "
-        f"{result.get('training_iteration')} epoch(s)"
-    )
-
-
-def _best_training(results: list[dict[str, Any]]) -> str | None:
-    losses = [r["val_loss"] for r in results if finite(r.get("val_loss"))]
-    return f"val_loss {min(losses):.4f}" if losses else None
+    rest = {k: v for k, v in config.items() if k != "pair"}
+    return f"{config.get('pair', '?')} {short(rest)}", config

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -22,15 +21,14 @@ from pydantic import BaseModel
 from service.jobs import KeyReused
 from service.runner import RayUnreachable
 from service.schemas import Invalid, Problem, Refusal
-from service.store import IndexFault
-from stagetune_api import JobOptions
+from service.sqlite_file import IndexFault
+from stagetune_api import JobOptions, KeyedProblems
 
 log = logging.getLogger(__name__)
 
 #: Keys of a job the service sets itself.
 SERVER_SET = ("storage", "address", "job_id")
 _BODIES: dict[str, type[BaseModel]] = {"/optimize": JobOptions}
-_KEYED = re.compile(r"^\s*([A-Za-z_][\w.\[\]-]*): (.+)$")
 
 
 REFUSED: dict[int | str, dict[str, Any]] = {
@@ -42,10 +40,13 @@ UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
 }
 #: What a route that writes to the state folder or reaches Ray may answer besides.
 FAULTS: dict[int | str, dict[str, Any]] = {
-    503: {"model": Refusal, "description": "Ray does not answer, the state folder is read-only, "
-          "or the job index is being repaired; the reason is in detail, nothing was changed"},
+    503: {
+        "model": Refusal,
+        "description": "Ray does not answer, the state folder is read-only, "
+        "or the job index is being repaired; the reason is in detail, nothing was changed",
+    },
     507: {"model": Refusal, "description": "the state folder's disk is full; nothing was changed"},
-}  # fmt: skip
+}
 #: What any route that reads the job index may answer while it is repaired.
 _REPAIRING = (
     "the job index is damaged, missing or cannot be written, and is being repaired; the reason "
@@ -85,14 +86,6 @@ def _clip(message: str) -> str:
     return message if len(message) <= MAX_MESSAGE else message[: MAX_MESSAGE - 3] + "..."
 
 
-def problems_in(text: str) -> list[tuple[str, str]]:
-    """``key: message`` lines of a message (a ``ConfigError``'s), each as a problem; a message
-    without such lines is one problem of the whole request."""
-    lines = [m.groups() for m in map(_KEYED.match, text.split("\n")) if m]
-    keyed = [(k, v) for k, v in lines if k not in ("invalid job", "invalid configuration")]
-    return keyed or [("(request)", text.strip())]
-
-
 async def on_invalid_request(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     body = _BODIES.get(request.url.path)
@@ -100,14 +93,15 @@ async def on_invalid_request(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _described(error: dict[str, Any], body: type[BaseModel] | None) -> list[tuple[str, str]]:
-    """The problems of one error: a check of the whole body (its values' text and numbers)
-    names each key in a line of its own, under the key of the part it checked."""
+    """The problems of one error: a check of several values (``KeyedProblems``: the body's text
+    and numbers, the overrides, the spaces) names each key, under the key of the part it
+    checked."""
     key, message = _describe(error, body)
-    lines = [m.groups() for m in map(_KEYED.match, message.split("\n")) if m]
-    if not lines:
+    found = (error.get("ctx") or {}).get("error")
+    if not isinstance(found, KeyedProblems):
         return [(key, message)]
     prefix = "" if key == "body" else f"{key}."
-    return [(prefix + k, v) for k, v in lines]
+    return [(prefix + k, v) for k, v in found.problems]
 
 
 def _describe(error: dict[str, Any], body: type[BaseModel] | None) -> tuple[str, str]:
@@ -160,14 +154,18 @@ async def on_storage_fault(request: Request, exc: Exception) -> JSONResponse:
         return _refusal(status.HTTP_507_INSUFFICIENT_STORAGE, f"the state folder is full: {text}")
     if code in _READ_ONLY or "readonly" in text:
         _index_failed(request, f"the state folder cannot be written: {text}")
-        return _refusal(status.HTTP_503_SERVICE_UNAVAILABLE,
-                        f"the state folder cannot be written: {text}")  # fmt: skip
+        return _refusal(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"the state folder cannot be written: {text}"
+        )
     if code in _DENIED:
         _index_failed(request, f"permission denied: {text}")
         return _refusal(status.HTTP_503_SERVICE_UNAVAILABLE, f"permission denied: {text}")
     if "locked" in text or "busy" in text:
-        return _refusal(status.HTTP_503_SERVICE_UNAVAILABLE,
-                        f"the job index is busy: {text}", **{"Retry-After": "1"})  # fmt: skip
+        return _refusal(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"the job index is busy: {text}",
+            **{"Retry-After": "1"},
+        )
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return _refusal(status.HTTP_500_INTERNAL_SERVER_ERROR, "internal error; see the service's log")
 

@@ -65,17 +65,15 @@ function stageTimeLeft(estimate, stage, state) {
   return lines(`ends in about ${seconds(mine.until)}`, `${plural(mine.left, "trial")} left`);
 }
 
-// The fit search's best so far ("hidden_channels=8 num_layers=1 score 1,938.4 complexes/s")
-// in words, with the unit of the stage's score. A job of an earlier version wrote no unit
-// ("{'hidden_channels': 8, ...} score 1,938.4"): complexes/s within the time budget, or
-// parameters (production's largest capacity).
-function fitBest(stage, text) {
-  const match = /^(.*) score ([\d,.]+)(?: (.+))?$/.exec(text || "");
-  if (!match) return text || "";
-  const pairs = match[1].startsWith("{") ? /'(\w+)': ([^,}]+)/g : /(\w+)=(\S+)/g;
-  const knobs = Object.fromEntries([...match[1].matchAll(pairs)].map(([, k, v]) => [k, v]));
-  const unit = match[3] || (stage === "production" ? "parameters" : "complexes/s");
-  return `${modelWords(knobs) || match[1]}: ${match[2]} ${unit}`;
+// A search's best so far, as progress.json records it: what the trial chose and the figure it
+// won on, with its unit. A job of an earlier version recorded it in words: those are shown as
+// they are.
+function bestWords(search, best) {
+  if (typeof best === "string") return `best so far: ${best}`;
+  const value = `${best.metric === "val_loss" ? loss(best.value) : figure(best.value)} ${best.unit}`;
+  if (search === "fit") return `best so far: ${modelWords(best.config) || "a model"}: ${value}`;
+  return "lowest validation loss so far, of any finished trial (stopped early ones included; " +
+    `the answer prefers one that ran every epoch): ${value}`;
 }
 
 function modelWords(m) {
@@ -98,10 +96,7 @@ function searchWords(stage, search, p) {
   if (p.stopped_early) parts.push(`${p.stopped_early} stopped early`);
   if (p.errored) parts.push(`${p.errored} failed`);
   if (!p.best) return parts.join(", ");
-  const best = search === "fit"
-    ? `best so far: ${fitBest(stage, p.best)}`
-    : `lowest validation loss so far, of any finished trial (stopped early ones included; the answer prefers one that ran every epoch): ${p.best.replace("val_loss ", "")} MSE`;
-  return [parts.join(", "), el("br"), el("span", { class: "note" }, best)];
+  return [parts.join(", "), el("br"), el("span", { class: "note" }, bestWords(search, p.best))];
 }
 
 function stageState(plan, job, stage) {

@@ -23,40 +23,78 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
+from tests.conftest import REPO
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - pytest brings tomli where tomllib is missing
     import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy"
+DEPLOY = REPO / "deploy"
 DOCKERFILE = DEPLOY / "Dockerfile"
-DOCS = ROOT / "docs" / "cluster.md"
-PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+DOCS = REPO / "docs" / "cluster.md"
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 
 # Spec fields of KubeRay's v1 API: a misspelt key is dropped by the API server without a word, so
 # it is an error here. A field that KubeRay adds later is added here.
 RAYJOB_SPEC = {
-    "activeDeadlineSeconds", "backoffLimit", "rayClusterSpec", "submitterPodTemplate",
-    "metadata", "clusterSelector", "submitterConfig", "managedBy", "deletionStrategy",
-    "entrypoint", "runtimeEnvYAML", "jobId", "submissionMode", "entrypointResources",
-    "entrypointNumCpus", "entrypointNumGpus", "ttlSecondsAfterFinished",
-    "shutdownAfterJobFinishes", "suspend", "schedule",
-}  # fmt: skip
+    "activeDeadlineSeconds",
+    "backoffLimit",
+    "rayClusterSpec",
+    "submitterPodTemplate",
+    "metadata",
+    "clusterSelector",
+    "submitterConfig",
+    "managedBy",
+    "deletionStrategy",
+    "entrypoint",
+    "runtimeEnvYAML",
+    "jobId",
+    "submissionMode",
+    "entrypointResources",
+    "entrypointNumCpus",
+    "entrypointNumGpus",
+    "ttlSecondsAfterFinished",
+    "shutdownAfterJobFinishes",
+    "suspend",
+    "schedule",
+}
 RAYCLUSTER_SPEC = {
-    "headGroupSpec", "workerGroupSpecs", "rayVersion", "enableInTreeAutoscaling",
-    "autoscalerOptions", "headServiceAnnotations", "suspend", "managedBy",
+    "headGroupSpec",
+    "workerGroupSpecs",
+    "rayVersion",
+    "enableInTreeAutoscaling",
+    "autoscalerOptions",
+    "headServiceAnnotations",
+    "suspend",
+    "managedBy",
     "gcsFaultToleranceOptions",
-}  # fmt: skip
+}
 HEAD_GROUP = {"serviceType", "headService", "enableIngress", "rayStartParams", "template"}
 WORKER_GROUP = {
-    "groupName", "replicas", "minReplicas", "maxReplicas", "numOfHosts", "rayStartParams",
-    "template", "scaleStrategy", "suspend", "idleTimeoutSeconds",
-}  # fmt: skip
+    "groupName",
+    "replicas",
+    "minReplicas",
+    "maxReplicas",
+    "numOfHosts",
+    "rayStartParams",
+    "template",
+    "scaleStrategy",
+    "suspend",
+    "idleTimeoutSeconds",
+}
 AUTOSCALER_OPTIONS = {
-    "resources", "image", "imagePullPolicy", "env", "envFrom", "volumeMounts",
-    "securityContext", "idleTimeoutSeconds", "upscalingMode", "version",
-}  # fmt: skip
+    "resources",
+    "image",
+    "imagePullPolicy",
+    "env",
+    "envFrom",
+    "volumeMounts",
+    "securityContext",
+    "idleTimeoutSeconds",
+    "upscalingMode",
+    "version",
+}
 
 
 def dockerfile() -> str:
@@ -157,7 +195,7 @@ def documented_commands() -> list[tuple[str, list[str]]]:
     for path in [DOCKERFILE, *yaml_files()]:
         usage = [m.group(1) for m in re.finditer(r"^#\s{3,}(\S.*)$", path.read_text(), re.M)]
         for line in logical_lines(usage):
-            found += [(str(path.relative_to(ROOT)), words) for words in commands(line)]
+            found += [(str(path.relative_to(REPO)), words) for words in commands(line)]
     return found
 
 
@@ -177,7 +215,7 @@ def test_the_deploy_files_are_all_there():
     names = {str(p.relative_to(DEPLOY)) for p in yaml_files()}
     assert {"cluster.yaml", "kuberay/raycluster.yaml", "kuberay/rayjob.yaml"} <= names
     assert DOCKERFILE.is_file()
-    assert (ROOT / ".dockerignore").is_file()
+    assert (REPO / ".dockerignore").is_file()
 
 
 def test_the_image_is_built_on_a_pinned_cuda_base():
@@ -199,7 +237,7 @@ def test_the_image_installs_the_project_with_its_console_script():
 
 
 def test_the_dockerignore_keeps_history_and_run_folders_out():
-    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    lines = (REPO / ".dockerignore").read_text().splitlines()
     ignored = {line.strip() for line in lines if line.strip() and not line.startswith("#")}
     assert {".git", "runs"} <= ignored
     needed = {"pyproject.toml", "README.md", "configs", "model", "tuner", "service"}
@@ -238,7 +276,7 @@ def test_every_pip_install_of_the_image_keeps_to_the_lock():
 
 @pytest.mark.parametrize(("package", "arg"), [("ray", "RAY_VERSION"), ("torch", "TORCH_VERSION")])
 def test_the_image_pins_the_locked_versions(package, arg):
-    lock = (ROOT / "requirements" / "lock.txt").read_text()
+    lock = (REPO / "requirements" / "lock.txt").read_text()
     assert re.search(rf"^{package}=={re.escape(build_arg(arg))}$", lock, re.M), (
         f"{arg}={build_arg(arg)}, but requirements/lock.txt pins another {package}"
     )

@@ -34,8 +34,11 @@ def test_switch_groups_and_override_values():
     )
     assert config.optimizer.type == "SGD"
     assert config.optimizer.hyperparameters == {
-        "lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4,
-    }  # fmt: skip
+        "lr": 0.01,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 1e-4,
+    }
     assert config.scheduler.type == "onecycle" and config.model.hidden_channels == 64
 
 
@@ -57,33 +60,48 @@ def test_optimizer_hyperparameters_torch_accepts_can_be_added():
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        (["optimizer=adamx"], "optimizer=adamx: unknown optimizer .*choose one of: adafactor, "
-         "adam, adamw, rmsprop, sgd"),
+        (
+            ["optimizer=adamx"],
+            "optimizer=adamx: unknown optimizer .*choose one of: adafactor, "
+            "adam, adamw, rmsprop, sgd",
+        ),
         (["scheduler=linear"], "choose one of: cosine, none, onecycle"),
-        (["model.hidden_chanels=64"], r"model.hidden_chanels: unknown key \(did you mean "
-         r"'hidden_channels'\?\) \(command line 'model.hidden_chanels=64'\); accepted keys: "),
+        (
+            ["model.hidden_chanels=64"],
+            r"model.hidden_chanels: unknown key \(did you mean "
+            r"'hidden_channels'\?\) \(command line 'model.hidden_chanels=64'\); accepted keys: ",
+        ),
         (["model.hidden_channels=abc"], r"model.hidden_channels: .*integer.*'abc'"),
         (["model.hidden_channels=0"], r"model.hidden_channels: .*greater than 0"),
         (["train.precision=fp8"], r"train.precision: .*'auto', 'fp32', 'bf16' or 'fp16'"),
         (["train.device=tpu"], r"device 'tpu': use auto, cpu, cuda or cuda:N"),
         (["model.hidden_channels=36"], r"hidden_channels=36 must be a multiple of num_heads=8"),
-        (["optimizer.lrr=0.1"], r"optimizer.lrr: unknown key \(did you mean 'lr'\?\); accepted: "
-         r"the contract keys and torch.optim.AdamW's arguments: .*\bamsgrad\b"),
+        (
+            ["optimizer.lrr=0.1"],
+            r"optimizer.lrr: unknown key \(did you mean 'lr'\?\); accepted: "
+            r"the contract keys and torch.optim.AdamW's arguments: .*\bamsgrad\b",
+        ),
         (["optimizer.lr=fast"], r"optimizer.lr: must be a number \(got 'fast'\) \(command line"),
         (["optimizer.betas=[0.9]"], r"optimizer.betas: must be a list of 2 values"),
         (["optimizer.amsgrad=3"], r"optimizer.amsgrad: must be true or false \(got 3\)"),
-        (["optimizer.type=Adamx"], r"optimizer.type: 'Adamx' is not a torch.optim optimizer; "
-         r"choose one of: .*AdamW"),
+        (
+            ["optimizer.type=Adamx"],
+            r"optimizer.type: 'Adamx' is not a torch.optim optimizer; "
+            r"choose one of: .*AdamW",
+        ),
         (["optimizer.lookahead.alpha=2"], r"optimizer.lookahead.alpha: .*less than or equal to 1"),
         (["optimizer.type=LBFGS"], r"'LBFGS' cannot train this model: it needs a closure"),
         (["data.source={x: 1}"], r"data.source: .*valid string.*\(command line 'data.source="),
-        (["foo.bar=1"], r"foo: unknown key .*accepted keys: data, model, optimizer, scheduler, "
-         r"train"),
+        (
+            ["foo.bar=1"],
+            r"foo: unknown key .*accepted keys: data, model, optimizer, scheduler, "
+            r"train",
+        ),
         (["model.hidden_channels.x=1"], r"model.hidden_channels is a value, not a section"),
         (["hidden_channels"], r"'hidden_channels' is not KEY=VALUE"),
         (["model.cutoff=[1"], r"override 'model.cutoff=\[1': not valid YAML"),
     ],
-)  # fmt: skip
+)
 def test_errors_name_the_key_and_the_choices(overrides, expected):
     with pytest.raises(ConfigError, match=expected):
         load_train_config(overrides)
@@ -180,16 +198,24 @@ export_json: true
 #: Hashes published by earlier versions (run folders, audit.md, result.json name them).
 PUBLISHED = [
     ([], "931137d08c6b10d3fd9253da5fdbf2b1fa31be3dcae8c8dd8348fdf6d0cd1256"),
-    (["optimizer=sgd", "scheduler=onecycle"],
-     "d3ce646b73c3119279693fc506ae9d748fba195e3cf825ffa53b2af31f4d5152"),
-    (["optimizer=rmsprop", "scheduler=none"],
-     "f470326e2c99aca33a81a95ef8026ee0cbf32f4a9c6942066d7a8e2fde31fd45"),
+    (
+        ["optimizer=sgd", "scheduler=onecycle"],
+        "d3ce646b73c3119279693fc506ae9d748fba195e3cf825ffa53b2af31f4d5152",
+    ),
+    (
+        ["optimizer=rmsprop", "scheduler=none"],
+        "f470326e2c99aca33a81a95ef8026ee0cbf32f4a9c6942066d7a8e2fde31fd45",
+    ),
     (["optimizer=adafactor"], "086d5f3948288b77f761b5c8f97c913286101f877d30b9878ebca76e2358399c"),
-    (["optimizer=adam", "train.max_atoms_per_batch=900"],
-     "1cb31d66ad658141d01ff2bcdd5d1cfe776342a5e99b1cddb819f2ad37c56cca"),
-    (["optimizer.auto_param_groups=false", "optimizer.export_json=false"],
-     "e99bddbf3641f782f12beef194e280232c458f26e8aa9d1509f933ad50d5b188"),
-]  # fmt: skip
+    (
+        ["optimizer=adam", "train.max_atoms_per_batch=900"],
+        "1cb31d66ad658141d01ff2bcdd5d1cfe776342a5e99b1cddb819f2ad37c56cca",
+    ),
+    (
+        ["optimizer.auto_param_groups=false", "optimizer.export_json=false"],
+        "e99bddbf3641f782f12beef194e280232c458f26e8aa9d1509f933ad50d5b188",
+    ),
+]
 
 
 @pytest.mark.parametrize(("overrides", "digest"), PUBLISHED)
@@ -227,17 +253,24 @@ def test_an_old_style_optimizer_file_composes_as_the_new_one(tmp_path):
 
 def test_auto_param_groups_takes_a_switch_or_its_fields():
     config = load_train_config(
-        ["optimizer.auto_param_groups.no_decay_patterns=['*embedding*']",
-         "optimizer.auto_param_groups.override_no_decay_weight=1e-5"]
-    )  # fmt: skip
+        [
+            "optimizer.auto_param_groups.no_decay_patterns=['*embedding*']",
+            "optimizer.auto_param_groups.override_no_decay_weight=1e-5",
+        ]
+    )
     groups = config.optimizer.auto_param_groups
     assert groups.enabled and groups.no_decay_patterns == ("*embedding*",)
     assert config.to_dict()["optimizer"]["auto_param_groups"] == {
-        "enabled": True, "no_decay_patterns": ["*embedding*"], "override_no_decay_weight": 1e-5,
-    }  # fmt: skip
+        "enabled": True,
+        "no_decay_patterns": ["*embedding*"],
+        "override_no_decay_weight": 1e-5,
+    }
     assert config.digest() != PUBLISHED[0][1]
-    with pytest.raises(ConfigError, match=r"optimizer.auto_param_groups.patterns: unknown key "
-                       r"\(did you mean 'no_decay_patterns'\?\)"):  # fmt: skip
+    with pytest.raises(
+        ConfigError,
+        match=r"optimizer.auto_param_groups.patterns: unknown key "
+        r"\(did you mean 'no_decay_patterns'\?\)",
+    ):
         load_train_config(["optimizer.auto_param_groups.patterns=['x']"])
     with pytest.raises(ConfigError, match=r"override_no_decay_weight: .*greater than or equal"):
         load_train_config(["optimizer.auto_param_groups.override_no_decay_weight=-1"])
@@ -246,8 +279,11 @@ def test_auto_param_groups_takes_a_switch_or_its_fields():
 def test_export_json_and_hash_to_debuglog():
     assert load_train_config(["optimizer.export_json=exports/"]).optimizer.export_json == "exports/"
     for wrong in ("''", "3"):
-        with pytest.raises(ConfigError, match=r"optimizer.export_json: must be true \(config.json "
-                           r"in the run folder\), false, or a path"):  # fmt: skip
+        with pytest.raises(
+            ConfigError,
+            match=r"optimizer.export_json: must be true \(config.json "
+            r"in the run folder\), false, or a path",
+        ):
             load_train_config([f"optimizer.export_json={wrong}"])
     quiet = load_train_config(["optimizer.hash_to_debuglog=false"])
     assert load_train_config(["optimizer.hash_to_debuglog=true"]).digest() == PUBLISHED[0][1]
@@ -267,7 +303,7 @@ def test_export_json_and_hash_to_debuglog():
         ("optimizer.lr=0.01", "optimizer.lr", ["0.01"]),
         ("data.source=", "data.source", [""]),
     ],
-)  # fmt: skip
+)
 def test_a_sweep_splits_on_commas_outside_brackets_and_quotes(text, key, values):
     assert split_sweep(text) == (key, values)
     for value in values:  # each value is an override as the command line reads one

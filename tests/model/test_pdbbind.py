@@ -113,17 +113,32 @@ def test_labels_from_a_csv(pdbbind_mini, tmp_path):
 # --- bad complexes -----------------------------------------------------------------------------
 
 BAD_CASES = {
-    "garbage pocket": ("5mnn", lambda d: (d / "5mnn_pocket.pdb").write_text("not a pdb\n"),
-                       "5mnn_pocket.pdb", "no atoms"),
-    "missing ligand": ("5mnn", lambda d: [(d / f"5mnn_ligand.{e}").unlink()
-                                          for e in ("sdf", "mol2")], "5mnn", "no ligand file"),
-    "garbage ligands": ("5mnn", lambda d: [(d / f"5mnn_ligand.{e}").write_text("junk\n$$$$\n")
-                                           for e in ("sdf", "mol2")], "5mnn", "RDKit cannot read"),
-    "nan coordinates": ("5mnn", lambda d: _nan_first_atom(d / "5mnn_pocket.pdb"),
-                        "5mnn_pocket.pdb", "NaN"),
-    "empty folder": ("5mnn", lambda d: [f.unlink() for f in d.iterdir()],
-                     "5mnn", "no ligand file"),
-}  # fmt: skip
+    "garbage pocket": (
+        "5mnn",
+        lambda d: (d / "5mnn_pocket.pdb").write_text("not a pdb\n"),
+        "5mnn_pocket.pdb",
+        "no atoms",
+    ),
+    "missing ligand": (
+        "5mnn",
+        lambda d: [(d / f"5mnn_ligand.{e}").unlink() for e in ("sdf", "mol2")],
+        "5mnn",
+        "no ligand file",
+    ),
+    "garbage ligands": (
+        "5mnn",
+        lambda d: [(d / f"5mnn_ligand.{e}").write_text("junk\n$$$$\n") for e in ("sdf", "mol2")],
+        "5mnn",
+        "RDKit cannot read",
+    ),
+    "nan coordinates": (
+        "5mnn",
+        lambda d: _nan_first_atom(d / "5mnn_pocket.pdb"),
+        "5mnn_pocket.pdb",
+        "NaN",
+    ),
+    "empty folder": ("5mnn", lambda d: [f.unlink() for f in d.iterdir()], "5mnn", "no ligand file"),
+}
 
 
 def _nan_first_atom(path: Path) -> None:

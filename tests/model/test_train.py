@@ -28,10 +28,16 @@ CPU = torch.device("cpu")
 @pytest.mark.slow
 def test_training_on_synthetic_data_lowers_validation_loss_clearly(tiny_config):
     config = tiny_config(
-        "model.hidden_channels=32", "model.num_heads=4", "model.num_rbf=16",
-        "data.max_atoms=120", "data.num_synthetic=160", "train.batch_size=16",
-        "train.epochs=10", "optimizer.warmup_steps=10", "optimizer.lr=2e-3",
-    )  # fmt: skip
+        "model.hidden_channels=32",
+        "model.num_heads=4",
+        "model.num_rbf=16",
+        "data.max_atoms=120",
+        "data.num_synthetic=160",
+        "train.batch_size=16",
+        "train.epochs=10",
+        "optimizer.warmup_steps=10",
+        "optimizer.lr=2e-3",
+    )
     dataset = load_dataset(config)
     val_y = torch.cat([c.y for c in dataset.val])
     constant_guess = float(((val_y - val_y.mean()) ** 2).mean())  # the best constant predictor
@@ -145,9 +151,12 @@ def test_bf16_autocast_and_anomaly_detection_run_on_cpu(tiny_config):
 def test_epoch_hooked_warmup_is_counted_in_updates(tiny_config):
     # 3 updates an epoch, 10 epochs: warm-up of 6 updates is 2 epochs, then cosine decays
     config = tiny_config(
-        "optimizer.scheduler_hook=epoch", "train.epochs=10", "optimizer.warmup_steps=6",
-        "optimizer.lr=0.1", "scheduler.min_lr=0.001",
-    )  # fmt: skip
+        "optimizer.scheduler_hook=epoch",
+        "train.epochs=10",
+        "optimizer.warmup_steps=6",
+        "optimizer.lr=0.1",
+        "scheduler.min_lr=0.001",
+    )
     trainer = Trainer(config, CPU, 3)
     lrs = []
     for _ in range(10):
@@ -171,9 +180,19 @@ def test_epoch_hooked_schedule_steps_once_per_epoch(tiny_config):
 @pytest.mark.slow
 def test_cli_train_json(tmp_path):
     result = run_cli(
-        "train", "--data", "synthetic", "--epochs", "2", "--json", "--output", str(tmp_path / "o"),
-        *TINY[:-1], "optimizer=adam", "scheduler=onecycle", cwd=tmp_path,
-    )  # fmt: skip
+        "train",
+        "--data",
+        "synthetic",
+        "--epochs",
+        "2",
+        "--json",
+        "--output",
+        str(tmp_path / "o"),
+        *TINY[:-1],
+        "optimizer=adam",
+        "scheduler=onecycle",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert [e["epoch"] for e in report["epochs"]] == [1, 2]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,15 +24,10 @@ import uvicorn
 
 from service.main import create_app
 from service.settings import Settings
+from tests.conftest import free_port
 
 TOKEN = "s3cret-token"
 QUICK = {"preset": "quick", "stages": ["prototyping"], "tune": False, "fit_trials": 1}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def until(predicate: Any, timeout: float = 20.0) -> bool:

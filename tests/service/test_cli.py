@@ -30,9 +30,20 @@ def test_the_rest_body_has_every_option_but_what_the_server_sets():
 
 def test_flags_parse_to_the_fields_types():
     args = _parser().parse_args(
-        ["optimize", "--fit-trials", "3", "--gpus-per-trial", "0.5", "--stages",
-         "prototyping,production", "--seed", "0", "--no-tune", "optimizer=sgd"]
-    )  # fmt: skip
+        [
+            "optimize",
+            "--fit-trials",
+            "3",
+            "--gpus-per-trial",
+            "0.5",
+            "--stages",
+            "prototyping,production",
+            "--seed",
+            "0",
+            "--no-tune",
+            "optimizer=sgd",
+        ]
+    )
     assert args.fit_trials == 3 and args.gpus_per_trial == 0.5 and args.seed == 0
     assert args.stages == ["prototyping", "production"] and args.no_tune
     assert args.overrides == ["optimizer=sgd"]
@@ -51,12 +62,25 @@ def test_a_sweeps_trial_flags_are_the_job_options_of_optimize():
     for name in SWEEP_FLAGS:
         mine, theirs = actions[name], optimize[name]
         assert (mine.option_strings, mine.help, mine.type) == (
-            theirs.option_strings, theirs.help, theirs.type,
-        )  # fmt: skip
+            theirs.option_strings,
+            theirs.help,
+            theirs.type,
+        )
     args = _parser().parse_args(
-        ["train", "-m", "optimizer=adamw,sgd", "optimizer.betas=[0.9,0.95]", "--asha",
-         "--gpus-per-trial", "0.5", "--max-concurrent", "2", "--address", "auto"]
-    )  # fmt: skip
+        [
+            "train",
+            "-m",
+            "optimizer=adamw,sgd",
+            "optimizer.betas=[0.9,0.95]",
+            "--asha",
+            "--gpus-per-trial",
+            "0.5",
+            "--max-concurrent",
+            "2",
+            "--address",
+            "auto",
+        ]
+    )
     assert args.multirun and args.asha and args.address == "auto"
     assert args.overrides == ["optimizer=adamw,sgd", "optimizer.betas=[0.9,0.95]"]
     assert (args.gpus_per_trial, args.max_concurrent) == (0.5, 2)

@@ -23,8 +23,9 @@ TOKEN = "profiles-token"
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory):
-    return Settings(state_dir=tmp_path_factory.mktemp("profiles"), api_token=TOKEN,
-                    port=free_port())  # fmt: skip
+    return Settings(
+        state_dir=tmp_path_factory.mktemp("profiles"), api_token=TOKEN, port=free_port()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +66,9 @@ def test_a_profile_is_checked_saved_versioned_and_downloadable(base, tmp_path):
     assert first["config_hash"] == checked["config_hash"]
     again = call(base, "PUT", "/profiles/mine", {"config": edited})
     assert again[0] == 200 and again[1]["version"] == 1  # the same configuration: no new version
-    status, second, _ = call(base, "PUT", "/profiles/mine",
-                             {"config": {**edited, "optimizer": {"lr": 0.001}}})  # fmt: skip
+    status, second, _ = call(
+        base, "PUT", "/profiles/mine", {"config": {**edited, "optimizer": {"lr": 0.001}}}
+    )
     assert status == 201 and second["version"] == 2
 
     assert call(base, "GET", "/profiles/mine")[1]["version"] == 2
@@ -76,9 +78,13 @@ def test_a_profile_is_checked_saved_versioned_and_downloadable(base, tmp_path):
     saved = tmp_path / "mine-v1.yaml"
     saved.write_text(text)
     assert yaml.safe_load(text)["meta"] == {
-        "description": "stagetune profile mine", "profile": "mine", "version": 1,
-        "stage": "validation", "job_id": None, "config_hash": first["config_hash"],
-    }  # fmt: skip
+        "description": "stagetune profile mine",
+        "profile": "mine",
+        "version": 1,
+        "stage": "validation",
+        "job_id": None,
+        "config_hash": first["config_hash"],
+    }
     config = load_train_config(profile=saved)  # what `stagetune train --profile` does
     assert config.optimizer.hyperparameters["lr"] == 0.002
     assert config.digest() == first["config_hash"]
@@ -98,8 +104,7 @@ def test_a_profile_is_checked_saved_versioned_and_downloadable(base, tmp_path):
         ({"colour": 1}, "colour", "unknown key"),
     ],
 )
-def test_an_invalid_configuration_is_refused_key_by_key_and_never_saved(base, config, key,
-                                                                        message):  # fmt: skip
+def test_an_invalid_configuration_is_refused_key_by_key_and_never_saved(base, config, key, message):
     for method, path in (("POST", "/configs/check"), ("PUT", "/profiles/refused")):
         status, answer, _ = call(base, method, path, {"config": config})
         assert status == 422, answer
@@ -138,8 +143,15 @@ def test_a_diverged_loss_in_trials_csv_is_null_in_json(base, settings):
     status, job, _ = call(base, "POST", "/optimize", {"preset": "quick", "tune": False})
     assert status == 202
     diverged = {"result.val_loss": float("nan"), "result.val_loss_by_epoch": [0.9, float("inf")]}
-    records = [TrialRecord(stage="prototyping", search="tune", trial_id="t1",
-                           status="stopped_early", variables=diverged)]  # fmt: skip
+    records = [
+        TrialRecord(
+            stage="prototyping",
+            search="tune",
+            trial_id="t1",
+            status="stopped_early",
+            variables=diverged,
+        )
+    ]
     # what a job whose loss diverged writes in its folder
     JobFolder(settings.jobs_dir / job["job_id"]).write_trials(records)
     status, rows, _ = call(base, "GET", f"/jobs/{job['job_id']}/trials")

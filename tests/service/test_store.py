@@ -60,11 +60,14 @@ def test_a_file_from_before_training_runs_is_read_and_extended(tmp_path):
 
     path = tmp_path / "jobs.sqlite"
     with sqlite3.connect(path) as db:  # the jobs table as it was before it had a kind
-        db.execute("CREATE TABLE jobs (id TEXT PRIMARY KEY, state TEXT NOT NULL, options TEXT "
-                   "NOT NULL, submission_id TEXT, idempotency_key TEXT UNIQUE, created REAL NOT "
-                   "NULL, started REAL, finished REAL, error TEXT)")  # fmt: skip
-        db.execute("INSERT INTO jobs (id, state, options, created) VALUES "
-                   "('old', 'succeeded', '{}', 1.0)")  # fmt: skip
+        db.execute(
+            "CREATE TABLE jobs (id TEXT PRIMARY KEY, state TEXT NOT NULL, options TEXT "
+            "NOT NULL, submission_id TEXT, idempotency_key TEXT UNIQUE, created REAL NOT "
+            "NULL, started REAL, finished REAL, error TEXT)"
+        )
+        db.execute(
+            "INSERT INTO jobs (id, state, options, created) VALUES ('old', 'succeeded', '{}', 1.0)"
+        )
     store = JobStore(path)
     old = store.get("old")
     assert old is not None and old.kind == "optimize" and old.state is JobState.SUCCEEDED

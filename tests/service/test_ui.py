@@ -21,15 +21,20 @@ import pytest
 import yaml
 from playwright.sync_api import sync_playwright
 
+from stagetune_api import Best
 from tests.service.live_server import TOKEN, Server
 
 pytestmark = pytest.mark.slow  # a browser against `stagetune serve` and its own Ray head
 
 CHROMIUM = "/usr/bin/chromium"
 JOB = {
-    "preset": "quick", "fit_trials": 2, "tune_trials": 3, "max_epochs": 2, "grace_period": 1,
+    "preset": "quick",
+    "fit_trials": 2,
+    "tune_trials": 3,
+    "max_epochs": 2,
+    "grace_period": 1,
     "reduction_factor": 2,
-}  # fmt: skip
+}
 STAGES = ("prototyping", "validation", "production")
 
 
@@ -54,10 +59,16 @@ def browser():
     with sync_playwright() as p:
         chromium = p.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"],
-        )  # fmt: skip
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         yield chromium
         chromium.close()
 
@@ -110,7 +121,7 @@ def test_the_three_stages_side_by_side_in_one_screen(page, server, finished_job)
         column = {
             row: table.locator(f'tr[data-row="{row}"] td[data-stage="{stage}"]').inner_text()
             for row in ("model", "batch", "atoms", "memory", "cycle", "throughput", "validation")
-        }  # fmt: skip
+        }
         model = answer["model"]
         assert f"{model['hidden_channels']} channels" in column["model"]
         assert f"{answer['probe']['capacity']:,} parameters" in column["model"]
@@ -187,8 +198,13 @@ def test_edit_refuse_save_download_and_train(page, server, finished_job, tmp_pat
     result = server.call("GET", f"/jobs/{finished_job}/result")[1]["stages"]["prototyping"]
     batch = stage.locator('tr[data-key="train.batch_size"] input')
     assert batch.input_value() == str(result["batch_size"])
-    for key in ("model.hidden_channels", "optimizer.lookahead.enabled", "scheduler.name",
-                "data.max_atoms", "train.epochs"):  # fmt: skip
+    for key in (
+        "model.hidden_channels",
+        "optimizer.lookahead.enabled",
+        "scheduler.name",
+        "data.max_atoms",
+        "train.epochs",
+    ):
         assert stage.locator(f'tr[data-key="{key}"] input').count() == 1, key
 
     # the plots: every probe of the fit search, the chosen point, every trial of the tune search
@@ -206,8 +222,9 @@ def test_edit_refuse_save_download_and_train(page, server, finished_job, tmp_pat
     assert "must be a number" in lr.locator("td.problem").inner_text()
     assert save.is_disabled()
     screenshot(page, "invalid-cell")
-    status, refused = server.call("PUT", "/profiles/proto-edited",
-                                  {"config": {"optimizer": {"lr": "fast"}}})  # fmt: skip
+    status, refused = server.call(
+        "PUT", "/profiles/proto-edited", {"config": {"optimizer": {"lr": "fast"}}}
+    )
     assert status == 422 and refused["problems"][0]["key"] == "optimizer.lr"
     assert server.call("GET", "/profiles")[1]["profiles"] == []  # the API refuses it too
 
@@ -237,10 +254,21 @@ def test_edit_refuse_save_download_and_train(page, server, finished_job, tmp_pat
     assert profile["optimizer"]["lr"] == 0.002 and profile["train"]["epochs"] == 1
     assert profile["meta"]["job_id"] == finished_job
     trained = subprocess.run(
-        [sys.executable, "-m", "service.cli", "train", "--profile", str(path), "--json",
-         "--output", str(tmp_path / "runs")],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "train",
+            "--profile",
+            str(path),
+            "--json",
+            "--output",
+            str(tmp_path / "runs"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "val_rmse" in trained.stdout
 
@@ -322,13 +350,37 @@ def test_the_jobs_page_follows_jobs_and_starts_one_from_the_form(page, server, f
 
 
 RUNNING = {
-    "state": "running", "elapsed_seconds": 60, "options": {"preset": "quick", "fit_trials": 2},
-    "progress": {"prototyping": {
-        "fit": {"total": 2, "done": 2,
-                "best": "hidden_channels=8 num_layers=1 score 1,938.4 complexes/s"},
-        "tune": {"total": 3, "done": 1, "running": 2, "best": "val_loss 0.7387"},
-    }},
-}  # fmt: skip
+    "state": "running",
+    "elapsed_seconds": 60,
+    "options": {"preset": "quick", "fit_trials": 2},
+    "progress": {
+        "prototyping": {
+            "fit": {
+                "total": 2,
+                "done": 2,
+                "best": Best(
+                    config={"hidden_channels": 8, "num_layers": 1},
+                    metric="score",
+                    value=1938.4,
+                    unit="complexes/s",
+                    goal="max",
+                ).model_dump(mode="json"),
+            },
+            "tune": {
+                "total": 3,
+                "done": 1,
+                "running": 2,
+                "best": Best(
+                    config={"pair": "a", "optimizer.lr": 1e-3},
+                    metric="val_loss",
+                    value=0.73871,
+                    unit="MSE",
+                    goal="min",
+                ).model_dump(mode="json"),
+            },
+        }
+    },
+}
 
 
 def test_a_running_job_lists_every_stage_with_the_time_left(page, server):
@@ -348,27 +400,55 @@ def test_a_running_job_lists_every_stage_with_the_time_left(page, server):
     assert cell("state", "production").inner_text() == "not started"
     assert "ends in about 40 s" in cell("left", "prototyping").inner_text()
     assert "ends in about 4.0 min" in cell("left", "production").inner_text()
-    assert (
-        "8 channels \u00d7 1 layer: 1,938.4 complexes/s" in cell("fit", "prototyping").inner_text()
-    )
+    assert "8 channels \u00d7 1 layer: 1,938 complexes/s" in cell("fit", "prototyping").inner_text()
     tune = cell("tune", "prototyping").inner_text()
-    assert "lowest validation loss so far, of any finished trial" in tune and "0.7387" in tune
+    assert "lowest validation loss so far, of any finished trial" in tune and "0.7387 MSE" in tune
+
+
+def test_a_best_so_far_in_words_from_an_earlier_version_is_shown_as_it_was_written(page, server):
+    sign_in(page, server, "#/profiles")
+    page.wait_for_selector("#profiles")
+    words = "hidden_channels=8 num_layers=1 score 1,938.4 complexes/s"
+    job = {**RUNNING, "progress": {"prototyping": {"fit": {"total": 2, "done": 2, "best": words}}}}
+    page.evaluate(
+        "(job) => { const choices = {presets: {quick: {tune_trials: 3}}};"
+        " view.replaceChildren(...progressView(job, choices).filter(Boolean)); }",
+        job,
+    )
+    fit = page.locator('tr[data-row="fit"] td[data-stage="prototyping"]').inner_text()
+    assert f"best so far: {words}" in fit
 
 
 def test_a_pruned_configuration_is_drawn_as_pruned(page, server):
     sign_in(page, server, "#/profiles")
     page.wait_for_selector("#profiles")
     probed = lambda channels, capacity, fits: {  # noqa: E731
-        "stage": "production", "search": "fit", "trial_id": f"t{channels}", "status": "probed",
-        "v": {"model.hidden_channels": channels, "model.num_layers": 2,
-              "probe.capacity": capacity, "probe.fits": fits, "probe.feasible": fits,
-              "probe.throughput": 150.0 if fits else 0, "probe.max_batch_size": 8 if fits else 0},
-    }  # fmt: skip
+        "stage": "production",
+        "search": "fit",
+        "trial_id": f"t{channels}",
+        "status": "probed",
+        "v": {
+            "model.hidden_channels": channels,
+            "model.num_layers": 2,
+            "probe.capacity": capacity,
+            "probe.fits": fits,
+            "probe.feasible": fits,
+            "probe.throughput": 150.0 if fits else 0,
+            "probe.max_batch_size": 8 if fits else 0,
+        },
+    }
     pruned = {
-        "stage": "production", "search": "fit", "trial_id": "pruned-32-3", "status": "pruned",
-        "v": {"model.hidden_channels": 32, "model.num_layers": 3,
-              "pruned_by.hidden_channels": 16, "pruned_by.num_layers": 2},
-    }  # fmt: skip
+        "stage": "production",
+        "search": "fit",
+        "trial_id": "pruned-32-3",
+        "status": "pruned",
+        "v": {
+            "model.hidden_channels": 32,
+            "model.num_layers": 3,
+            "pruned_by.hidden_channels": 16,
+            "pruned_by.num_layers": 2,
+        },
+    }
     drawn = page.evaluate(
         "(trials) => { const figure = fitPlot(trials, {batch_size: 8, probe: null});"
         " return [...figure.querySelectorAll('path.pruned title')].map((t) => t.textContent); }",

@@ -16,9 +16,15 @@ from ..conftest import run_cli
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("4GiB", 4 * 2**30), ("512MiB", 512 * 2**20), ("1.5GB", 1_500_000_000),
-     ("2000000", 2_000_000), ("64 kib", 64 * 1024), (12345, 12345)],
-)  # fmt: skip
+    [
+        ("4GiB", 4 * 2**30),
+        ("512MiB", 512 * 2**20),
+        ("1.5GB", 1_500_000_000),
+        ("2000000", 2_000_000),
+        ("64 kib", 64 * 1024),
+        (12345, 12345),
+    ],
+)
 def test_sizes_parse(text, expected):
     assert parse_size(text) == expected
 

@@ -1,14 +1,12 @@
 """The job spec: presets, explicit options over them, and errors that name the field."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from model import ConfigError
+from tests.conftest import REPO
 from tuner import Stage, build_job_spec, result_schema, stages_config
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_explicit_options_win_over_the_preset():
@@ -61,7 +59,7 @@ def test_bad_options_are_errors_naming_the_field(given, named):
 
 
 def test_the_published_result_schema_is_the_one_the_code_makes():
-    published = json.loads((ROOT / "docs" / "result.schema.json").read_text())
+    published = json.loads((REPO / "docs" / "result.schema.json").read_text())
     assert published == result_schema(), "regenerate: stagetune schema > docs/result.schema.json"
 
 
@@ -103,8 +101,11 @@ def test_max_atoms_percentile_changes_productions_answer(pdbbind_mini, tmp_path)
     table = [cand("s", probe(1_000_000, 64, atoms=median))]
     answers = {}
     for percentile in (100, 50):
-        stages = load_stages(overlays=[{"stages": {"production": {"data_limits": {
-            "max_atoms_percentile": percentile}}}}])  # fmt: skip
+        stages = load_stages(
+            overlays=[
+                {"stages": {"production": {"data_limits": {"max_atoms_percentile": percentile}}}}
+            ]
+        )
         stats = data.stats(stages.stages[Stage.PRODUCTION])
         answers[percentile] = choose(Stage.PRODUCTION, stages, table, stats)
     assert not answers[100].feasible and f"need {largest}" in answers[100].reason

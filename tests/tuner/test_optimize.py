@@ -20,9 +20,10 @@ import jsonschema
 import psutil
 import pytest
 import ray
-from ray.cluster_utils import Cluster
 
 from model import ConfigError, load_train_config
+from tests.conftest import REPO
+from tests.tuner.conftest import local_cluster
 from tuner import (
     JobData,
     JobSpec,
@@ -35,21 +36,13 @@ from tuner import (
 
 pytestmark = pytest.mark.slow  # real jobs on a local Ray cluster
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
 def cluster():
-    c = Cluster(
-        initialize_head=True,
-        head_node_args={"num_cpus": 1, "num_gpus": 1, "include_dashboard": False},
-    )
-    c.add_node(num_cpus=1, num_gpus=1, resources={"accelerator_type:T4": 1})
-    c.wait_for_nodes()
-    ray.init(address=c.address)
-    yield c
-    ray.shutdown()
-    c.shutdown()
+    """Two nodes, each with a GPU (a T4 on the second)."""
+    worker = {"num_cpus": 1, "num_gpus": 1, "resources": {"accelerator_type:T4": 1}}
+    with local_cluster({"num_cpus": 1, "num_gpus": 1}, worker) as c:
+        yield c
 
 
 def quick(tmp_path: Path, **options) -> JobSpec:
@@ -135,10 +128,15 @@ def test_configurations_that_dominate_a_failure_are_not_probed(cluster, tmp_path
     # 8 MiB (limit 7.2 MiB): 64 channels x 2 layers needs about 11 MiB at batch 1, and every
     # other point of this space dominates it, so nothing fits and something is always pruned
     spec = quick(
-        tmp_path, job_id="prune", stages=["production"], tune=False, max_concurrent=1,
-        memory_budget="8MiB", fit_trials=4,
+        tmp_path,
+        job_id="prune",
+        stages=["production"],
+        tune=False,
+        max_concurrent=1,
+        memory_budget="8MiB",
+        fit_trials=4,
         space={"production": {"hidden_channels": [64, 128], "num_layers": [2, 3]}},
-    )  # fmt: skip
+    )
     result = optimize(spec)
     rows = read_trials_csv(spec.job_dir / "trials.csv")
     trials = {r["trial_id"]: r["status"] for r in rows}
@@ -162,8 +160,14 @@ def test_configurations_that_dominate_a_failure_are_not_probed(cluster, tmp_path
 
 
 def test_an_accelerator_type_keeps_trials_on_its_nodes(cluster, tmp_path):
-    spec = quick(tmp_path, job_id="typed", stages=["prototyping"], tune=False,
-                 accelerator_type="T4", fit_trials=2)  # fmt: skip
+    spec = quick(
+        tmp_path,
+        job_id="typed",
+        stages=["prototyping"],
+        tune=False,
+        accelerator_type="T4",
+        fit_trials=2,
+    )
     optimize(spec)
     rows = read_trials_csv(spec.job_dir / "trials.csv")
     typed = {n["NodeID"] for n in ray.nodes() if "accelerator_type:T4" in n["Resources"]}
@@ -201,8 +205,14 @@ def running_trials() -> list[psutil.Process]:
 def test_a_trial_whose_worker_is_killed_is_retried_and_the_job_completes(cluster, tmp_path):
     # more complexes than the preset's, so that a trial trains for seconds
     more_data = ["data.num_synthetic=600", "model.num_heads=2", "optimizer.warmup_steps=5"]
-    spec = quick(tmp_path, job_id="kill", stages=["prototyping"], tune_trials=2, max_epochs=4,
-                 overrides=more_data)  # fmt: skip
+    spec = quick(
+        tmp_path,
+        job_id="kill",
+        stages=["prototyping"],
+        tune_trials=2,
+        max_epochs=4,
+        overrides=more_data,
+    )
     outcome: dict = {}
     job = threading.Thread(target=lambda: outcome.update(result=optimize(spec)), daemon=True)
     job.start()
@@ -229,9 +239,23 @@ def test_a_trial_whose_worker_is_killed_is_retried_and_the_job_completes(cluster
 
 
 def test_an_interrupted_job_resumes_where_it_stopped(cluster, tmp_path):
-    command = [sys.executable, "-m", "service.cli", "optimize", "--preset", "quick",
-               "--address", cluster.address, "--storage", str(tmp_path), "--job-id", "resume",
-               "--stages", "prototyping,validation", "--no-tune"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "service.cli",
+        "optimize",
+        "--preset",
+        "quick",
+        "--address",
+        cluster.address,
+        "--storage",
+        str(tmp_path),
+        "--job-id",
+        "resume",
+        "--stages",
+        "prototyping,validation",
+        "--no-tune",
+    ]
     job = tmp_path / "resume"
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     done = job / "searches" / "prototyping-fit.json"
@@ -255,9 +279,25 @@ def test_an_interrupted_job_resumes_where_it_stopped(cluster, tmp_path):
 def test_ctrl_c_stops_cleanly_says_how_to_resume_and_a_finished_job_keeps_its_result(
     cluster, tmp_path
 ):
-    command = [sys.executable, "-m", "service.cli", "optimize", "--preset", "quick",
-               "--address", cluster.address, "--storage", str(tmp_path), "--job-id", "stop",
-               "--stages", "prototyping", "--no-tune", "--max-concurrent", "1"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "service.cli",
+        "optimize",
+        "--preset",
+        "quick",
+        "--address",
+        cluster.address,
+        "--storage",
+        str(tmp_path),
+        "--job-id",
+        "stop",
+        "--stages",
+        "prototyping",
+        "--no-tune",
+        "--max-concurrent",
+        "1",
+    ]
     job = tmp_path / "stop"
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -283,11 +323,31 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_a_finished_job_keeps_its_re
 
 def test_a_stage_without_an_answer_makes_the_exit_status_3(cluster, tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "service.cli", "optimize", "--preset", "quick", "--address",
-         cluster.address, "--storage", str(tmp_path), "--stages", "prototyping", "--no-tune",
-         "--fit-trials", "1", "--memory-budget", "1MiB", "--max-atoms", "2000"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "service.cli",
+            "optimize",
+            "--preset",
+            "quick",
+            "--address",
+            cluster.address,
+            "--storage",
+            str(tmp_path),
+            "--stages",
+            "prototyping",
+            "--no-tune",
+            "--fit-trials",
+            "1",
+            "--memory-budget",
+            "1MiB",
+            "--max-atoms",
+            "2000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 3, done.stderr[-3000:]
     assert "prototyping: nothing fits: no configuration fits in memory" in done.stdout
 
@@ -296,9 +356,14 @@ def test_one_trial_at_a_time_the_seed_repeats_production_and_the_result_says_so(
     answers = []
     for job_id in ("once", "again"):
         spec = quick(
-            tmp_path, job_id=job_id, stages=["production"], max_concurrent=1, fit_trials=2,
-            tune_trials=3, max_epochs=2,
-        )  # fmt: skip
+            tmp_path,
+            job_id=job_id,
+            stages=["production"],
+            max_concurrent=1,
+            fit_trials=2,
+            tune_trials=3,
+            max_epochs=2,
+        )
         result = optimize(spec)
         answer = result.stages[Stage.PRODUCTION]
         answers.append((answer.model, answer.batch_size, answer.optimizer, answer.scheduler))
@@ -321,10 +386,15 @@ def test_resuming_with_other_settings_is_refused(cluster, tmp_path):
 def test_an_invalid_model_is_reported_and_prunes_nothing(cluster, tmp_path):
     # with 8 heads, 20 channels is no model (heads must divide channels); 32 is one
     spec = quick(
-        tmp_path, job_id="invalid", stages=["prototyping"], tune=False, max_concurrent=1,
-        overrides=["model.num_heads=8"], fit_trials=2,
+        tmp_path,
+        job_id="invalid",
+        stages=["prototyping"],
+        tune=False,
+        max_concurrent=1,
+        overrides=["model.num_heads=8"],
+        fit_trials=2,
         space={"prototyping": {"hidden_channels": [20, 32], "num_layers": [1], "num_rbf": [8]}},
-    )  # fmt: skip
+    )
     result = optimize(spec)
     rows = read_trials_csv(spec.job_dir / "trials.csv")
     status = {r["trial_id"]: r["status"] for r in rows}
@@ -338,10 +408,15 @@ def test_a_job_on_real_data_predicts_its_cycles_on_that_datas_batches(
     """Every probe measures its configuration on the job's own complexes at its atom budget;
     the stage's cycle is the one those batches take."""
     spec = quick(
-        tmp_path, job_id="real", stages=["prototyping"], tune=False, fit_trials=2,
-        data=str(pdbbind_mini), max_atoms=120,
+        tmp_path,
+        job_id="real",
+        stages=["prototyping"],
+        tune=False,
+        fit_trials=2,
+        data=str(pdbbind_mini),
+        max_atoms=120,
         overrides=["model.num_heads=2", f"data.cache_dir={tmp_path / 'cache'}"],
-    )  # fmt: skip
+    )
     answer = optimize(spec).stages[Stage.PROTOTYPING]
     assert answer.feasible and "on the job's data" in answer.reason
     batching = answer.batching
@@ -354,8 +429,16 @@ def test_a_job_on_real_data_predicts_its_cycles_on_that_datas_batches(
     assert profile.train.max_atoms_per_batch == batching.max_atoms_per_batch
     assert profile.data.source == str(pdbbind_mini)
     # max_atoms=120 would crop the real complexes: the job probes and trains them whole
-    largest = max(JobData.read(load_train_config(settings={"data.source": str(pdbbind_mini),
-                  "data.cache_dir": str(tmp_path / "cache")})).atom_counts)  # fmt: skip
+    largest = max(
+        JobData.read(
+            load_train_config(
+                settings={
+                    "data.source": str(pdbbind_mini),
+                    "data.cache_dir": str(tmp_path / "cache"),
+                }
+            )
+        ).atom_counts
+    )
     assert largest > 120 and profile.data.max_atoms == largest
     assert answer.probe.sample_atoms == largest
     assert f"max_atoms raised from 120 to {largest}" in (spec.job_dir / "job.log").read_text()

@@ -22,19 +22,38 @@ def probe(capacity, max_batch, fixed_s=0.1, per_sample_s=0.01, peak=1 << 30, ato
     """A probe result as the probe reports it: the step time at B_max is measured."""
     if max_batch == 0:
         return ProbeResult(
-            fits=False, max_batch_size=0, peak_bytes=peak, fixed_bytes=None,
-            bytes_per_sample=None, step_seconds=None, cycle_minutes=None, throughput=None,
-            capacity=capacity, probe_steps=2, device="cuda:0", limit_bytes=72 << 30,
+            fits=False,
+            max_batch_size=0,
+            peak_bytes=peak,
+            fixed_bytes=None,
+            bytes_per_sample=None,
+            step_seconds=None,
+            cycle_minutes=None,
+            throughput=None,
+            capacity=capacity,
+            probe_steps=2,
+            device="cuda:0",
+            limit_bytes=72 << 30,
             sample_atoms=atoms,
-        )  # fmt: skip
+        )
     model = TimeModel(fixed_s, per_sample_s)
     t = model.step_seconds(max_batch)
     return ProbeResult(
-        fits=True, max_batch_size=max_batch, peak_bytes=peak, fixed_bytes=1 << 28,
-        bytes_per_sample=1 << 20, step_seconds=t, cycle_minutes=450 * t / 60,
-        throughput=max_batch / t, capacity=capacity, probe_steps=7, device="cuda:0",
-        limit_bytes=72 << 30, sample_atoms=atoms, time_model=model,
-    )  # fmt: skip
+        fits=True,
+        max_batch_size=max_batch,
+        peak_bytes=peak,
+        fixed_bytes=1 << 28,
+        bytes_per_sample=1 << 20,
+        step_seconds=t,
+        cycle_minutes=450 * t / 60,
+        throughput=max_batch / t,
+        capacity=capacity,
+        probe_steps=7,
+        device="cuda:0",
+        limit_bytes=72 << 30,
+        sample_atoms=atoms,
+        time_model=model,
+    )
 
 
 def cand(name, result):
@@ -186,10 +205,15 @@ def with_data(result, step_s, per_batch, budget):
     from tuner import DataFigures
 
     figures = DataFigures(
-        complexes=100, atoms_mean=300.0, atoms_max=600, complexes_per_batch=per_batch,
-        step_seconds=step_s, cycle_minutes=450 * step_s / 60, throughput=per_batch / step_s,
+        complexes=100,
+        atoms_mean=300.0,
+        atoms_max=600,
+        complexes_per_batch=per_batch,
+        step_seconds=step_s,
+        cycle_minutes=450 * step_s / 60,
+        throughput=per_batch / step_s,
         timed_steps=3,
-    )  # fmt: skip
+    )
     return dataclasses.replace(result, max_atoms_per_batch=budget, data=figures)
 
 

@@ -13,13 +13,25 @@ from tuner import Probe, ProbeSample, device_for, discover
 from ..conftest import run_cli
 
 SIZES = {
-    "small": ["model.hidden_channels=16", "model.num_layers=2", "model.num_heads=2",
-              "model.num_rbf=8"],
-    "medium": ["model.hidden_channels=32", "model.num_layers=2", "model.num_heads=4",
-               "model.num_rbf=16"],
-    "deep": ["model.hidden_channels=16", "model.num_layers=4", "model.num_heads=2",
-             "model.num_rbf=8"],
-}  # fmt: skip
+    "small": [
+        "model.hidden_channels=16",
+        "model.num_layers=2",
+        "model.num_heads=2",
+        "model.num_rbf=8",
+    ],
+    "medium": [
+        "model.hidden_channels=32",
+        "model.num_layers=2",
+        "model.num_heads=4",
+        "model.num_rbf=16",
+    ],
+    "deep": [
+        "model.hidden_channels=16",
+        "model.num_layers=4",
+        "model.num_heads=2",
+        "model.num_rbf=8",
+    ],
+}
 
 
 def config(size: str):
@@ -218,14 +230,32 @@ def test_a_real_complex_as_the_probe_sample(pdbbind_mini):
 @pytest.mark.slow
 def test_cli_probe_json(tmp_path):
     result = run_cli(
-        "probe", *SIZES["small"], "--max-atoms", "60", "--device", "cpu",
-        "--memory-budget", "64MiB", "--json", cwd=tmp_path,
-    )  # fmt: skip
+        "probe",
+        *SIZES["small"],
+        "--max-atoms",
+        "60",
+        "--device",
+        "cpu",
+        "--memory-budget",
+        "64MiB",
+        "--json",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    keys = {"fits", "max_batch_size", "peak_bytes", "fixed_bytes", "bytes_per_sample",
-            "step_seconds", "cycle_minutes", "throughput", "capacity", "probe_steps",
-            "device"}  # fmt: skip
+    keys = {
+        "fits",
+        "max_batch_size",
+        "peak_bytes",
+        "fixed_bytes",
+        "bytes_per_sample",
+        "step_seconds",
+        "cycle_minutes",
+        "throughput",
+        "capacity",
+        "probe_steps",
+        "device",
+    }
     assert keys <= set(out)
     assert out["fits"] and out["device"] == "cpu" and out["peak_bytes"] <= 0.9 * 64 * 2**20
     log = (tmp_path / "runs" / "probe.log").read_text()
@@ -235,17 +265,34 @@ def test_cli_probe_json(tmp_path):
 @pytest.mark.slow
 def test_cli_probe_on_real_data_gives_the_atom_budget_and_the_datas_cycle(tmp_path, pdbbind_mini):
     result = run_cli(
-        "probe", *SIZES["small"], f"data.cache_dir={tmp_path / 'cache'}", "--max-atoms", "600",
-        "--device", "cpu", "--memory-budget", "256MiB", "--data", str(pdbbind_mini), "--json",
+        "probe",
+        *SIZES["small"],
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "--max-atoms",
+        "600",
+        "--device",
+        "cpu",
+        "--memory-budget",
+        "256MiB",
+        "--data",
+        str(pdbbind_mini),
+        "--json",
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["max_atoms_per_batch"] >= out["max_batch_size"] * 600
     assert {"limit_bytes", "probe_steps"} <= set(out)
     data = out["data"]
-    assert set(data) >= {"complexes", "atoms_mean", "atoms_max", "complexes_per_batch",
-                         "step_seconds", "cycle_minutes", "throughput"}  # fmt: skip
+    assert set(data) >= {
+        "complexes",
+        "atoms_mean",
+        "atoms_max",
+        "complexes_per_batch",
+        "step_seconds",
+        "cycle_minutes",
+        "throughput",
+    }
     assert data["atoms_max"] <= 600 and data["complexes"] >= 10
     # real complexes are smaller than the worst case: a batch at the budget holds more of them
     assert data["complexes_per_batch"] > out["max_batch_size"]
@@ -255,14 +302,32 @@ def test_cli_probe_on_real_data_gives_the_atom_budget_and_the_datas_cycle(tmp_pa
 @pytest.mark.slow
 def test_cli_probe_one_batch_size(tmp_path, pdbbind_mini):
     result = run_cli(
-        "probe", *SIZES["small"], "--sample", str(pdbbind_mini / "5mnn"), "--max-atoms", "100",
-        "--device", "cpu", "--memory-budget", "256MiB", "--batch-size", "3", "--json",
+        "probe",
+        *SIZES["small"],
+        "--sample",
+        str(pdbbind_mini / "5mnn"),
+        "--max-atoms",
+        "100",
+        "--device",
+        "cpu",
+        "--memory-budget",
+        "256MiB",
+        "--batch-size",
+        "3",
+        "--json",
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
-    assert set(out) == {"batch_size", "fits", "oom", "peak_bytes", "step_seconds", "step_times",
-                        "atoms"}  # fmt: skip
+    assert set(out) == {
+        "batch_size",
+        "fits",
+        "oom",
+        "peak_bytes",
+        "step_seconds",
+        "step_times",
+        "atoms",
+    }
     assert out["batch_size"] == 3 and out["fits"] and out["step_seconds"] > 0
 
 

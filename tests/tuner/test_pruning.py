@@ -25,10 +25,19 @@ def test_pruner_keeps_the_minimal_failures():
 
 def result(fits):
     return ProbeResult(
-        fits=fits, max_batch_size=8 if fits else 0, peak_bytes=1, fixed_bytes=None,
-        bytes_per_sample=None, step_seconds=0.1 if fits else None, cycle_minutes=None,
-        throughput=None, capacity=1, probe_steps=1, device="cpu", limit_bytes=1,
-    )  # fmt: skip
+        fits=fits,
+        max_batch_size=8 if fits else 0,
+        peak_bytes=1,
+        fixed_bytes=None,
+        bytes_per_sample=None,
+        step_seconds=0.1 if fits else None,
+        cycle_minutes=None,
+        throughput=None,
+        capacity=1,
+        probe_steps=1,
+        device="cpu",
+        limit_bytes=1,
+    )
 
 
 def test_probe_space_skips_dominated_configurations_and_only_those():
@@ -54,8 +63,11 @@ def test_probe_space_skips_dominated_configurations_and_only_those():
     # and one smaller, so it is probed (and fails on its own).
     assert pruned == {(64, 4), (128, 3), (128, 4)}
     assert (128, 2) in probed and len(probed) == 6
-    assert all(c.pruned_by == {"hidden_channels": 64, "num_layers": 3}
-               for c in candidates if c.probe is None)  # fmt: skip
+    assert all(
+        c.pruned_by == {"hidden_channels": 64, "num_layers": 3}
+        for c in candidates
+        if c.probe is None
+    )
 
 
 def test_real_probes_skip_what_dominates_a_real_failure():

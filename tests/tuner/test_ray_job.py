@@ -7,24 +7,16 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO, free_port
+
 pytestmark = pytest.mark.slow  # a Ray head started with `ray start`
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -45,11 +37,23 @@ def head(tmp_path, auth):
     port, dashboard = free_port(), free_port()
     log = (tmp_path / "head.log").open("w")
     process = subprocess.Popen(
-        [ray, "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--num-gpus=0",
-         "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dashboard}", "--disable-usage-stats"],
-        stdout=log, stderr=subprocess.STDOUT, env=auth,
-    )  # fmt: skip
+        [
+            ray,
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--num-gpus=0",
+            "--include-dashboard=true",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dashboard}",
+            "--disable-usage-stats",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=auth,
+    )
     url = f"http://127.0.0.1:{dashboard}"
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -78,12 +82,34 @@ def test_the_head_refuses_a_client_without_the_token(head):
 def test_ray_job_submit_of_stagetune_optimize_succeeds(head, auth, tmp_path):
     storage = tmp_path / "jobs"
     submitted = subprocess.run(
-        ["ray", "job", "submit", "--address", head, "--working-dir", str(REPO), "--",
-         "stagetune", "optimize", "--preset", "quick", "--stages", "prototyping", "--no-tune",
-         "--fit-trials", "2", "--storage", str(storage), "--job-id", "submitted"],
-        capture_output=True, text=True, timeout=420,
+        [
+            "ray",
+            "job",
+            "submit",
+            "--address",
+            head,
+            "--working-dir",
+            str(REPO),
+            "--",
+            "stagetune",
+            "optimize",
+            "--preset",
+            "quick",
+            "--stages",
+            "prototyping",
+            "--no-tune",
+            "--fit-trials",
+            "2",
+            "--storage",
+            str(storage),
+            "--job-id",
+            "submitted",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=420,
         env=auth,  # send the head's token
-    )  # fmt: skip
+    )
     output = submitted.stdout + submitted.stderr
     assert submitted.returncode == 0, output[-4000:]
     assert "succeeded" in output

@@ -23,12 +23,20 @@ def records_of(rows: list[dict]) -> list[TrialRecord]:
     records: dict[tuple[str, str, str], dict] = {}
     for row in rows:
         key = (row["stage"], row["search"], row["trial_id"])
-        record = records.setdefault(key, {
-            "stage": row["stage"], "search": row["search"], "trial_id": row["trial_id"],
-            "status": row["status"], "node_id": row["node_id"] or None,
-            "retries": row["retries"], "seconds": row["seconds"], "started": row["started"],
-            "variables": {},
-        })  # fmt: skip
+        record = records.setdefault(
+            key,
+            {
+                "stage": row["stage"],
+                "search": row["search"],
+                "trial_id": row["trial_id"],
+                "status": row["status"],
+                "node_id": row["node_id"] or None,
+                "retries": row["retries"],
+                "seconds": row["seconds"],
+                "started": row["started"],
+                "variables": {},
+            },
+        )
         record["variables"][row["variable"]] = row["value"]
     return [TrialRecord.model_validate(r) for r in records.values()]
 

@@ -106,9 +106,12 @@ def test_a_bound_below_the_best_found_skips_the_probe():
     """Production's case: the score of a model that fits is its size, known without a probe."""
     space = {k: tune.choice(sorted({g[k] for g in GRID})) for k in GRID[0]}
     inner = HyperOptSearch(
-        space=HyperOptSearch.convert_search_space(space), metric="score", mode="max",
-        random_state_seed=0, n_initial_points=4,
-    )  # fmt: skip
+        space=HyperOptSearch.convert_search_space(space),
+        metric="score",
+        mode="max",
+        random_state_seed=0,
+        n_initial_points=4,
+    )
     s = ProbeSearcher(inner, GRID, "score", fits=lambda r: r["fits"], bound=memory)
     probed = run(s, limit=200, trials=len(GRID))
     best = max(memory(c) for c in GRID if memory(c) <= 200)
@@ -136,8 +139,9 @@ def test_production_bound_respects_the_data_cap():
     from tuner import DataStats, PolicyContext, fit_searcher, load_stages, policy_for
 
     cap, limit = 150, 400
-    stages = load_stages(overlays=[{"stages": {"production": {"data_limits": {
-        "params_per_sample": 1.5}}}}])  # fmt: skip
+    stages = load_stages(
+        overlays=[{"stages": {"production": {"data_limits": {"params_per_sample": 1.5}}}}]
+    )
     ctx = PolicyContext.of(Stage.PRODUCTION, stages, DataStats(training_samples=100))
     s = fit_searcher(policy_for(ctx.spec), ctx, GRID, seed=0, previous=[], capacity=memory)
     probed, n = [], 0

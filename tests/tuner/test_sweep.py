@@ -8,13 +8,11 @@ import json
 import re
 
 import pytest
-import ray
-from ray.cluster_utils import Cluster
 
 from model import load_train_config
 from service.cli import main
-
-from ..conftest import TINY
+from tests.conftest import TINY
+from tests.tuner.conftest import local_cluster
 
 pytestmark = pytest.mark.slow  # sweeps on a local Ray cluster
 
@@ -24,11 +22,8 @@ OPTIMIZERS, LRS = ("adamw", "adam", "sgd"), ("1e-4", "3e-4", "1e-3")
 @pytest.fixture(scope="module")
 def cluster():
     """One local node with the two cores CI has; the sweep joins it (ray is initialised)."""
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
-    ray.init(address=c.address)
-    yield c
-    ray.shutdown()
-    c.shutdown()
+    with local_cluster({"num_cpus": 2}) as c:
+        yield c
 
 
 def sweep(tmp_path, monkeypatch, capsys, overrides, *flags: str) -> tuple[int, str, str]:
@@ -48,10 +43,15 @@ def test_a_three_by_three_sweep_runs_nine_trials_with_a_summary_and_sweep_csv(
     cluster, tmp_path, monkeypatch, capsys
 ):
     code, out, err = sweep(
-        tmp_path, monkeypatch, capsys,
+        tmp_path,
+        monkeypatch,
+        capsys,
         [f"optimizer={','.join(OPTIMIZERS)}", "scheduler=cosine", f"optimizer.lr={','.join(LRS)}"],
-        "--max-concurrent", "2", "--cpus-per-trial", "1",
-    )  # fmt: skip
+        "--max-concurrent",
+        "2",
+        "--cpus-per-trial",
+        "1",
+    )
     assert code == 0, err
     (folder,) = (tmp_path / "sweeps").iterdir()
     trials = [p for p in (folder / "ray").iterdir() if p.name.startswith("sweep_trial")]
@@ -81,8 +81,10 @@ def test_a_three_by_three_sweep_runs_nine_trials_with_a_summary_and_sweep_csv(
     for r in rows:
         exported = tmp_path / r["config_hash"][:12] / "config.json"
         assert {p.name for p in exported.parent.iterdir()} == {
-            "config.json", "metrics.json", "model.pt",
-        }  # fmt: skip
+            "config.json",
+            "metrics.json",
+            "model.pt",
+        }
         replay = load_train_config(profile=exported)
         assert replay.digest() == r["config_hash"]
         assert replay.optimizer.name == r["optimizer"]
@@ -96,10 +98,19 @@ def test_asha_stops_runs_early_and_each_stopped_run_still_leaves_its_trail(
     """SGD at lr 1e-2 learns in the first epoch; at 1e-8 and 1e-9 it does not. Run one after
     the other, the two that do not learn fall below ASHA's cut at its first rung."""
     code, out, err = sweep(
-        tmp_path, monkeypatch, capsys, ["optimizer=sgd", "optimizer.lr=1e-2,1e-8,1e-9",
-        "train.epochs=3"], "--asha", "--grace-period", "1", "--reduction-factor", "3",
-        "--max-concurrent", "1", "--json",
-    )  # fmt: skip
+        tmp_path,
+        monkeypatch,
+        capsys,
+        ["optimizer=sgd", "optimizer.lr=1e-2,1e-8,1e-9", "train.epochs=3"],
+        "--asha",
+        "--grace-period",
+        "1",
+        "--reduction-factor",
+        "3",
+        "--max-concurrent",
+        "1",
+        "--json",
+    )
     assert code == 0, err
     answer = json.loads(out)
     runs = {r["optimizer.lr"]: r for r in answer["runs"]}
@@ -119,17 +130,29 @@ def test_asha_stops_runs_early_and_each_stopped_run_still_leaves_its_trail(
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        (["optimizer=adamw,adamx"], r"sweep run optimizer=adamx: .*unknown optimizer.*choose "
-         r"one of: adafactor, adam, adamw, rmsprop, sgd"),
+        (
+            ["optimizer=adamw,adamx"],
+            r"sweep run optimizer=adamx: .*unknown optimizer.*choose "
+            r"one of: adafactor, adam, adamw, rmsprop, sgd",
+        ),
         (["optimizer.lrr=1e-4,1e-3"], r"optimizer\.lrr: unknown key \(did you mean 'lr'\?\)"),
-        (["optimizer=sgd", "optimizer.lr=1e-3,-1"], r"sweep run optimizer\.lr=-1: .*Invalid "
-         r"learning rate"),
-        (["optimizer=adamw,sgd", "optimizer.betas=[0.9,0.95]"], r"(?s)sweep run optimizer=sgd: .*"
-         r"optimizer\.betas: unknown key"),
-        (["optimizer.lr=1e-3,0.001"], r"optimizer\.lr=1e-3 and optimizer\.lr=0\.001 compose the "
-         r"same configuration"),
+        (
+            ["optimizer=sgd", "optimizer.lr=1e-3,-1"],
+            r"sweep run optimizer\.lr=-1: .*Invalid "
+            r"learning rate",
+        ),
+        (
+            ["optimizer=adamw,sgd", "optimizer.betas=[0.9,0.95]"],
+            r"(?s)sweep run optimizer=sgd: .*"
+            r"optimizer\.betas: unknown key",
+        ),
+        (
+            ["optimizer.lr=1e-3,0.001"],
+            r"optimizer\.lr=1e-3 and optimizer\.lr=0\.001 compose the "
+            r"same configuration",
+        ),
     ],
-)  # fmt: skip
+)
 def test_a_bad_key_or_choice_is_refused_before_any_trial_starts(
     overrides, expected, tmp_path, monkeypatch, capsys
 ):

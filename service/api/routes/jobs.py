@@ -17,12 +17,11 @@ from service.api.errors import (
     UNAUTHORIZED,
     UNINDEXED,
     invalid,
-    problems_in,
 )
 from service.jobs import InvalidJob
 from service.schemas import JobList, JobPublic, Refusal
 from service.store import JobState
-from stagetune_api import JobOptions, JobResult, Stage, TrainRunReport, finite_json
+from stagetune_api import JobFiles, JobOptions, JobResult, Stage, TrainRunReport, finite_json
 
 router = APIRouter(
     tags=["jobs"],
@@ -58,7 +57,7 @@ async def optimize(
     try:
         record, new = await jobs.create_soon(options.given(), idempotency_key)
     except InvalidJob as exc:
-        return invalid(problems_in(str(exc)))
+        return invalid(exc.problems)
     body = jobs.public(record, str(request.base_url)).model_dump_json()
     return Response(body, status_code=202 if new else 200, media_type="application/json")
 
@@ -108,7 +107,7 @@ def get_trials(jobs: Manager, job: Job) -> list[dict[str, Any]]:
     has no NaN or infinity: such a value (a diverged loss) is null."""
     from tuner import read_trials_csv
 
-    path = jobs.folder(job.id) / "trials.csv"
+    path = JobFiles(jobs.folder(job.id)).trials_csv
     if not path.is_file():
         raise HTTPException(status.HTTP_409_CONFLICT, f"job {job.id} is {job.state.value}")
     return [finite_json(row) for row in read_trials_csv(path)]
@@ -127,7 +126,8 @@ def get_profile(
 ) -> Response:
     """``profiles/<stage>.yaml``, what ``stagetune train --profile`` accepts; ``format=json``:
     the same as JSON."""
-    path = jobs.folder(job.id) / "profiles" / f"{stage.value}.yaml"
+    files = JobFiles(jobs.folder(job.id))
+    path = files.path / files.profile(stage)
     if not path.is_file():
         raise HTTPException(
             status.HTTP_409_CONFLICT if not job.state.finished else status.HTTP_404_NOT_FOUND,

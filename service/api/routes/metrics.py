@@ -32,14 +32,18 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.jobs = Gauge("stagetune_jobs", "jobs by state", ["state"], registry=self.registry)
         self.requests = Counter(
-            "stagetune_http_requests", "HTTP requests", ["method", "route", "status"],
+            "stagetune_http_requests",
+            "HTTP requests",
+            ["method", "route", "status"],
             registry=self.registry,
-        )  # fmt: skip
+        )
         self.latency = Histogram(
-            "stagetune_http_request_seconds", "HTTP request latency", ["method", "route"],
+            "stagetune_http_request_seconds",
+            "HTTP request latency",
+            ["method", "route"],
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
-        )  # fmt: skip
+        )
 
 
 class MetricsMiddleware:

@@ -22,7 +22,6 @@ from service.api.errors import (
     UNAUTHORIZED,
     UNINDEXED,
     invalid,
-    problems_in,
 )
 from service.jobs import InvalidJob
 from service.profile_store import ProfileStore
@@ -91,9 +90,14 @@ async def save_profile(
         return invalid(exc.problems)
     store = _store(request)
     record, new = await asyncio.to_thread(
-        store.save, name, config, digest, given.stage.value if given.stage else None,
-        given.job_id, given.description,
-    )  # fmt: skip
+        store.save,
+        name,
+        config,
+        digest,
+        given.stage.value if given.stage else None,
+        given.job_id,
+        given.description,
+    )
     versions = store.versions(name)
     body = profiles.public(record, versions, str(request.base_url)).model_dump(mode="json")
     return JSONResponse(body, status_code=status.HTTP_201_CREATED if new else status.HTTP_200_OK)
@@ -149,7 +153,7 @@ def train_profile(
     try:
         job = jobs.create_training(record.name, record.version, profiles.profile_file(record))
     except InvalidJob as exc:
-        return invalid(problems_in(str(exc)))
+        return invalid(exc.problems)
     body = jobs.public(job, str(request.base_url)).model_dump_json()
     return Response(body, status_code=status.HTTP_202_ACCEPTED, media_type="application/json")
 

@@ -1,0 +1,28 @@
+"""The tuner's tests share a local Ray cluster made by ``local_cluster``: a module's fixture
+starts one (Ray on two cores starts slowly: one per module, never one per test)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import ray
+from ray.cluster_utils import Cluster
+
+
+@contextmanager
+def local_cluster(head: dict[str, Any], *workers: dict[str, Any]) -> Iterator[Cluster]:
+    """A head with ``head``'s resources and a worker node for each of ``workers`` (the
+    arguments of ``Cluster.add_node``), without a dashboard; this process connected to it
+    until the end, when both stop."""
+    cluster = Cluster(initialize_head=True, head_node_args={**head, "include_dashboard": False})
+    for worker in workers:
+        cluster.add_node(**worker)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address)
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
