@@ -213,3 +213,26 @@ def test_the_contract_imports_neither_torch_nor_ray():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_files_of_a_job_a_run_and_a_sweep_are_named_in_stagetune_api_alone():
+    """``stagetune_api/_folder.py`` names every file (``JobFiles``, ``RunFiles``, ``SweepFiles``);
+    a module that spelled one again could drift from it unnoticed."""
+    from stagetune_api import JobFiles, RunFiles, SweepFiles
+
+    names = {
+        value
+        for kind in (JobFiles, RunFiles, SweepFiles)
+        for value in vars(kind).values()
+        if isinstance(value, str) and "." in value
+    }
+    assert {"result.json", "trials.csv", "job-record.json", "metrics.json", "sweep.csv"} <= names
+    spelled = []
+    for package in PACKAGES:
+        for path, tree in modules(package):
+            if path == REPO / "stagetune_api" / "_folder.py":
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Constant) and node.value in names:
+                    spelled.append(f"{path.relative_to(REPO)}:{node.lineno} {node.value}")
+    assert not spelled, "file names spelled outside stagetune_api: " + ", ".join(spelled)
