@@ -22,6 +22,7 @@ from stagetune_api._job import (
 from stagetune_api._json import finite_json
 from stagetune_api._overrides import override_problem, override_value
 from stagetune_api._progress import Best, Progress, SearchFigures
+from stagetune_api._reports import SCORE, EpochReport, FitReport, Where
 from stagetune_api._result import (
     NOISY_SPREAD,
     Batching,
@@ -49,9 +50,12 @@ from stagetune_api._train import EpochFigures, SkippedComplex, TrainOptions, Tra
 __all__ = [
     "JOB_ID_PATTERN",
     "NOISY_SPREAD",
+    "SCORE",
     "Batching",
     "Best",
     "EpochFigures",
+    "EpochReport",
+    "FitReport",
     "JobFiles",
     "JobKind",
     "JobOptions",
@@ -80,6 +84,7 @@ __all__ = [
     "TrialRecord",
     "TrialStatus",
     "ValidationFigures",
+    "Where",
     "check_values",
     "finite_json",
     "format_size",

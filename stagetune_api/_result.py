@@ -80,7 +80,7 @@ class MeasuredOn(_Record):
 class StageBudget(_Record):
     """What the stage's policy judged the candidates by."""
 
-    policy: str = Field(description="time_bound_throughput or largest_capacity")
+    policy: str = Field(description="the stage's policy, by name (configs/stages.yaml)")
     minutes_allowed: float | None = Field(
         description="the longest cycle a candidate may take (target + window); none: no limit"
     )

@@ -236,3 +236,17 @@ def test_the_files_of_a_job_a_run_and_a_sweep_are_named_in_stagetune_api_alone()
                 if isinstance(node, ast.Constant) and node.value in names:
                     spelled.append(f"{path.relative_to(REPO)}:{node.lineno} {node.value}")
     assert not spelled, "file names spelled outside stagetune_api: " + ", ".join(spelled)
+
+
+def test_the_page_is_es_modules_that_share_no_globals():
+    """index.html loads one module (app.js), which imports the rest; every other script
+    exports what it offers, and no line is over 120 characters."""
+    ui = REPO / "service" / "ui"
+    html = (ui / "index.html").read_text()
+    assert html.count("<script") == 1 and '<script type="module" src="/ui/app.js">' in html
+    for path in sorted(ui.glob("*.js")):
+        text = path.read_text()
+        assert "use strict" not in text, f"{path.name} is written as a classic script"
+        assert path.name == "app.js" or "\nexport " in text, f"{path.name} exports nothing"
+        long = [i for i, line in enumerate(text.splitlines(), 1) if len(line) > 120]
+        assert not long, f"{path.name}: lines over 120 characters: {long}"

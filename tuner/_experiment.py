@@ -22,7 +22,7 @@ from typing import Any
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from stagetune_api import Best, Search, Stage, TrialRecord, TrialStatus
+from stagetune_api import Best, EpochReport, Search, Stage, TrialRecord, TrialStatus, Where
 from tuner._progress import ProgressBoard, SearchProgress
 
 log = logging.getLogger(__name__)
@@ -185,18 +185,21 @@ def training_progress(
     trial's last result -> its label in the log and what it chose (the best's ``config``)."""
 
     def describe(result: dict[str, Any]) -> str:
-        loss = result.get("val_loss")
+        report = EpochReport.of_metrics(result)
+        loss = report.val_loss if report else None
         shown = f"{loss:.4f}" if finite(loss) else "-"
-        epochs = result.get("training_iteration")
+        epochs = report.epoch if report else 0
         return f"{chosen(result)[0]}: val_loss {shown} after {epochs} epoch(s)"
 
     def best(results: list[dict[str, Any]]) -> Best | None:
-        scored = [r for r in results if finite(r.get("val_loss"))]
+        reports = [(r, EpochReport.of_metrics(r)) for r in results]
+        scored = [
+            (r, report.val_loss) for r, report in reports if report and finite(report.val_loss)
+        ]
         if not scored:
             return None
-        top = min(scored, key=lambda r: r["val_loss"])
-        config = chosen(top)[1]
-        return Best(config=config, metric="val_loss", value=top["val_loss"], unit="MSE", goal="min")
+        top, loss = min(scored, key=lambda pair: pair[1])
+        return Best(config=chosen(top)[1], metric="val_loss", value=loss, unit="MSE", goal="min")
 
     board.update(stage, search, {"total": total})
     return SearchProgress(stage, search, board, describe, best, max_t=max_t, total=total)
@@ -209,8 +212,9 @@ def trial_record(
     status: TrialStatus,
     variables: dict[str, Any],
     retries: Mapping[str, int],
+    where: Where | None,
 ) -> TrialRecord:
-    """A finished trial (Tune's ``Result``) as the job records it."""
+    """A finished trial (Tune's ``Result``) as the job records it; ``where``: its report."""
     metrics = result.metrics or {}
     trial_id = str(metrics["trial_id"])
     return TrialRecord(
@@ -219,10 +223,10 @@ def trial_record(
         trial_id=trial_id,
         status=status,
         variables=variables,
-        node_id=metrics.get("node_id"),
+        node_id=where.node_id if where else None,
         retries=retries.get(trial_id, 0),
         seconds=float(metrics.get("time_total_s") or 0.0),
-        started=float(metrics.get("started") or 0.0),
+        started=where.started if where else 0.0,
     )
 
 

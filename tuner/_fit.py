@@ -24,7 +24,7 @@ from ray import tune
 from ray.tune.search.hyperopt import HyperOptSearch
 
 from model import ModelSpec, build_model, count_parameters
-from stagetune_api import Best, Search, TrialRecord, TrialStatus
+from stagetune_api import SCORE, Best, FitReport, Search, TrialRecord, TrialStatus
 from tuner._experiment import (
     Execution,
     prefixed,
@@ -36,7 +36,7 @@ from tuner._hardware import format_size
 from tuner._probe import ProbeResult
 from tuner._progress import ProgressBoard, SearchProgress, short
 from tuner._searcher import ProbeSearcher, Pruned
-from tuner._trials import SCORE, FitContext, fit_trial, no_memory_failure, probe_of
+from tuner._trials import FitContext, fit_trial, no_memory_failure, probe_of
 from tuner.policies import Candidate, Policy, PolicyContext, policy_for
 
 log = logging.getLogger(__name__)
@@ -158,32 +158,32 @@ def _outcome(
     outcome = FitOutcome([], {})
     for trial in results:
         knobs = {k: trial.config[k] for k in grid[0]}
-        metrics = trial.metrics or {}
-        probe = probe_of(metrics)
+        report = FitReport.of_metrics(trial.metrics)
+        probe = probe_of(report)
         status = (
             TrialStatus.ERROR
-            if trial.error
+            if trial.error or report is None
             else TrialStatus.INVALID
-            if metrics.get("invalid")
+            if report.invalid
             else TrialStatus.PROBED
         )
         variables = {
             **prefixed("model", {**base_model, **knobs}),
             **settings,
             **_probe_variables(probe),
-            "probe.feasible": bool(metrics.get("feasible")),
-            "probe.config_hash": metrics.get("config_hash"),
+            "probe.feasible": bool(report and report.feasible),
+            "probe.config_hash": report.config_hash if report else None,
         }
         if trial.error:
             variables["trial.error"] = error_line(trial.error)
         outcome.records.append(
-            trial_record(ctx.stage, Search.FIT, trial, status, variables, retries)
+            trial_record(ctx.stage, Search.FIT, trial, status, variables, retries, report)
         )
-        if probe is not None:
+        if report is not None and probe is not None:
             outcome.candidates.append(Candidate(knobs, probe))
-            outcome.measured_on[knobs_key(knobs)] = {
-                k: metrics.get(k) for k in ("device", "device_model", "node_id")
-            }
+            outcome.measured_on[knobs_key(knobs)] = report.model_dump(
+                include={"device", "device_model", "node_id"}
+            )
     for item in pruned:
         outcome.candidates.append(Candidate(item.knobs, None, pruned_by=item.failed))
         outcome.records.append(_pruned_record(ctx, item, settings))
@@ -319,9 +319,10 @@ def _probe_variables(probe: ProbeResult | None) -> dict[str, Any]:
 
 def _describe_probe(result: dict[str, Any]) -> str:
     knobs = short(result.get("config", {}))
-    probe = probe_of(result)
-    if result.get("invalid"):
-        return f"{knobs}: not a valid model ({result['invalid']})"
+    report = FitReport.of_metrics(result)
+    probe = probe_of(report)
+    if report is not None and report.invalid:
+        return f"{knobs}: not a valid model ({report.invalid})"
     if probe is None or not probe.fits:
         return f"{knobs}: does not fit in memory at batch 1"
     speed = (

@@ -88,7 +88,27 @@ def read_trials_csv(path: Path) -> list[dict[str, Any]]:
             row["retries"] = int(row["retries"])
             row["seconds"], row["started"] = float(row["seconds"]), float(row["started"])
             rows.append(row)
-    return rows
+    return rows + _pruned_capacities(rows)
+
+
+def _pruned_capacities(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``pruned.capacity`` rows a job recorded before it counted every pruned model: where
+    its stage's policy bounds a score by the parameter count (``Policy.bound_is_capacity``),
+    the bound it pruned by is the model's count."""
+    from tuner.policies import POLICIES
+
+    trials: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        trials.setdefault((row["stage"], row["search"], row["trial_id"]), {})[row["variable"]] = row
+    added = []
+    for variables in trials.values():
+        bound, policy = variables.get("pruned.bound"), variables.get("stage.policy")
+        if bound is None or policy is None or "pruned.capacity" in variables:
+            continue
+        known = POLICIES.get(str(policy["value"]))
+        if known is not None and known.bound_is_capacity and (bound["value"] or 0) > 0:
+            added.append({**bound, "variable": "pruned.capacity"})
+    return added
 
 
 def model_words(model: dict[str, Any]) -> str:

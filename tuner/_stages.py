@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -23,7 +23,7 @@ class DataLimits(_Spec):
 
 
 class StageSpec(_Spec):
-    policy: Literal["time_bound_throughput", "largest_capacity"]
+    policy: str = Field(description="a policy of tuner.policies, by name")
     space: dict[str, Knob]
     target_minutes: float | None = Field(default=None, gt=0)
     window_minutes: float = Field(default=0.0, ge=0)
@@ -31,8 +31,14 @@ class StageSpec(_Spec):
 
     @model_validator(mode="after")
     def _consistent(self) -> StageSpec:
-        if self.policy == "time_bound_throughput" and self.target_minutes is None:
-            raise ValueError("policy time_bound_throughput needs target_minutes")
+        from tuner.policies import POLICIES  # which names a policy, and what each needs
+
+        policy = POLICIES.get(self.policy)
+        if policy is None:
+            raise ValueError(f"policy {self.policy!r} is not one of {', '.join(POLICIES)}")
+        why = policy.problem(self)
+        if why is not None:
+            raise ValueError(why)
         knobs = sorted(ModelSpec.model_fields)
         for knob, values in self.space.items():
             if knob not in ModelSpec.model_fields:

@@ -35,7 +35,7 @@ from model import (
     export_config,
     run_training,
 )
-from stagetune_api import RunFiles, SweepFiles, TrialStatus, new_job_id, write_atomic
+from stagetune_api import EpochReport, RunFiles, SweepFiles, TrialStatus, new_job_id, write_atomic
 from tuner._cluster import connected, trial_resources
 from tuner._experiment import (
     Execution,
@@ -184,17 +184,18 @@ def _status(run: SweepRun, result: Any) -> TrialStatus:
 def _row(plan: SweepPlan, result: Any) -> dict[str, Any]:
     run = plan.runs[_run_of(result)]
     metrics = result.metrics or {}
-    figures = {k: metrics.get(k) for k in _FIGURES}
+    report = EpochReport.of_metrics(metrics)
+    figures = {k: getattr(report, k, None) for k in _FIGURES}
     return {
         "run": run.index + 1,
         **{key: run.values[key] for key in plan.keys},
         "status": _status(run, result).value,
-        "epochs": metrics.get("training_iteration") or 0,
+        "epochs": report.epoch if report else 0,
         **{k: v if isinstance(v, float) and math.isfinite(v) else None for k, v in figures.items()},
         "seconds": round(float(metrics.get("time_total_s") or 0.0), 1),
         "config_hash": run.digest,
         "run_dir": str(run.run_dir),
-        "node_id": metrics.get("node_id"),
+        "node_id": report.node_id if report else None,
     }
 
 

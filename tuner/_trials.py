@@ -8,7 +8,6 @@ nodes read no configuration files, so a node that has the package installed can 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import time
@@ -21,6 +20,7 @@ from pydantic import ValidationError
 from ray import tune
 
 from model import ConfigError, TrainConfig, load_dataset, run_training
+from stagetune_api import EpochFigures, EpochReport, FitReport
 from tuner._hardware import Device, device_for, discover
 from tuner._on_data import on_data
 from tuner._probe import Probe, ProbeResult, ProbeSample
@@ -29,8 +29,6 @@ from tuner._tune_space import apply_hyperparameters
 from tuner.policies import DataStats, PolicyContext, policy_for
 
 log = logging.getLogger(__name__)
-
-SCORE = "score"  # the fit search's metric, maximised
 
 
 @dataclass(frozen=True)
@@ -74,21 +72,14 @@ def trial_device(memory_budget: str | None) -> Device:
     return device_for(hardware, "cpu")
 
 
-def probe_configuration(knobs: dict[str, Any], ctx: FitContext) -> dict[str, Any]:
-    """Probe one architecture; the metrics the fit trial reports (JSON only)."""
+def probe_configuration(knobs: dict[str, Any], ctx: FitContext) -> FitReport:
+    """Probe one architecture: what the fit trial reports."""
     where = trial_where()
     try:
         config = TrainConfig.model_validate(merge_tree(ctx.train_config, {"model": knobs}))
     except ValidationError as exc:
         reason = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
-        return {
-            SCORE: 0.0,
-            "fits": False,
-            "feasible": False,
-            "invalid": reason,
-            "probe": None,
-            **where,
-        }
+        return FitReport(score=0.0, fits=False, feasible=False, invalid=reason, **where)
     device = trial_device(ctx.memory_budget)
     sample = (
         ProbeSample.from_folder(ctx.sample, ctx.max_atoms)
@@ -103,17 +94,16 @@ def probe_configuration(knobs: dict[str, Any], ctx: FitContext) -> dict[str, Any
         if result.max_atoms_per_batch is not None:
             result = _on_job_data(probe, result, config)
     score = policy_for(policy.spec).score_of(knobs, result, policy)
-    return {
-        SCORE: score,
-        "fits": result.fits_at(stages.min_batch_size),
-        "feasible": score > 0,
-        "config_hash": config.digest(),
-        "invalid": None,
-        **probe_metrics(result),
-        "device": device.name,
-        "device_model": device.model,
+    return FitReport(
+        score=score,
+        fits=result.fits_at(stages.min_batch_size),
+        feasible=score > 0,
+        config_hash=config.digest(),
+        probe=result.to_json(),
+        device=device.name,
+        device_model=device.model,
         **where,
-    }
+    )
 
 
 def _on_job_data(probe: Probe, result: ProbeResult, config: TrainConfig) -> ProbeResult:
@@ -131,13 +121,14 @@ def _on_job_data(probe: Probe, result: ProbeResult, config: TrainConfig) -> Prob
 
 def fit_trial(config: dict[str, Any], ctx: FitContext) -> None:
     """Ray Tune function trainable of the fit search: one probe, one report."""
-    tune.report(probe_configuration(dict(config), ctx))
+    tune.report(probe_configuration(dict(config), ctx).metrics())
 
 
 def no_memory_failure(result: dict[str, Any]) -> bool:
     """Whether a fit trial's result must not prune: it fit, or it was not a valid model at all
     (a model spec that cannot be built says nothing about the memory of larger ones)."""
-    return bool(result.get("fits")) or result.get("invalid") is not None
+    report = FitReport.of_metrics(result)
+    return report is not None and (report.fits or report.invalid is not None)
 
 
 def tune_trial(config: dict[str, Any], ctx: TuneContext) -> None:
@@ -160,30 +151,24 @@ def tune_trial(config: dict[str, Any], ctx: TuneContext) -> None:
     run_training(train_config, on_epoch=report)
 
 
-def probe_metrics(result: ProbeResult) -> dict[str, str]:
-    """A probe's result as a fit trial reports it: one JSON string (Tune's loggers take no nested
-    lists), which ``probe_of`` reads back whole."""
-    return {"probe": json.dumps(result.to_json())}
+def probe_of(report: FitReport | None) -> ProbeResult | None:
+    """The probe result of a fit trial's report, or None (an invalid model, a crash)."""
+    return ProbeResult.from_json(report.probe) if report and report.probe else None
 
 
-def probe_of(metrics: dict[str, Any]) -> ProbeResult | None:
-    """The probe result a fit trial reported, or None (an invalid model, a crash)."""
-    data = metrics.get("probe")
-    return ProbeResult.from_json(json.loads(data)) if data else None
-
-
-def epoch_metrics(m: Any, config: TrainConfig, where: dict[str, Any]) -> dict[str, Any]:
-    """An epoch's figures (``model.EpochMetrics``) as a training trial reports them to Tune,
-    with its configuration's hash and where it runs."""
-    return {
-        "val_loss": m.val_loss,
-        "val_rmse": m.val_rmse,
-        "val_pearson": m.val_pearson if math.isfinite(m.val_pearson) else None,
-        "train_loss": m.train_loss,
-        "epoch": m.epoch,
-        "config_hash": config.digest(),
+def epoch_metrics(m: EpochFigures, config: TrainConfig, where: dict[str, Any]) -> dict[str, Any]:
+    """An epoch's figures as a training trial reports them to Tune (``EpochReport``), with its
+    configuration's hash and where it runs."""
+    pearson = m.val_pearson
+    return EpochReport(
+        epoch=m.epoch,
+        val_loss=math.nan if m.val_loss is None else m.val_loss,
+        val_rmse=m.val_rmse,
+        val_pearson=pearson if pearson is not None and math.isfinite(pearson) else None,
+        train_loss=m.train_loss,
+        config_hash=config.digest(),
         **where,
-    }
+    ).metrics()
 
 
 def trial_where() -> dict[str, Any]:

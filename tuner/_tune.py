@@ -11,7 +11,7 @@ from typing import Any
 from ray import tune
 from ray.tune.search.hyperopt import HyperOptSearch
 
-from stagetune_api import Search, TrialRecord, TrialStatus
+from stagetune_api import EpochReport, Search, TrialRecord, TrialStatus
 from tuner._experiment import (
     Execution,
     asha,
@@ -88,14 +88,15 @@ def run_tune(
     for trial in results:
         record = _record(ctx, trial, schedule, retries)
         records.append(record)
-        if not trial.error and finite((trial.metrics or {}).get("val_loss")):
+        report = EpochReport.of_metrics(trial.metrics)
+        if not trial.error and report is not None and finite(report.val_loss):
             completed = record.status is TrialStatus.COMPLETED
-            finished.append((completed, trial.metrics["val_loss"], trial))
-    best = min(finished, key=lambda f: (not f[0], f[1]), default=None)
+            finished.append((completed, report, trial))
+    best = min(finished, key=lambda f: (not f[0], f[1].val_loss), default=None)
     return TuneOutcome(
         best=dict(best[2].config) if best else None,
         metrics=(
-            {k: best[2].metrics.get(k) for k in (*_VALIDATION, "training_iteration")}
+            {**best[1].model_dump(include=set(_VALIDATION)), "training_iteration": best[1].epoch}
             if best
             else None
         ),
@@ -108,9 +109,9 @@ def run_tune(
 def _record(
     ctx: TuneContext, trial: Any, schedule: dict[str, Any], retries: dict[str, int]
 ) -> TrialRecord:
-    metrics = trial.metrics or {}
-    epochs = metrics.get("training_iteration", 0)
-    status = trained_status(trial.error, metrics, ctx.max_epochs)
+    report = EpochReport.of_metrics(trial.metrics)
+    epochs = report.epoch if report else 0
+    status = trained_status(trial.error, trial.metrics, ctx.max_epochs)
     used = apply_hyperparameters(ctx.configs[trial.config["pair"]], trial.config)
     variables = {
         **prefixed("model", used["model"]),
@@ -122,10 +123,10 @@ def _record(
         "train.max_epochs": ctx.max_epochs,
         "train.epochs_run": epochs,
         **schedule,
-        **{f"result.{k}": metrics.get(k) for k in _VALIDATION},
+        **{f"result.{k}": getattr(report, k, None) for k in _VALIDATION},
         "result.val_loss_by_epoch": _history(trial, "val_loss"),
     }
-    return trial_record(ctx.stage, Search.TUNE, trial, status, variables, retries)
+    return trial_record(ctx.stage, Search.TUNE, trial, status, variables, retries, report)
 
 
 def _history(result: Any, metric: str) -> list[float | None]:

@@ -1,6 +1,25 @@
-// The results page's start: the view the address names. The page's scripts, in the order
-// index.html loads them: common.js (the API, helpers, routing), then one per view (jobs.js,
-// job.js, compare.js, editor.js, plots.js, trials.js, profiles.js), then this one.
-"use strict";
+// The results page's start (index.html loads it, a module, which imports the rest): the view
+// the address names, again whenever it changes or a token is given.
 
+import { tokenForm } from "./api.js";
+import { showJob } from "./job.js";
+import { showJobs } from "./jobs.js";
+import { stopRefresh } from "./page.js";
+import { showProfiles } from "./profiles.js";
+
+function route() {
+  stopRefresh();
+  const hash = location.hash || "#/";
+  const current = hash.startsWith("#/profiles") ? "profiles" : "jobs";
+  for (const link of document.querySelectorAll("[data-nav]")) {
+    link.classList.toggle("current", link.dataset.nav === current);
+  }
+  const job = hash.match(/^#\/jobs\/([A-Za-z0-9_.-]+)$/);
+  if (job) return showJob(job[1]);
+  if (hash.startsWith("#/profiles")) return showProfiles();
+  return showJobs();
+}
+
+tokenForm(route);
+window.addEventListener("hashchange", route);
 route();

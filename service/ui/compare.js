@@ -1,12 +1,15 @@
 // The job's stages side by side in one table, one column per stage: while the job runs, each
 // search's progress, the stages not started yet and an estimate of the time left; once it
 // succeeded, each stage's answer (model, batch, memory, cycle, throughput, validation), with units.
-"use strict";
+// The plan and the time left are pure functions (tests/service/test_ui_units.py tests them).
 
-const ALL_STAGES = ["prototyping", "validation", "production"];
+import { el, lines, meter } from "./dom.js";
+import { bytes, figure, loss, minutes, modelWords, plural, seconds } from "./format.js";
+
+export const ALL_STAGES = ["prototyping", "validation", "production"];
 
 // What a job runs: its options, else its preset's, else the service's defaults (JobSpec's).
-function jobPlan(job, choices) {
+export function jobPlan(job, choices) {
   const given = job.options || {};
   const preset = choices?.presets?.[given.preset ?? "default"] || {};
   const pick = (name, fallback) => given[name] ?? preset[name] ?? fallback;
@@ -20,7 +23,7 @@ function jobPlan(job, choices) {
 
 // Trials finished and still to run, per stage of the plan (a search not started yet runs its
 // whole count; a fit search may end sooner, when its space is exhausted).
-function trialCounts(plan, progress) {
+export function trialCounts(plan, progress) {
   const counts = {};
   for (const stage of plan.stages) {
     counts[stage] = { done: 0, left: 0 };
@@ -35,7 +38,7 @@ function trialCounts(plan, progress) {
 
 // The time left, from the pace of the trials so far: in all, and when each stage should end;
 // with the basis of the estimate in words.
-function timeLeft(job, plan) {
+export function timeLeft(job, plan) {
   const counts = trialCounts(plan, job.progress);
   const done = Object.values(counts).reduce((n, c) => n + c.done, 0);
   const left = Object.values(counts).reduce((n, c) => n + c.left, 0);
@@ -58,7 +61,7 @@ function timeLeft(job, plan) {
   };
 }
 
-function stageTimeLeft(estimate, stage, state) {
+export function stageTimeLeft(estimate, stage, state) {
   if (state === "finished") return "done";
   const mine = estimate.stages[stage];
   if (!mine) return estimate.seconds === null ? "not known yet" : "";
@@ -68,7 +71,7 @@ function stageTimeLeft(estimate, stage, state) {
 // A search's best so far, as progress.json records it: what the trial chose and the figure it
 // won on, with its unit. A job of an earlier version recorded it in words: those are shown as
 // they are.
-function bestWords(search, best) {
+export function bestWords(search, best) {
   if (typeof best === "string") return `best so far: ${best}`;
   const value = `${best.metric === "val_loss" ? loss(best.value) : figure(best.value)} ${best.unit}`;
   if (search === "fit") return `best so far: ${modelWords(best.config) || "a model"}: ${value}`;
@@ -76,18 +79,7 @@ function bestWords(search, best) {
     `the answer prefers one that ran every epoch): ${value}`;
 }
 
-function modelWords(m) {
-  const parts = [];
-  if (m.hidden_channels !== undefined) parts.push(`${m.hidden_channels} channels`);
-  if (m.num_layers !== undefined) parts.push(plural(Number(m.num_layers), "layer"));
-  const rest = [];
-  if (m.num_heads !== undefined) rest.push(`${m.num_heads} heads`);
-  if (m.num_rbf !== undefined) rest.push(`${m.num_rbf} RBF`);
-  if (m.cutoff !== undefined && m.cutoff !== null) rest.push(`cutoff ${figure(m.cutoff)} Å`);
-  return [parts.join(" × "), ...rest].filter(Boolean).join(", ");
-}
-
-function searchWords(stage, search, p) {
+export function searchWords(stage, search, p) {
   if (!p) return "not started";
   const total = p.total ? ` of ${p.total}` : "";
   const parts = [`${p.done ?? 0}${total} done`];
@@ -99,7 +91,7 @@ function searchWords(stage, search, p) {
   return [parts.join(", "), el("br"), el("span", { class: "note" }, bestWords(search, p.best))];
 }
 
-function stageState(plan, job, stage) {
+export function stageState(plan, job, stage) {
   const progress = job.progress || {};
   if (!progress[stage]) return "not started";
   const later = plan.stages.slice(plan.stages.indexOf(stage) + 1);
@@ -111,45 +103,43 @@ function stageState(plan, job, stage) {
 
 function stagesTable(stages, rows) {
   return el("table", { id: "stages", class: "compare" },
-    el("thead", {}, el("tr", {}, el("th", {}, ""), ...stages.map((s) => el("th", { "data-stage": s, scope: "col" }, s)))),
+    el("thead", {}, el("tr", {}, el("th", {}, ""),
+      ...stages.map((s) => el("th", { "data-stage": s, scope: "col" }, s)))),
     el("tbody", {}, ...rows.map(([key, label, cell]) => el("tr", { "data-row": key },
       el("th", { scope: "row" }, label),
       ...stages.map((s) => el("td", { "data-stage": s }, cell(s) ?? ""))))));
 }
 
 // The live view: every stage of the job, started or not, and the time left.
-function progressView(job, choices) {
+export function progressView(job, choices) {
   const plan = jobPlan(job, choices);
   const left = timeLeft(job, plan);
   const running = job.state === "running" || job.state === "queued";
   const table = stagesTable(plan.stages, [
-    ["state", "State", (s) => el("span", { class: `stage-state ${stageState(plan, job, s).replace(" ", "-")}` }, stageState(plan, job, s))],
+    ["state", "State", (s) => {
+      const state = stageState(plan, job, s);
+      return el("span", { class: `stage-state ${state.replace(" ", "-")}` }, state);
+    }],
     ["fit", "Fit search (architecture probes)", (s) => searchWords(s, "fit", job.progress?.[s]?.fit)],
-    ["tune", "Tune search (training trials)", (s) => (plan.tune ? searchWords(s, "tune", job.progress?.[s]?.tune) : "off: hardware-only answer")],
+    ["tune", "Tune search (training trials)",
+      (s) => (plan.tune ? searchWords(s, "tune", job.progress?.[s]?.tune) : "off: hardware-only answer")],
     ...(running ? [["left", "Time left (estimate)", (s) => stageTimeLeft(left, s, stageState(plan, job, s))]] : []),
   ]);
+  const known = left.seconds === null ? "Time left: not known yet" : `Time left: about ${seconds(left.seconds)}`;
   const estimate = running
-    ? el("p", { id: "time-left" }, el("strong", {}, left.seconds === null ? "Time left: not known yet" : `Time left: about ${seconds(left.seconds)}`), el("span", { class: "note" }, `. ${left.basis}.`))
+    ? el("p", { id: "time-left" }, el("strong", {}, known), el("span", { class: "note" }, `. ${left.basis}.`))
     : null;
   return [estimate, table];
 }
 
 // --- the answers ---------------------------------------------------------------------------
 
-function meter(value, max, what) {
-  if (!value || !max) return null;
-  return el("meter", { min: 0, max, value: Math.min(value, max), low: max * 0.8, high: max * 0.999, optimum: 0, title: what });
-}
-
-function lines(first, ...notes) {
-  return [first, ...notes.filter(Boolean).flatMap((n) => [el("br"), el("span", { class: "note" }, n)])];
-}
-
 function memoryCell(p) {
   if (!p?.peak_bytes) return "";
   const share = `${Math.round((100 * p.peak_bytes) / p.limit_bytes)} %`;
   return [meter(p.peak_bytes, p.limit_bytes, `${share} of the limit`),
-    ...lines(`${bytes(p.peak_bytes)} of ${bytes(p.limit_bytes)} (${share})`, "one step at the largest batch, worst-case complexes")];
+    ...lines(`${bytes(p.peak_bytes)} of ${bytes(p.limit_bytes)} (${share})`,
+      "one step at the largest batch, worst-case complexes")];
 }
 
 function cycleCell(a) {
@@ -160,7 +150,9 @@ function cycleCell(a) {
   const allowed = a.budget ? a.budget.minutes_allowed : null;
   const batches = a.budget?.cycle_batches ?? 450;
   const limit = allowed ? ` of ${minutes(allowed)} allowed` : a.budget ? " (no time limit)" : "";
-  const basis = b.cycle_minutes_on_data ? `${batches} batches of the job's data; ${minutes(p.cycle_minutes)} with worst-case complexes` : `${batches} batches of worst-case complexes`;
+  const basis = b.cycle_minutes_on_data
+    ? `${batches} batches of the job's data; ${minutes(p.cycle_minutes)} with worst-case complexes`
+    : `${batches} batches of worst-case complexes`;
   return [meter(cycle, allowed, "share of the stage's time budget"), ...lines(`${minutes(cycle)}${limit}`, basis)];
 }
 
@@ -169,7 +161,8 @@ function throughputCell(a) {
   const b = a.batching || {};
   const step = p.step_seconds ? `, a step ${figure(p.step_seconds * 1000)} ms` : "";
   if (b.throughput_on_data) {
-    return lines(`${figure(b.throughput_on_data)} complexes/s on the job's data`, `${figure(p.throughput)} complexes/s worst case${step}`);
+    return lines(`${figure(b.throughput_on_data)} complexes/s on the job's data`,
+      `${figure(p.throughput)} complexes/s worst case${step}`);
   }
   return p.throughput ? lines(`${figure(p.throughput)} complexes/s`, `worst-case complexes${step}`) : "";
 }
@@ -179,20 +172,31 @@ function validationCell(a) {
   if (!v) return "not tuned (hardware-only answer)";
   const rmse = v.val_rmse === null ? "" : `RMSE ${figure(v.val_rmse)}`;
   const r = v.val_pearson === null ? "" : `Pearson r ${figure(v.val_pearson, 2)}`;
-  return lines(`loss ${loss(v.val_loss)} (MSE)`, [rmse, r, `after ${plural(v.epochs, "epoch")}`].filter(Boolean).join(", "));
+  const notes = [rmse, r, `after ${plural(v.epochs, "epoch")}`].filter(Boolean).join(", ");
+  return lines(`loss ${loss(v.val_loss)} (MSE)`, notes);
 }
 
 function searchesCell(a) {
   const v = a.validation;
-  return lines(`${a.probed} probed, ${a.pruned} pruned`, v ? `${plural(v.trials, "training trial")}, ${v.stopped_early} stopped early by ASHA` : "no tune search");
+  const tuned = v
+    ? `${plural(v.trials, "training trial")}, ${v.stopped_early} stopped early by ASHA`
+    : "no tune search";
+  return lines(`${a.probed} probed, ${a.pruned} pruned`, tuned);
+}
+
+function atomsCell(a) {
+  const b = a.batching;
+  if (!b?.max_atoms_per_batch) return "none (fixed batches)";
+  const held = b.complexes_per_batch ? `about ${figure(b.complexes_per_batch)} complexes of the job's data` : "";
+  return lines(`${b.max_atoms_per_batch.toLocaleString("en")} atoms a batch`, held);
 }
 
 const ANSWER_ROWS = [
-  ["model", "Model", (a) => lines(modelWords(a.model), a.probe ? `${a.probe.capacity.toLocaleString("en")} parameters` : "")],
-  ["batch", "Batch", (a) => lines(`${a.batch_size} complexes`, a.probe ? `the largest that fits: ${a.probe.max_batch_size}` : "")],
-  ["atoms", "Atom budget", (a) => (a.batching?.max_atoms_per_batch
-    ? lines(`${a.batching.max_atoms_per_batch.toLocaleString("en")} atoms a batch`, a.batching.complexes_per_batch ? `about ${figure(a.batching.complexes_per_batch)} complexes of the job's data` : "")
-    : "none (fixed batches)")],
+  ["model", "Model",
+    (a) => lines(modelWords(a.model), a.probe ? `${a.probe.capacity.toLocaleString("en")} parameters` : "")],
+  ["batch", "Batch",
+    (a) => lines(`${a.batch_size} complexes`, a.probe ? `the largest that fits: ${a.probe.max_batch_size}` : "")],
+  ["atoms", "Atom budget", atomsCell],
   ["memory", "Peak memory against the limit", (a) => memoryCell(a.probe)],
   ["cycle", "Cycle against the stage's budget", cycleCell],
   ["throughput", "Throughput", throughputCell],
@@ -202,15 +206,20 @@ const ANSWER_ROWS = [
 ];
 
 // The answers of a succeeded job, side by side; `open(stage, view)` shows a stage's details.
-function answersView(result, open) {
+export function answersView(result, open) {
   const stages = ALL_STAGES.filter((s) => result.stages[s]);
   const answer = (s) => result.stages[s];
   const rows = [
-    ["answer", "Answer", (s) => el("span", { class: answer(s).feasible ? "" : "problem" }, answer(s).feasible ? answer(s).reason : `no configuration: ${answer(s).reason}`)],
+    ["answer", "Answer", (s) => {
+      const { feasible, reason } = answer(s);
+      return el("span", { class: feasible ? "" : "problem" }, feasible ? reason : `no configuration: ${reason}`);
+    }],
     ...ANSWER_ROWS.map(([key, label, cell]) => [key, label, (s) => (answer(s).feasible ? cell(answer(s)) : "")]),
     ["open", "Details", (s) => (answer(s).feasible ? [
-      el("button", { type: "button", class: "plain open-config", "data-stage": s, onclick: () => open(s, "config") }, "Configuration"), " ",
-      el("button", { type: "button", class: "plain open-trials", "data-stage": s, onclick: () => open(s, "trials") }, "Trials and plots"),
+      el("button", { type: "button", class: "plain open-config", "data-stage": s, onclick: () => open(s, "config") },
+        "Configuration"), " ",
+      el("button", { type: "button", class: "plain open-trials", "data-stage": s, onclick: () => open(s, "trials") },
+        "Trials and plots"),
     ] : "")],
   ];
   return stagesTable(stages, rows);

@@ -1,9 +1,11 @@
-// The editable configuration of a stage: each edit checked by the API, saved as a versioned profile.
-"use strict";
+// The editable configuration of a stage: each edit checked by the API, saved as a versioned
+// profile.
 
-// --- the editable configuration ------------------------------------------------------------
+import { api } from "./api.js";
+import { download, el } from "./dom.js";
 
-function flatten(tree, prefix = "") {
+// A configuration's keys as dotted paths, each with its value.
+export function flatten(tree, prefix = "") {
   const rows = [];
   for (const [key, value] of Object.entries(tree)) {
     const path = prefix ? `${prefix}.${key}` : key;
@@ -13,11 +15,11 @@ function flatten(tree, prefix = "") {
   return rows;
 }
 
-function shown(value) {
+export function shown(value) {
   return typeof value === "string" ? value : JSON.stringify(value);
 }
 
-function parsed(text) {
+export function parsed(text) {
   try {
     return JSON.parse(text);
   } catch {
@@ -25,7 +27,8 @@ function parsed(text) {
   }
 }
 
-function treeOf(rows) {
+// The configuration of (path, value) rows.
+export function treeOf(rows) {
   const tree = {};
   for (const [path, value] of rows) {
     const parts = path.split(".");
@@ -47,8 +50,8 @@ function configRows(original) {
     if (top !== section) {
       section = top;
       body = el("tbody");
-      sections.append(el("table", { class: "config", "data-section": top },
-        el("thead", {}, el("tr", { class: "section" }, el("th", { colspan: 3 }, top))), body));
+      const heading = el("thead", {}, el("tr", { class: "section" }, el("th", { colspan: 3 }, top)));
+      sections.append(el("table", { class: "config", "data-section": top }, heading, body));
     }
     body.append(el("tr", { "data-key": path },
       el("td", { class: "key" }, path.slice(top.length + 1)),
@@ -66,8 +69,9 @@ function showProblems(body, general, problems) {
     row.querySelector("td.problem").textContent = "";
   }
   for (const p of problems) {
+    const rows = [...body.querySelectorAll("tr[data-key]")];
     const row = body.querySelector(`tr[data-key="${CSS.escape(p.key)}"]`)
-      || [...body.querySelectorAll("tr[data-key]")].find((r) => p.key.startsWith(`${r.dataset.key}.`));
+      || rows.find((r) => p.key.startsWith(`${r.dataset.key}.`));
     if (row) {
       row.classList.add("invalid");
       row.querySelector("td.problem").textContent = p.message;
@@ -78,27 +82,33 @@ function showProblems(body, general, problems) {
   general.textContent = leftover.join("\n");
 }
 
-function configEditor(stage, jobId, profile) {
+export function configEditor(stage, jobId, profile) {
   const original = new Map(flatten(profile));
   const body = configRows(original);
   const general = el("p", { class: "problem general" });
-  const name = el("input", { name: "profile-name", value: `${stage}-${jobId}`, "aria-label": "profile name", pattern: "[A-Za-z0-9][A-Za-z0-9_.\\-]{0,63}" });
+  const name = el("input", {
+    name: "profile-name", value: `${stage}-${jobId}`, "aria-label": "profile name",
+    pattern: "[A-Za-z0-9][A-Za-z0-9_.\\-]{0,63}",
+  });
   const save = el("button", { type: "button", class: "save-profile" }, "Save as profile");
   const saved = el("div", { class: "saved" });
   const editor = el("div", { class: "editor" },
     el("h2", {}, `${stage}: configuration (profiles/${stage}.yaml)`),
-    el("p", { class: "note" }, "Every value can be edited; each edit is checked with the rules of stagetune train."),
+    el("p", { class: "note" },
+      "Every value can be edited; each edit is checked with the rules of stagetune train."),
     el("div", { class: "save" }, name, save),
     saved,
     general,
     body);
 
-  const current = () => [...body.querySelectorAll("tr[data-key]")].map((row) => [row.dataset.key, parsed(row.querySelector("input").value)]);
+  const rowsOf = () => [...body.querySelectorAll("tr[data-key]")];
+  const current = () => rowsOf().map((row) => [row.dataset.key, parsed(row.querySelector("input").value)]);
   let checking = null;
   const check = async () => {
     const rows = current();
-    for (const row of body.querySelectorAll("tr[data-key]")) {
-      row.classList.toggle("edited", row.querySelector("input").value !== shown(original.get(row.dataset.key)));
+    for (const row of rowsOf()) {
+      const edited = row.querySelector("input").value !== shown(original.get(row.dataset.key));
+      row.classList.toggle("edited", edited);
     }
     const mine = (checking = Symbol("check"));
     let problems = [];
@@ -118,7 +128,8 @@ function configEditor(stage, jobId, profile) {
     clearTimeout(pending);
     pending = setTimeout(check, 250);
   });
-  save.addEventListener("click", () => saveProfile(name, saved, () => ({ config: treeOf(current()), stage, job_id: jobId }), check));
+  const asked = () => ({ config: treeOf(current()), stage, job_id: jobId });
+  save.addEventListener("click", () => saveProfile(name, saved, asked, check));
   return editor;
 }
 
@@ -129,7 +140,8 @@ async function saveProfile(name, saved, body, check) {
     return;
   }
   try {
-    const { status, data } = await api("PUT", `/profiles/${encodeURIComponent(name.value)}`, body());
+    const path = `/profiles/${encodeURIComponent(name.value)}`;
+    const { status, data } = await api("PUT", path, body());
     saved.append(savedProfile(data, status === 201 ? "Saved" : "Unchanged since"));
   } catch (error) {
     if (error.status === 422) await check();
@@ -142,9 +154,15 @@ function savedProfile(profile, verb) {
   const command = el("pre", { class: "command" }, profile.command);
   return el("div", { class: "saved-profile", "data-profile": profile.name, "data-version": profile.version },
     el("p", {}, `${verb} profile `, el("strong", {}, profile.name), ` version ${profile.version}.`),
-    el("button", { type: "button", class: "plain download", onclick: () => downloadProfile(profile.name, profile.version, filename) }, `Download ${filename}`),
+    el("button", {
+      type: "button", class: "plain download",
+      onclick: () => downloadProfile(profile.name, profile.version, filename),
+    }, `Download ${filename}`),
     " ",
-    el("button", { type: "button", class: "plain train", onclick: (event) => trainProfile(profile.name, profile.version, event.target.parentNode) }, "Train with it on the cluster"),
+    el("button", {
+      type: "button", class: "plain train",
+      onclick: (event) => trainProfile(profile.name, profile.version, event.target.parentNode),
+    }, "Train with it on the cluster"),
     " ",
     el("button", { type: "button", class: "plain copy", onclick: async (event) => {
       await navigator.clipboard?.writeText(profile.command).catch(() => {});
@@ -155,14 +173,16 @@ function savedProfile(profile, verb) {
 
 async function trainProfile(name, version, where) {
   try {
-    const { data } = await api("POST", `/profiles/${encodeURIComponent(name)}/train?version=${version}`);
+    const path = `/profiles/${encodeURIComponent(name)}/train?version=${version}`;
+    const { data } = await api("POST", path);
     location.hash = `#/jobs/${data.job_id}`;
   } catch (error) {
     where.append(el("p", { class: "problem" }, `Not started: ${error.message}`));
   }
 }
 
-async function downloadProfile(name, version, filename) {
-  const { data } = await api("GET", `/profiles/${encodeURIComponent(name)}?version=${version}&format=yaml`, undefined, "application/yaml");
+export async function downloadProfile(name, version, filename) {
+  const path = `/profiles/${encodeURIComponent(name)}?version=${version}&format=yaml`;
+  const { data } = await api("GET", path, undefined, "application/yaml");
   download(filename, data, "application/yaml");
 }

@@ -1,10 +1,17 @@
 // One job: its stages side by side, live while it runs (compare.js), then each stage's answer,
 // and per stage its editable configuration (editor.js), plots (plots.js) and trials (trials.js).
-"use strict";
 
-// --- one job -------------------------------------------------------------------------------
+import { api } from "./api.js";
+import { ALL_STAGES, answersView, progressView } from "./compare.js";
+import { el, stateBadge } from "./dom.js";
+import { configEditor } from "./editor.js";
+import { number, plural, seconds, when } from "./format.js";
+import { refresh, stopRefresh, view } from "./page.js";
+import { fitPlot, tunePlot } from "./plots.js";
+import { groupTrials } from "./records.js";
+import { trialsTable } from "./trials.js";
 
-async function showJob(id) {
+export async function showJob(id) {
   view.replaceChildren(el("section", { class: "card", id: "job" },
     el("h1", {}, "Job ", el("code", {}, id), " ", el("span", { id: "job-state" })),
     el("p", { class: "note", id: "job-summary" }),
@@ -18,7 +25,7 @@ async function showJob(id) {
       job = (await api("GET", `/jobs/${id}`)).data;
     } catch (error) {
       document.getElementById("job-problem").textContent = error.message;
-      clearInterval(timer);
+      stopRefresh();
       return;
     }
     if (location.hash !== `#/jobs/${id}`) return; // the person went elsewhere
@@ -30,9 +37,10 @@ async function showJob(id) {
       `${what}; elapsed ${seconds(job.elapsed_seconds)}; created ${when(job.created)}`;
     document.getElementById("job-problem").textContent = job.error || "";
     const done = ["succeeded", "failed", "cancelled"].includes(job.state);
-    if (done) clearInterval(timer);
+    if (done) stopRefresh();
     if (job.kind !== "train" && !(done && job.state === "succeeded")) {
-      document.getElementById("job-stages").replaceChildren(...progressView(job, choices).filter(Boolean));
+      const live = progressView(job, choices).filter(Boolean);
+      document.getElementById("job-stages").replaceChildren(...live);
     }
     if (job.state === "succeeded" && shown !== id) {
       shown = id;
@@ -40,7 +48,7 @@ async function showJob(id) {
     }
   };
   await update();
-  if (!shown) timer = setInterval(update, 2000);
+  if (!shown) refresh(update);
 }
 
 async function showResult(job) {
@@ -49,7 +57,8 @@ async function showResult(job) {
     api("GET", `/jobs/${job.job_id}/trials`).then((a) => a.data).catch(() => []),
   ]);
   const stages = ALL_STAGES.filter((s) => result.stages[s]?.feasible);
-  const profiles = await Promise.all(stages.map((s) => api("GET", `/jobs/${job.job_id}/profiles/${s}?format=json`).then((a) => a.data)));
+  const profileOf = (s) => api("GET", `/jobs/${job.job_id}/profiles/${s}?format=json`).then((a) => a.data);
+  const profiles = await Promise.all(stages.map(profileOf));
   if (location.hash !== `#/jobs/${job.job_id}`) return; // the person went elsewhere
   const byTrial = groupTrials(trials);
   const details = el("section", { class: "card", id: "stage-details" });
@@ -62,28 +71,37 @@ async function showResult(job) {
     if (scroll) details.scrollIntoView({ behavior: "instant", block: "start" });
   };
   document.getElementById("job-stages").replaceChildren(answersView(result, open));
+  const tab = (s, which, words) => el("button", {
+    type: "button", class: "tab", "data-stage": s, "data-view": which, onclick: () => open(s, which),
+  }, words);
   details.append(el("h1", {}, "Stage details"), el("div", { class: "tabs" }, ...stages.flatMap((s) => [
-    el("button", { type: "button", class: "tab", "data-stage": s, "data-view": "config", onclick: () => open(s, "config") }, `${s}: configuration`),
-    el("button", { type: "button", class: "tab", "data-stage": s, "data-view": "trials", onclick: () => open(s, "trials") }, `${s}: trials and plots`),
+    tab(s, "config", `${s}: configuration`),
+    tab(s, "trials", `${s}: trials and plots`),
   ])));
   stages.forEach((stage, i) => {
-    const answer = result.stages[stage];
     const profile = profiles[i];
     delete profile.meta;
     const mine = byTrial.filter((t) => t.stage === stage);
-    const fit = mine.filter((t) => t.search === "fit");
-    const tune = mine.filter((t) => t.search === "tune");
-    details.append(el("section", { class: "stage", "data-stage": stage },
-      el("div", { "data-stage": stage, "data-view": "config" }, configEditor(stage, job.job_id, profile)),
-      el("div", { "data-stage": stage, "data-view": "trials" },
-        el("div", { class: "plots" },
-          el("div", {}, el("h2", {}, "Fit search: parameters against throughput"), fitPlot(fit, answer)),
-          el("div", {}, el("h2", {}, "Tune search: validation loss by epoch"), tunePlot(tune))),
-        el("h2", {}, `Fit search: ${plural(fit.length, "configuration")} (click a heading to sort)`), trialsTable(fit, "fit", answer),
-        el("h2", {}, `Tune search: ${plural(tune.length, "trial")}`), trialsTable(tune, "tune", answer))));
+    details.append(stageDetails(stage, job.job_id, result.stages[stage], profile, mine));
   });
   view.append(details);
   if (stages.length) open(stages[0], "trials", false);
+}
+
+// A stage's editable configuration, and its searches' plots and trials.
+function stageDetails(stage, jobId, answer, profile, trials) {
+  const fit = trials.filter((t) => t.search === "fit");
+  const tune = trials.filter((t) => t.search === "tune");
+  return el("section", { class: "stage", "data-stage": stage },
+    el("div", { "data-stage": stage, "data-view": "config" }, configEditor(stage, jobId, profile)),
+    el("div", { "data-stage": stage, "data-view": "trials" },
+      el("div", { class: "plots" },
+        el("div", {}, el("h2", {}, "Fit search: parameters against throughput"), fitPlot(fit, answer)),
+        el("div", {}, el("h2", {}, "Tune search: validation loss by epoch"), tunePlot(tune))),
+      el("h2", {}, `Fit search: ${plural(fit.length, "configuration")} (click a heading to sort)`),
+      trialsTable(fit, "fit", answer),
+      el("h2", {}, `Tune search: ${plural(tune.length, "trial")}`),
+      trialsTable(tune, "tune", answer)));
 }
 
 async function showReport(job) {
@@ -91,15 +109,18 @@ async function showReport(job) {
   if (location.hash !== `#/jobs/${job.job_id}`) return;
   const last = report.epochs.at(-1) || {};
   const columns = ["epoch", "train_loss", "val_loss", "val_rmse", "val_pearson", "lr", "seconds"];
+  const cell = (e, c) => el("td", { class: "num" }, c === "epoch" ? e[c] : number(e[c], 4));
   view.append(el("section", { class: "card report" },
     el("h1", {}, "Training run"),
     el("dl", { class: "figures" }, ...[
-      ["Parameters", report.parameters?.toLocaleString()], ["Device", `${report.device} (${report.precision})`],
+      ["Parameters", report.parameters?.toLocaleString()],
+      ["Device", `${report.device} (${report.precision})`],
       ["Complexes", `${report.train_complexes} training, ${report.val_complexes} validation`],
-      ["Time", seconds(report.seconds)], ["Validation RMSE", number(last.val_rmse, 4)],
+      ["Time", seconds(report.seconds)],
+      ["Validation RMSE", number(last.val_rmse, 4)],
       ["Run folder", report.run_dir ?? ""],
     ].map(([k, v]) => el("div", {}, el("dt", {}, k), el("dd", {}, v ?? "")))),
     el("table", { class: "epochs" },
       el("thead", {}, el("tr", {}, ...columns.map((c) => el("th", {}, c)))),
-      el("tbody", {}, ...report.epochs.map((e) => el("tr", {}, ...columns.map((c) => el("td", { class: "num" }, c === "epoch" ? e[c] : number(e[c], 4)))))))));
+      el("tbody", {}, ...report.epochs.map((e) => el("tr", {}, ...columns.map((c) => cell(e, c))))))));
 }

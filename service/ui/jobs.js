@@ -1,9 +1,11 @@
 // The jobs view: every job, its state and progress, and the form that starts a new one.
-"use strict";
 
-// --- jobs ----------------------------------------------------------------------------------
+import { api } from "./api.js";
+import { el, stateBadge } from "./dom.js";
+import { progressText, seconds, when } from "./format.js";
+import { refresh, useTemplate } from "./page.js";
 
-async function showJobs() {
+export async function showJobs() {
   useTemplate("jobs-view");
   const form = document.getElementById("new-job");
   try {
@@ -11,9 +13,12 @@ async function showJobs() {
   } catch (error) {
     if (error.status !== 401) document.getElementById("new-job-problem").textContent = error.message;
   }
-  form.addEventListener("submit", (event) => { event.preventDefault(); startJob(form); });
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    startJob(form);
+  });
   await refreshJobs();
-  timer = setInterval(refreshJobs, 2000);
+  refresh(refreshJobs);
 }
 
 function fillForm(form, choices) {
@@ -22,7 +27,8 @@ function fillForm(form, choices) {
   preset.value = choices.presets.quick ? "quick" : preset.options[0]?.value;
   const stages = form.querySelector("fieldset.stages");
   for (const stage of choices.stages) {
-    stages.append(el("label", {}, el("input", { type: "checkbox", name: "stages", value: stage, checked: true }), stage));
+    const box = el("input", { type: "checkbox", name: "stages", value: stage, checked: true });
+    stages.append(el("label", {}, box, stage));
   }
   document.getElementById("data-roots").replaceChildren(
     el("option", { value: "synthetic" }),
@@ -72,10 +78,13 @@ async function refreshJobs() {
   } catch (error) {
     return;
   }
+  const what = (job) => (job.kind === "train"
+    ? `training run of profile ${job.options.profile} v${job.options.version}`
+    : progressText(job.progress));
   body.replaceChildren(...listed.jobs.map((job) => el("tr", { "data-job": job.job_id },
     el("td", {}, el("a", { href: `#/jobs/${job.job_id}` }, job.job_id)),
     el("td", {}, stateBadge(job.state)),
-    el("td", { class: "note" }, job.kind === "train" ? `training run of profile ${job.options.profile} v${job.options.version}` : progressText(job.progress)),
+    el("td", { class: "note" }, what(job)),
     el("td", { class: "num" }, seconds(job.elapsed_seconds)),
     el("td", {}, when(job.created)),
   )));

@@ -1,9 +1,26 @@
 // The saved profiles view.
-"use strict";
 
-// --- profiles ------------------------------------------------------------------------------
+import { api } from "./api.js";
+import { el } from "./dom.js";
+import { downloadProfile } from "./editor.js";
+import { when } from "./format.js";
+import { useTemplate, view } from "./page.js";
 
-async function showProfiles() {
+function profileRow(p) {
+  const filename = `${p.name}-v${p.version}.yaml`;
+  const get = el("button", {
+    type: "button", class: "plain download", onclick: () => downloadProfile(p.name, p.version, filename),
+  }, "Download YAML");
+  return el("tr", { "data-profile": p.name },
+    el("td", {}, p.name),
+    el("td", { class: "num" }, `v${p.version} (${p.versions} saved)`),
+    el("td", {}, p.stage ?? ""),
+    el("td", {}, p.job_id ? el("a", { href: `#/jobs/${p.job_id}` }, p.job_id) : ""),
+    el("td", {}, when(p.created)),
+    el("td", {}, get));
+}
+
+export async function showProfiles() {
   useTemplate("profiles-view");
   let listed;
   try {
@@ -12,8 +29,5 @@ async function showProfiles() {
     view.append(el("p", { class: "problem" }, error.message));
     return;
   }
-  document.querySelector("#profiles tbody").replaceChildren(...listed.profiles.map((p) => el("tr", { "data-profile": p.name },
-    el("td", {}, p.name), el("td", { class: "num" }, `v${p.version} (${p.versions} saved)`), el("td", {}, p.stage ?? ""),
-    el("td", {}, p.job_id ? el("a", { href: `#/jobs/${p.job_id}` }, p.job_id) : ""), el("td", {}, when(p.created)),
-    el("td", {}, el("button", { type: "button", class: "plain download", onclick: () => downloadProfile(p.name, p.version, `${p.name}-v${p.version}.yaml`) }, "Download YAML")))));
+  document.querySelector("#profiles tbody").replaceChildren(...listed.profiles.map(profileRow));
 }

@@ -12,21 +12,18 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from playwright.sync_api import sync_playwright
 
 from stagetune_api import Best
 from tests.service.live_server import TOKEN, Server
 
 pytestmark = pytest.mark.slow  # a browser against `stagetune serve` and its own Ray head
 
-CHROMIUM = "/usr/bin/chromium"
 JOB = {
     "preset": "quick",
     "fit_trials": 2,
@@ -51,26 +48,6 @@ def finished_job(server) -> str:
     done = server.wait(job["job_id"], {"succeeded", "failed"}, timeout=400)
     assert done["state"] == "succeeded", done
     return str(job["job_id"])
-
-
-@pytest.fixture(scope="module")
-def browser():
-    assert shutil.which(CHROMIUM), f"{CHROMIUM} is missing: apt-get install chromium"
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
@@ -389,7 +366,9 @@ def test_a_running_job_lists_every_stage_with_the_time_left(page, server):
     sign_in(page, server, "#/profiles")
     page.wait_for_selector("#profiles")
     page.evaluate(
-        "(job) => { const choices = {presets: {quick: {tune_trials: 3}}};"
+        "async (job) => { const choices = {presets: {quick: {tune_trials: 3}}};"
+        " const { progressView } = await import('/ui/compare.js');"
+        " const { view } = await import('/ui/page.js');"
         " view.replaceChildren(...progressView(job, choices).filter(Boolean)); }",
         RUNNING,
     )
@@ -411,7 +390,9 @@ def test_a_best_so_far_in_words_from_an_earlier_version_is_shown_as_it_was_writt
     words = "hidden_channels=8 num_layers=1 score 1,938.4 complexes/s"
     job = {**RUNNING, "progress": {"prototyping": {"fit": {"total": 2, "done": 2, "best": words}}}}
     page.evaluate(
-        "(job) => { const choices = {presets: {quick: {tune_trials: 3}}};"
+        "async (job) => { const choices = {presets: {quick: {tune_trials: 3}}};"
+        " const { progressView } = await import('/ui/compare.js');"
+        " const { view } = await import('/ui/page.js');"
         " view.replaceChildren(...progressView(job, choices).filter(Boolean)); }",
         job,
     )
@@ -450,7 +431,8 @@ def test_a_pruned_configuration_is_drawn_as_pruned(page, server):
         },
     }
     drawn = page.evaluate(
-        "(trials) => { const figure = fitPlot(trials, {batch_size: 8, probe: null});"
+        "async (trials) => { const { fitPlot } = await import('/ui/plots.js');"
+        " const figure = fitPlot(trials, {batch_size: 8, probe: null});"
         " return [...figure.querySelectorAll('path.pruned title')].map((t) => t.textContent); }",
         [probed(8, 2440, True), probed(16, 11732, False), pruned],
     )

@@ -103,3 +103,25 @@ def test_the_wide_form_is_shared_with_the_other_files(written, tmp_path):
     folder, _, _ = written
     folder.copy_to(tmp_path / "out")
     assert (tmp_path / "out" / "trials-wide.csv").read_text() == folder.trials_wide_csv.read_text()
+
+
+@pytest.mark.parametrize(
+    ("policy", "counted"), [("largest_capacity", True), ("time_bound_throughput", False)]
+)
+def test_a_pruned_model_of_an_earlier_job_is_counted_by_its_policys_bound(
+    tmp_path, policy, counted
+):
+    """A job that did not record ``pruned.capacity``: where the stage's policy bounds a score by
+    the parameter count, the bound it pruned by is the model's count (what the page plots it
+    at); a bound of throughput counts nothing."""
+    record = TrialRecord(
+        stage="production",
+        search="fit",
+        trial_id="pruned-x",
+        status="pruned",
+        variables={"stage.policy": policy, "pruned.bound": 52_000.0, "pruned.best": 60_000.0},
+    )
+    JobFolder(tmp_path).write_trials([record])
+    rows = read_trials_csv(tmp_path / "trials.csv")
+    capacity = [r["value"] for r in rows if r["variable"] == "pruned.capacity"]
+    assert capacity == ([52_000.0] if counted else [])

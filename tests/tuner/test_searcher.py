@@ -8,6 +8,7 @@ from ray import tune
 from ray.tune.search import Searcher
 from ray.tune.search.hyperopt import HyperOptSearch
 
+from stagetune_api import FitReport
 from tuner import ProbeSearcher, Stage, dominates
 
 CHANNELS, LAYERS, RBF = [16, 32, 64, 128], [1, 2, 3, 4], [8, 16, 32]
@@ -153,7 +154,8 @@ def test_production_bound_respects_the_data_cap():
         score = memory(config) if fits and memory(config) <= cap else 0.0
         if any(memory(c) <= min(cap, limit) for c in probed):
             assert memory(config) <= cap, config  # something fits: nothing over the cap is probed
-        s.on_trial_complete(f"t{n}", {"score": score, "fits": fits})
+        report = FitReport(score=score, fits=fits, feasible=score > 0)  # what a fit trial reports
+        s.on_trial_complete(f"t{n}", report.metrics())
         probed.append(config)
         n += 1
     best = max(memory(c) for c in GRID if memory(c) <= min(cap, limit))

@@ -113,6 +113,13 @@ class Policy(ABC):
     ranks_by_time: bool = False
     #: what ``score`` counts, as the progress of a search names it
     score_unit: str = ""
+    #: whether ``bound`` of a configuration is its parameter count (what a page plots a pruned
+    #: configuration at, for a job that did not record ``pruned.capacity``)
+    bound_is_capacity: bool = False
+
+    def problem(self, spec: StageSpec) -> str | None:
+        """What a stage of this policy lacks in ``configs/stages.yaml``; None when nothing."""
+        return None
 
     @abstractmethod
     def choose(self, candidates: Sequence[Candidate], ctx: PolicyContext) -> StageChoice:

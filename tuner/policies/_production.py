@@ -38,6 +38,7 @@ class LargestCapacity(Policy):
     name = "largest_capacity"
     uses_data = True
     score_unit = "parameters"
+    bound_is_capacity = True
 
     def choose(self, candidates: Sequence[Candidate], ctx: PolicyContext) -> StageChoice:
         limits, config, data = ctx.spec.data_limits, ctx.config, ctx.data

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tuner._stages import StageSpec
 from tuner.policies._base import (
     Candidate,
     Policy,
@@ -29,6 +30,11 @@ class TimeBoundThroughput(Policy):
     name = "time_bound_throughput"
     ranks_by_time = True
     score_unit = "complexes/s"
+
+    def problem(self, spec: StageSpec) -> str | None:
+        return (
+            None if spec.target_minutes is not None else f"policy {self.name} needs target_minutes"
+        )
 
     def choose(self, candidates: Sequence[Candidate], ctx: PolicyContext) -> StageChoice:
         config = ctx.config

@@ -1,0 +1,89 @@
+"""What a trial reports to Ray Tune, typed once for the worker that writes it and the driver that
+reads it: a fit trial's one report (``FitReport``: its probe and where it ran) and a training
+trial's report of each epoch (``EpochReport``: validation figures, for ASHA and the records).
+
+Tune's metrics are flat: a ``FitReport`` travels as one JSON string (``fit_report``, the
+record's own dump) beside the score its searcher maximises; an ``EpochReport`` as its fields,
+which ASHA reads by name. The driver reads both back with ``of_metrics``, which also reads what
+a trial of an earlier version reported (a search resumed from its experiment).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+#: The fit search's metric, maximised: the stage's policy's score of a probed model.
+SCORE = "score"
+_FIT_REPORT = "fit_report"
+
+
+class Where(BaseModel):
+    """The node a trial ran on and when it started."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    node_id: str | None = Field(default=None, description="the Ray node; None outside Ray")
+    started: float = Field(default=0.0, description="epoch seconds")
+
+
+class FitReport(Where):
+    """A fit trial's report: one probe of one model."""
+
+    score: float = Field(description="the stage's policy's score; 0 when it does not fit")
+    fits: bool = Field(description="whether the model fits at the stage's least batch")
+    feasible: bool = Field(description="whether the policy may choose it (score above 0)")
+    invalid: str | None = Field(
+        default=None, description="why the configuration is not a valid model; None when it is"
+    )
+    config_hash: str | None = Field(default=None, description="SHA-256 of its configuration")
+    probe: dict[str, Any] | None = Field(
+        default=None, description="the probe's result (tuner.ProbeResult as JSON); None if none"
+    )
+    device: str | None = Field(default=None, description="cpu or cuda:N, as the trial saw it")
+    device_model: str | None = None
+
+    def metrics(self) -> dict[str, Any]:
+        """What the trial hands to ``tune.report``."""
+        return {SCORE: self.score, _FIT_REPORT: self.model_dump_json()}
+
+    @classmethod
+    def of_metrics(cls, metrics: Mapping[str, Any] | None) -> FitReport | None:
+        """The report in a trial's last metrics; None when it reported none (it crashed)."""
+        metrics = metrics or {}
+        text = metrics.get(_FIT_REPORT)
+        if text:
+            return cls.model_validate_json(text)
+        if SCORE not in metrics:
+            return None
+        # reported field by field, with the probe as a JSON string, by an earlier version
+        probe = metrics.get("probe")
+        return cls.model_validate({**metrics, "probe": json.loads(probe) if probe else None})
+
+
+class EpochReport(Where):
+    """A training trial's report at the end of an epoch, its figures as the epoch measured them
+    (a diverged loss is NaN, which ASHA ranks last); ``val_pearson`` is None where it is not a
+    number (the Pearson of a constant prediction)."""
+
+    epoch: int
+    val_loss: float
+    val_rmse: float | None = None
+    val_pearson: float | None = None
+    train_loss: float | None = None
+    config_hash: str | None = Field(default=None, description="SHA-256 of its configuration")
+
+    def metrics(self) -> dict[str, Any]:
+        """What the trial hands to ``tune.report``: the fields by name."""
+        return self.model_dump()
+
+    @classmethod
+    def of_metrics(cls, metrics: Mapping[str, Any] | None) -> EpochReport | None:
+        """The last epoch's report in a trial's metrics; None before its first epoch."""
+        metrics = metrics or {}
+        if "val_loss" not in metrics:
+            return None
+        return cls.model_validate({"epoch": metrics.get("training_iteration", 0), **metrics})
