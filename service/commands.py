@@ -113,6 +113,7 @@ def _say_probe(result: Any, cycle_batches: int) -> None:
             f"on the data ({d.complexes} complexes, {d.atoms_mean:.0f} atoms on average): "
             f"{d.complexes_per_batch:.1f} complexes a batch, {d.step_seconds:.3f} s/step, "
             f"{d.cycle_minutes:.1f} min per cycle, {d.throughput:.1f} complexes/s"
+            + ("" if d.peak_bytes is None else f", footprint {format_size(d.peak_bytes)}")
             + (
                 f" (timings noisy: the timed steps spread over {100 * d.step_spread:.0f} %)"
                 if d.noisy

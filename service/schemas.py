@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.store import JobState
 from stagetune_api import (
+    TRIAL_COLUMNS,
     JobKind,
     JobOptions,
     JsonValue,
@@ -20,6 +21,7 @@ from stagetune_api import (
     Stage,
     Text,
     TrainOptions,
+    TrialColumn,
     check_values,
 )
 
@@ -132,3 +134,7 @@ class Choices(BaseModel):
     data_roots: list[str] = Field(description="folders a job's data may lie in")
     optimizers: list[str]
     schedulers: list[str]
+    trial_columns: dict[Search, list[TrialColumn]] = Field(
+        default_factory=lambda: {s: list(c) for s, c in TRIAL_COLUMNS.items()},
+        description="each search's measured columns of its trials: the variable, heading and kind",
+    )

@@ -8,6 +8,7 @@ REST service, the command line and the results page share one typed contract wit
 Dependencies point one way: ``service`` and ``tuner`` import this package; it imports neither.
 """
 
+from stagetune_api._columns import TRIAL_COLUMNS, TrialColumn
 from stagetune_api._enums import JobKind, Search, Stage, TrialStatus
 from stagetune_api._files import write_atomic
 from stagetune_api._folder import JobFiles, RunFiles, SweepFiles
@@ -81,6 +82,8 @@ __all__ = [
     "Text",
     "TrainOptions",
     "TrainRunReport",
+    "TRIAL_COLUMNS",
+    "TrialColumn",
     "TrialRecord",
     "TrialStatus",
     "ValidationFigures",

@@ -119,6 +119,12 @@ class Batching(_Record):
     cycle_minutes_worst_case: float | None = Field(
         description="the same cycle at the fixed batch of worst-case complexes"
     )
+    peak_bytes_on_data: int | None = Field(
+        default=None,
+        description="the footprint predicted on the job's data at the budget (its fullest batch "
+        "of an epoch); the limit applies to the worst case, probe.peak_bytes (absent from "
+        "results before it was measured)",
+    )
 
 
 class StageResult(_Record):

@@ -157,6 +157,7 @@ def _batching(choice: StageChoice) -> Batching:
         throughput_on_data=data.throughput if data else None,
         step_spread_on_data=data.step_spread if data else None,
         cycle_minutes_worst_case=choice.cycle_minutes,
+        peak_bytes_on_data=data.peak_bytes if data else None,
     )
 
 

@@ -63,9 +63,10 @@ def trial_bundle(spec: JobSpec, nodes: Sequence[Mapping[str, float]]) -> dict[st
             known = sorted(
                 {k.split(":", 1)[1] for n in nodes for k in n if k.startswith("accelerator_type:")}
             )
-            why = f"no node has it; the cluster has {', '.join(known) or 'no typed accelerator'}"
+            has = f"the cluster has {', '.join(known) or 'no typed accelerator'}"
             raise ConfigError(
-                f"accelerator_type={spec.accelerator_type!r}: {why}", [("accelerator_type", why)]
+                f"accelerator_type={spec.accelerator_type!r}: no node has it; {has}",
+                [("accelerator_type", f"no node has {spec.accelerator_type!r}; {has}")],
             )
         bundle[key] = 0.001
     if not any(all(n.get(k, 0.0) >= v for k, v in bundle.items()) for n in nodes):

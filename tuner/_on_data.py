@@ -24,7 +24,7 @@ from tuner._probe_records import NOISY_SPREAD, DataFigures, ProbeResult
 
 log = logging.getLogger(__name__)
 
-TIMED_STEPS = 6  # batches of the data timed after one untimed one, each new to the process
+TIMED_STEPS = 10  # batches of the data timed after one untimed one, each new to the process
 
 
 def on_data(
@@ -41,7 +41,8 @@ def on_data(
     atoms. (An epoch's last batch holds what is left, often much less: a cycle's step is the
     epoch's average, not the full batch's.) The spread of the times per atom, their interquartile
     range over their median, says how far to trust it: over ``NOISY_SPREAD`` (other work on the
-    machine slowed some steps, or the batches differ that much) the figures say so."""
+    machine slowed some steps, or the batches differ that much) the figures say so. Then one
+    profiled step on the epoch's fullest batch: the footprint on the data (``peak_bytes``)."""
     budget, model = result.max_atoms_per_batch, result.time_model
     assert budget is not None and model is not None, "the probe found no atom budget"
     sizes = _sizes_within(complexes, budget)
@@ -71,6 +72,9 @@ def on_data(
             seconds,
         )
     return DataFigures(
+        peak_bytes=_footprint_on(
+            probe, complexes, max(epoch, key=lambda p: sum(sizes[i] for i in p))
+        ),
         complexes=len(complexes),
         atoms_mean=sum(sizes) / len(sizes),
         atoms_max=max(sizes),
@@ -122,6 +126,14 @@ def _sizes_within(complexes: Sequence[Data], budget: int) -> list[int]:
                 f"atom budget {budget}: crop complexes with a smaller data.max_atoms"
             )
     return sizes
+
+
+def _footprint_on(probe: Probe, complexes: Sequence[Data], pack: list[int]) -> int | None:
+    """The footprint of a step on the batch ``pack``, predicted as the probe predicts the worst
+    case's (``Probe.footprint`` of its measured live peak)."""
+    batch = Batch.from_data_list([complexes[i] for i in pack])
+    measured = probe.measure_batch(batch, timed_steps=0)
+    return None if measured.peak_bytes is None else probe.footprint(measured.peak_bytes)
 
 
 def _train_on(probe: Probe, complexes: Sequence[Data], packs: list[list[int]]) -> list[float]:

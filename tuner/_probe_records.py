@@ -93,6 +93,9 @@ class DataFigures:
     throughput: float  # complexes per second
     timed_steps: int
     step_spread: float = 0.0  # interquartile range / median of the timed steps' time per atom
+    #: the footprint predicted at the budget on the data's fullest batch of an epoch (its live
+    #: peak, what a step adds scaled by the allocator's overhead); None in figures saved before
+    peak_bytes: int | None = None
 
     @property
     def noisy(self) -> bool:

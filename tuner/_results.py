@@ -12,7 +12,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stagetune_api import JobResult, Search, StageResult, TrialRecord, format_size
+from stagetune_api import (
+    TRIAL_COLUMNS,
+    JobResult,
+    Search,
+    StageResult,
+    TrialRecord,
+    format_size,
+)
 
 _HEAD = ("stage", "search", "trial_id", "status", "node_id", "retries", "seconds", "started")
 
@@ -210,48 +217,38 @@ def _table(heading: str, columns: list[str], rows: list[list[str]]) -> list[str]
     ]
 
 
+def _written(value: Any, kind: str) -> str:
+    """A trial's value in a table, as its column's ``kind`` writes it (``TrialColumn``)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "count" and number:
+        return f"{round(value):,}"
+    if kind == "bytes" and number:
+        return format_size(int(value))
+    if kind == "loss" and number:
+        return f"{value:.4f}"
+    return _n(value)
+
+
+def _measured(v: dict[str, Any], search: Search) -> list[str]:
+    return [_written(v.get(c.variable), c.kind) for c in TRIAL_COLUMNS[search]]
+
+
 def _fit_table(trials: list[TrialRecord]) -> list[str]:
     """The fit search's trials: each one's model, what the probe measured, rounded."""
     rows = []
     for t in trials:
         v = t.variables
         model = {k.removeprefix("model."): x for k, x in v.items() if k.startswith("model.")}
-        peak = v.get("probe.peak_bytes")
         why = ", ".join(
             f"{k.removeprefix('pruned_by.')}={x}"
             for k, x in v.items()
             if k.startswith("pruned_by.")
         )
-        rows.append(
-            [
-                t.trial_id,
-                t.status.value,
-                (t.node_id or "")[:8],
-                model_words(model),
-                _n(v.get("probe.capacity")),
-                _n(v.get("probe.max_batch_size")),
-                format_size(peak) if isinstance(peak, int) else "",
-                _n(v.get("probe.cycle_minutes")),
-                _n(v.get("probe.throughput")),
-                _n(v.get("probe.data.throughput")),
-                _n(v.get("probe.feasible")),
-                f"dominates {why}, which did not fit" if why else _hash(v.get("probe.config_hash")),
-            ]
-        )
-    columns = [
-        "trial",
-        "status",
-        "node",
-        "model",
-        "parameters",
-        "largest batch",
-        "peak memory",
-        "cycle (min)",
-        "complexes/s",
-        "complexes/s on the data",
-        "feasible",
-        "configuration hash",
-    ]
+        last = f"dominates {why}, which did not fit" if why else _hash(v.get("probe.config_hash"))
+        head = [t.trial_id, t.status.value, (t.node_id or "")[:8], model_words(model)]
+        rows.append([*head, *_measured(v, Search.FIT), last])
+    headings = [c.heading for c in TRIAL_COLUMNS[Search.FIT]]
+    columns = ["trial", "status", "node", "model", *headings, "configuration hash"]
     return _table("### fit search", columns, rows)
 
 
@@ -265,29 +262,8 @@ def _tune_table(trials: list[TrialRecord]) -> list[str]:
             for k, x in sorted(v.items())
             if k.startswith("tune.")
         )
-        loss = v.get("result.val_loss")
-        rows.append(
-            [
-                t.trial_id,
-                t.status.value,
-                (t.node_id or "")[:8],
-                tried,
-                _n(v.get("train.epochs_run")),
-                f"{loss:.4f}" if isinstance(loss, float) else "",
-                _n(v.get("result.val_rmse"), 4),
-                _n(v.get("result.val_pearson"), 2),
-                _hash(v.get("result.config_hash")),
-            ]
-        )
-    columns = [
-        "trial",
-        "status",
-        "node",
-        "hyperparameters",
-        "epochs",
-        "validation loss",
-        "rmse",
-        "pearson r",
-        "configuration hash",
-    ]
+        head = [t.trial_id, t.status.value, (t.node_id or "")[:8], tried]
+        rows.append([*head, *_measured(v, Search.TUNE), _hash(v.get("result.config_hash"))])
+    headings = [c.heading for c in TRIAL_COLUMNS[Search.TUNE]]
+    columns = ["trial", "status", "node", "hyperparameters", *headings, "configuration hash"]
     return _table("### tune search", columns, rows)

@@ -44,14 +44,14 @@ export async function showJob(id) {
     }
     if (job.state === "succeeded" && shown !== id) {
       shown = id;
-      await (job.kind === "train" ? showReport(job) : showResult(job));
+      await (job.kind === "train" ? showReport(job) : showResult(job, choices));
     }
   };
   await update();
   if (!shown) refresh(update);
 }
 
-async function showResult(job) {
+async function showResult(job, choices) {
   const [result, trials] = await Promise.all([
     api("GET", `/jobs/${job.job_id}/result`).then((a) => a.data),
     api("GET", `/jobs/${job.job_id}/trials`).then((a) => a.data).catch(() => []),
@@ -82,14 +82,15 @@ async function showResult(job) {
     const profile = profiles[i];
     delete profile.meta;
     const mine = byTrial.filter((t) => t.stage === stage);
-    details.append(stageDetails(stage, job.job_id, result.stages[stage], profile, mine));
+    const columns = choices?.trial_columns ?? {};
+    details.append(stageDetails(stage, job.job_id, result.stages[stage], profile, mine, columns));
   });
   view.append(details);
   if (stages.length) open(stages[0], "trials", false);
 }
 
 // A stage's editable configuration, and its searches' plots and trials.
-function stageDetails(stage, jobId, answer, profile, trials) {
+function stageDetails(stage, jobId, answer, profile, trials, columns) {
   const fit = trials.filter((t) => t.search === "fit");
   const tune = trials.filter((t) => t.search === "tune");
   return el("section", { class: "stage", "data-stage": stage },
@@ -99,9 +100,9 @@ function stageDetails(stage, jobId, answer, profile, trials) {
         el("div", {}, el("h2", {}, "Fit search: parameters against throughput"), fitPlot(fit, answer)),
         el("div", {}, el("h2", {}, "Tune search: validation loss by epoch"), tunePlot(tune))),
       el("h2", {}, `Fit search: ${plural(fit.length, "configuration")} (click a heading to sort)`),
-      trialsTable(fit, "fit", answer),
+      trialsTable(fit, "fit", answer, columns.fit),
       el("h2", {}, `Tune search: ${plural(tune.length, "trial")}`),
-      trialsTable(tune, "tune", answer)));
+      trialsTable(tune, "tune", answer, columns.tune)));
 }
 
 async function showReport(job) {

@@ -5,34 +5,16 @@ import { el } from "./dom.js";
 import { shownValue } from "./format.js";
 import { chosenTune, isChosenFit, prunedWhy, variedKnobs } from "./records.js";
 
-// [variable, heading, kind]; kind picks the format (format.js shownValue).
-export const FIT_COLUMNS = [
-  ["probe.capacity", "parameters", "count"],
-  ["probe.max_batch_size", "largest batch", "count"],
-  ["probe.max_atoms_per_batch", "atom budget (atoms)", "count"],
-  ["probe.peak_bytes", "peak memory", "bytes"],
-  ["probe.cycle_minutes", "cycle, worst case (min)", "figure"],
-  ["probe.data.cycle_minutes", "cycle on the data (min)", "figure"],
-  ["probe.throughput", "complexes/s, worst case", "figure"],
-  ["probe.data.throughput", "complexes/s on the data", "figure"],
-  ["probe.feasible", "feasible", "yes/no"],
-];
-export const TUNE_COLUMNS = [
-  ["train.epochs_run", "epochs run", "count"],
-  ["result.val_loss", "validation loss (MSE)", "loss"],
-  ["result.val_rmse", "validation RMSE", "loss"],
-  ["result.val_pearson", "Pearson r", "figure"],
-];
-
-// The columns of a search's table: trial and status, the knobs it varied, then each measured
-// column some trial has a value of.
-export function columnsOf(trials, search) {
+// The columns of a search's table, each [variable, heading, kind]: trial and status, the knobs
+// it varied, then each of `measured` (the service's columns of the search, `GET /choices`
+// trial_columns: variable, heading, kind) some trial has a value of.
+export function columnsOf(trials, search, measured) {
   const fit = search === "fit";
   const varied = variedKnobs(trials, fit ? "model." : "tune.");
   const knobs = varied.map((k) => [k, k.split(".").slice(1).join("."), "figure"]);
-  const has = ([k]) => trials.some((t) => t.v[k] !== undefined && t.v[k] !== null);
-  const measured = (fit ? FIT_COLUMNS : TUNE_COLUMNS).filter(has);
-  return [["trial_id", "trial", "text"], ["status", "status", "text"], ...knobs, ...measured];
+  const has = ({ variable }) => trials.some((t) => t.v[variable] !== undefined && t.v[variable] !== null);
+  const shown = measured.filter(has).map(({ variable, heading, kind }) => [variable, heading, kind]);
+  return [["trial_id", "trial", "text"], ["status", "status", "text"], ...knobs, ...shown];
 }
 
 const valueOf = (t, key) => (key === "trial_id" || key === "status" ? t[key] : t.v[key]);
@@ -58,9 +40,9 @@ function row(t, columns, chosen) {
   return el("tr", attrs, ...columns.map((c, i) => el("td", { class: i > 1 ? "num" : "" }, cell(c, i))));
 }
 
-export function trialsTable(trials, search, answer) {
+export function trialsTable(trials, search, answer, measured = []) {
   if (!trials.length) return el("p", { class: "note" }, `No ${search} trials recorded.`);
-  const columns = columnsOf(trials, search);
+  const columns = columnsOf(trials, search, measured);
   const chosen = search === "fit" ? trials.find((t) => isChosenFit(t, answer)) : chosenTune(trials);
   const body = el("tbody");
   const table = el("table", { class: `trials ${search}-trials`, "data-search": search });

@@ -57,7 +57,7 @@ def test_every_route_but_healthz_needs_the_token(server):
         ({"storage": "/tmp/elsewhere"}, "storage: set by the service"),
         ({"overrides": ["optimizer=nosuch"]}, "nosuch"),
         ({"cpus_per_trial": 64}, "cpus_per_trial=64, but the most CPUs on one node is"),
-        ({"accelerator_type": "H100"}, "accelerator_type='H100': no node has it"),
+        ({"accelerator_type": "H100"}, "accelerator_type: no node has 'H100'; the cluster has"),
     ],
 )
 def test_bad_requests_are_refused_naming_the_field(server, body, named):

@@ -178,3 +178,27 @@ def test_the_time_left_comes_from_the_pace_of_the_trials_so_far(page):
     assert left["seconds"] == pytest.approx(140)
     assert left["stages"]["prototyping"] == {"left": 2, "until": pytest.approx(40)}
     assert left["stages"]["production"] == {"left": 5, "until": pytest.approx(140)}
+
+
+def test_a_search_table_has_the_columns_the_service_names_that_its_trials_have(page):
+    """The measured columns come from the service (``GET /choices``, ``TRIAL_COLUMNS``): the
+    page keeps no list of its own."""
+    script = (
+        "async (trials) => { const { columnsOf } = await import('/ui/trials.js');"
+        " const choices = await (await fetch('/choices',"
+        " { headers: { Authorization: 'Bearer t' } })).json();"
+        " return columnsOf(trials, 'tune', choices.trial_columns.tune); }"
+    )
+    completed = {"status": "completed"}
+    trials = [
+        {**completed, "trial_id": "a", "v": {"tune.lr_factor": 1.0, "result.val_loss": 0.9}},
+        {**completed, "trial_id": "b", "v": {"tune.lr_factor": 2.0, "result.val_rmse": 1.1}},
+    ]
+    columns = page.evaluate(script, trials)
+    assert columns == [
+        ["trial_id", "trial", "text"],
+        ["status", "status", "text"],
+        ["tune.lr_factor", "lr_factor", "figure"],
+        ["result.val_loss", "validation loss (MSE)", "loss"],
+        ["result.val_rmse", "validation RMSE", "figure"],
+    ]  # the epochs and Pearson r: no trial has them

@@ -297,6 +297,9 @@ def test_cli_probe_on_real_data_gives_the_atom_budget_and_the_datas_cycle(tmp_pa
     # real complexes are smaller than the worst case: a batch at the budget holds more of them
     assert data["complexes_per_batch"] > out["max_batch_size"]
     assert data["cycle_minutes"] == pytest.approx(450 * data["step_seconds"] / 60)
+    assert data["timed_steps"] == 10
+    # their footprint at the budget: fewer edges than the worst case's, which the limit bounds
+    assert 0 < data["peak_bytes"] <= out["atom_peak_bytes"] <= out["limit_bytes"]
 
 
 @pytest.mark.slow

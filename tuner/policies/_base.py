@@ -55,6 +55,8 @@ class OnData:
     cycle_minutes: float
     throughput: float  # complexes per second
     step_spread: float = 0.0  # of the timed steps on the data (see NOISY_SPREAD)
+    #: the footprint predicted on the data, measured at the probe's own budget only
+    peak_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,7 @@ def on_data_at(probe: ProbeResult, atoms: int, cycle_batches: int) -> OnData | N
         cycle_minutes=cycle_batches * seconds / 60.0,
         throughput=data.throughput * share * data.step_seconds / seconds,
         step_spread=data.step_spread,
+        peak_bytes=data.peak_bytes if atoms >= budget else None,
     )
 
 
