@@ -16,7 +16,7 @@ from typing import Any
 
 from service.console import log_to_file, print_json
 from service.drivers import record_driver
-from stagetune_api import NOISY_SPREAD, JobFiles, JobSpec, RunFiles, override_problem
+from stagetune_api import NOISY_SPREAD, SWEEP_FIELDS, JobFiles, JobSpec, RunFiles, override_problem
 
 log = logging.getLogger("stagetune")
 
@@ -241,15 +241,8 @@ def hardware(args: argparse.Namespace) -> int:
     return 0
 
 
-#: The ``JobSpec`` fields ``stagetune train -m`` takes as flags (``tuner.SWEEP_FIELDS``).
-SWEEP_FLAGS = (
-    "cpus_per_trial",
-    "gpus_per_trial",
-    "accelerator_type",
-    "max_concurrent",
-    "grace_period",
-    "reduction_factor",
-)
+#: The ``JobSpec`` fields ``stagetune train -m`` takes as flags.
+SWEEP_FLAGS = SWEEP_FIELDS
 
 
 def train(args: argparse.Namespace) -> int:

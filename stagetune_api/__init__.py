@@ -14,6 +14,7 @@ from stagetune_api._files import write_atomic
 from stagetune_api._folder import JobFiles, RunFiles, SweepFiles
 from stagetune_api._job import (
     JOB_ID_PATTERN,
+    SWEEP_FIELDS,
     JobOptions,
     JobSpec,
     Knob,
@@ -51,6 +52,7 @@ from stagetune_api._train import EpochFigures, SkippedComplex, TrainOptions, Tra
 __all__ = [
     "JOB_ID_PATTERN",
     "NOISY_SPREAD",
+    "SWEEP_FIELDS",
     "SCORE",
     "Batching",
     "Best",

@@ -33,6 +33,18 @@ _TEXT = 4096  # the longest string option (a path, an override)
 _MANY = 10_000  # the most trials, epochs or concurrent trials a job may ask for
 
 
+#: The ``JobSpec`` fields a sweep (``stagetune train -m``) takes: how each trial runs, as
+#: ``stagetune optimize`` has them.
+SWEEP_FIELDS = (
+    "cpus_per_trial",
+    "gpus_per_trial",
+    "accelerator_type",
+    "max_concurrent",
+    "grace_period",
+    "reduction_factor",
+)
+
+
 def new_job_id() -> str:
     """When it was asked for, and six random hex digits: ``20261130-045236-1f2e3d``."""
     return time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)

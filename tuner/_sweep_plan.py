@@ -25,18 +25,9 @@ from model import (
     load_train_config,
     split_sweep,
 )
-from stagetune_api import JobSpec
+from stagetune_api import SWEEP_FIELDS, JobSpec
 from tuner._job import invalid_spec
 
-#: The ``JobSpec`` fields a sweep takes: how each trial runs, as ``stagetune optimize`` has them.
-SWEEP_FIELDS = (
-    "cpus_per_trial",
-    "gpus_per_trial",
-    "accelerator_type",
-    "max_concurrent",
-    "grace_period",
-    "reduction_factor",
-)
 MAX_RUNS = 10_000
 
 

@@ -238,24 +238,15 @@ def test_a_trial_whose_worker_is_killed_is_retried_and_the_job_completes(cluster
     assert {r["status"] for r in tune_rows} <= {"completed", "stopped_early"}
 
 
+def quick_command(cluster, storage: Path, *flags: str) -> list[str]:
+    """``stagetune optimize`` of the quick preset without its tune search, on ``cluster``."""
+    command = [sys.executable, "-m", "service.cli", "optimize", "--preset", "quick", "--no-tune"]
+    return [*command, "--address", cluster.address, "--storage", str(storage), *flags]
+
+
 def test_an_interrupted_job_resumes_where_it_stopped(cluster, tmp_path):
-    command = [
-        sys.executable,
-        "-m",
-        "service.cli",
-        "optimize",
-        "--preset",
-        "quick",
-        "--address",
-        cluster.address,
-        "--storage",
-        str(tmp_path),
-        "--job-id",
-        "resume",
-        "--stages",
-        "prototyping,validation",
-        "--no-tune",
-    ]
+    stages = ["--stages", "prototyping,validation"]
+    command = quick_command(cluster, tmp_path, "--job-id", "resume", *stages)
     job = tmp_path / "resume"
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     done = job / "searches" / "prototyping-fit.json"
@@ -279,25 +270,9 @@ def test_an_interrupted_job_resumes_where_it_stopped(cluster, tmp_path):
 def test_ctrl_c_stops_cleanly_says_how_to_resume_and_a_finished_job_keeps_its_result(
     cluster, tmp_path
 ):
-    command = [
-        sys.executable,
-        "-m",
-        "service.cli",
-        "optimize",
-        "--preset",
-        "quick",
-        "--address",
-        cluster.address,
-        "--storage",
-        str(tmp_path),
-        "--job-id",
-        "stop",
-        "--stages",
-        "prototyping",
-        "--no-tune",
-        "--max-concurrent",
-        "1",
-    ]
+    command = quick_command(
+        cluster, tmp_path, "--job-id", "stop", "--stages", "prototyping", "--max-concurrent", "1"
+    )
     job = tmp_path / "stop"
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -324,19 +299,7 @@ def test_ctrl_c_stops_cleanly_says_how_to_resume_and_a_finished_job_keeps_its_re
 def test_a_stage_without_an_answer_makes_the_exit_status_3(cluster, tmp_path):
     done = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "optimize",
-            "--preset",
-            "quick",
-            "--address",
-            cluster.address,
-            "--storage",
-            str(tmp_path),
-            "--stages",
-            "prototyping",
-            "--no-tune",
+            *quick_command(cluster, tmp_path, "--stages", "prototyping"),
             "--fit-trials",
             "1",
             "--memory-budget",
