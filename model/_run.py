@@ -102,9 +102,15 @@ def _train(
     bar = _bar(loop.epochs * batching.steps_per_epoch(data.train), progress)
     for epoch in range(1, loop.epochs + 1):
         bar.set_description(f"epoch {epoch}/{loop.epochs}")
-        loaders = (batching.train_loader(data.train), val_loader)
         metrics = _epoch(
-            trainer, (epoch, loop.epochs), loaders, len(data.train), measure_memory, bar
+            trainer,
+            epoch=epoch,
+            epochs=loop.epochs,
+            train_loader=batching.train_loader(data.train),
+            complexes=len(data.train),
+            val_loader=val_loader,
+            measure_memory=measure_memory,
+            bar=bar,
         )
         history.append(metrics)
         if on_epoch is not None:
@@ -128,15 +134,17 @@ def _train(
 
 def _epoch(
     trainer: Trainer,
-    which: tuple[int, int],
-    loaders: tuple[DataLoader, DataLoader],
+    *,
+    epoch: int,
+    epochs: int,
+    train_loader: DataLoader,
     complexes: int,
+    val_loader: DataLoader,
     measure_memory: bool,
     bar: tqdm,
 ) -> EpochFigures:
-    """Epoch ``which[0]`` of ``which[1]``: its training steps over ``loaders[0]`` (``complexes``
-    in all), then evaluation on ``loaders[1]``; logged."""
-    (epoch, epochs), (train_loader, val_loader) = which, loaders
+    """Epoch ``epoch`` of ``epochs``: its training steps over ``train_loader`` (``complexes``
+    in all), then evaluation on ``val_loader``; logged."""
     t0 = time.perf_counter()
     steps = _train_epoch(trainer, train_loader, measure_memory, bar)
     trainer.end_epoch()

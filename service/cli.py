@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from service import commands, console
-from stagetune_api import JobSpec
+from stagetune_api import SWEEP_FIELDS, JobSpec
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,7 +105,7 @@ def _sweep_flags(train: argparse.ArgumentParser) -> None:
         default=os.environ.get("RAY_ADDRESS"),
         help="with -m: a Ray cluster to join (default: RAY_ADDRESS, else a new local instance)",
     )
-    for name in commands.SWEEP_FLAGS:
+    for name in SWEEP_FIELDS:
         _job_flag(train, name)
     train.add_argument(
         "--asha",

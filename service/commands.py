@@ -241,17 +241,13 @@ def hardware(args: argparse.Namespace) -> int:
     return 0
 
 
-#: The ``JobSpec`` fields ``stagetune train -m`` takes as flags.
-SWEEP_FLAGS = SWEEP_FIELDS
-
-
 def train(args: argparse.Namespace) -> int:
     from model import ConfigError, load_train_config, run_training
 
     _check_override_values(args.overrides or [], sweep=args.multirun)
     if args.multirun:
         return _sweep(args)
-    given = [f"--{n.replace('_', '-')}" for n in SWEEP_FLAGS if getattr(args, n) is not None]
+    given = [f"--{n.replace('_', '-')}" for n in SWEEP_FIELDS if getattr(args, n) is not None]
     if given or args.asha:
         raise ConfigError(f"{', '.join(given or ['--asha'])}: only a sweep takes it; add -m")
     try:
@@ -332,7 +328,7 @@ def _sweep(args: argparse.Namespace) -> int:
         )
     plan = plan_sweep(args.overrides, args.profile, args.config_dir, _train_settings(args))
     options = SweepOptions.of(
-        {name: getattr(args, name) for name in SWEEP_FLAGS},
+        {name: getattr(args, name) for name in SWEEP_FIELDS},
         asha=args.asha,
         measure_memory=args.measure_memory,
     )

@@ -5,8 +5,8 @@
 from __future__ import annotations
 
 from service.cli import _parser, main
-from service.commands import NO_FLAG, SWEEP_FLAGS, job_flags
-from stagetune_api import JobOptions, JobSpec
+from service.commands import NO_FLAG, job_flags
+from stagetune_api import SWEEP_FIELDS, JobOptions, JobSpec
 
 
 def _optimize_actions():
@@ -56,7 +56,7 @@ def _train_actions():
 
 def test_a_sweeps_trial_flags_are_the_job_options_of_optimize():
     actions, optimize = _train_actions(), _optimize_actions()
-    for name in SWEEP_FLAGS:
+    for name in SWEEP_FIELDS:
         mine, theirs = actions[name], optimize[name]
         assert (mine.option_strings, mine.help, mine.type) == (
             theirs.option_strings,
