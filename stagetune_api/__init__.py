@@ -1,15 +1,16 @@
 """The records that cross process and package boundaries: the REST body and ``--spec`` file of a
 job (``JobOptions``, ``JobSpec``), ``result.json`` (``JobResult``), ``progress.json``
-(``Progress``), the rows of ``trials.csv`` (``TrialRecord``), a training run's report, and the
-enums they use.
+(``Progress``), a trial's report and its record, the rows of ``trials.csv`` (``TrialRecord``,
+with the probe's ``ProbeResult``), a training run's report, and the enums they use.
 
-Pydantic models and enums only: importing this package imports neither torch nor Ray, so the
+Typed records and enums only: importing this package imports neither torch nor Ray, so the
 REST service, the command line and the results page share one typed contract with the tuner.
 Dependencies point one way: ``service`` and ``tuner`` import this package; it imports neither.
 """
 
-from stagetune_api._columns import TRIAL_COLUMNS, TrialColumn
+from stagetune_api._columns import TRIAL_COLUMNS
 from stagetune_api._enums import JobKind, Search, Stage, TrialStatus
+from stagetune_api._figures import Shown, TrialColumn, columns_of, variables_of
 from stagetune_api._files import write_atomic
 from stagetune_api._folder import JobFiles, RunFiles, SweepFiles
 from stagetune_api._job import (
@@ -23,10 +24,17 @@ from stagetune_api._job import (
 )
 from stagetune_api._json import finite_json
 from stagetune_api._overrides import override_problem, override_value
-from stagetune_api._progress import Best, Progress, SearchFigures
-from stagetune_api._reports import SCORE, EpochReport, FitReport, Where
-from stagetune_api._result import (
+from stagetune_api._probe import (
     NOISY_SPREAD,
+    DataFigures,
+    Measurement,
+    ProbeResult,
+    TimeModel,
+    footprint,
+)
+from stagetune_api._progress import Best, Progress, SearchFigures
+from stagetune_api._reports import SCORE, EpochReport, FitReport, TrainedReport, Where
+from stagetune_api._result import (
     Batching,
     JobResult,
     MeasuredOn,
@@ -55,6 +63,7 @@ __all__ = [
     "SWEEP_FIELDS",
     "SCORE",
     "Batching",
+    "DataFigures",
     "Best",
     "EpochFigures",
     "EpochReport",
@@ -69,21 +78,26 @@ __all__ = [
     "KeyedProblems",
     "Knob",
     "MeasuredOn",
+    "Measurement",
     "ProbeFigures",
+    "ProbeResult",
     "Progress",
     "Provenance",
     "Range",
     "RunFiles",
     "Search",
     "SearchFigures",
+    "Shown",
     "SkippedComplex",
     "Stage",
     "SweepFiles",
     "StageBudget",
     "StageResult",
     "Text",
+    "TimeModel",
     "TrainOptions",
     "TrainRunReport",
+    "TrainedReport",
     "TRIAL_COLUMNS",
     "TrialColumn",
     "TrialRecord",
@@ -91,7 +105,9 @@ __all__ = [
     "ValidationFigures",
     "Where",
     "check_values",
+    "columns_of",
     "finite_json",
+    "footprint",
     "format_size",
     "new_job_id",
     "override_problem",
@@ -99,5 +115,6 @@ __all__ = [
     "parse_size",
     "printable_json",
     "result_schema",
+    "variables_of",
     "write_atomic",
 ]

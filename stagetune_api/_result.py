@@ -12,6 +12,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from stagetune_api._enums import Search, Stage, TrialStatus
+from stagetune_api._figures import variables_of
+from stagetune_api._probe import NOISY_SPREAD
+from stagetune_api._reports import FitReport, TrainedReport
 
 
 class _Record(BaseModel):
@@ -19,17 +22,36 @@ class _Record(BaseModel):
 
 
 class TrialRecord(_Record):
-    """One trial of one search, every variable flat and typed (``trials.csv`` has one row each)."""
+    """One trial of one search: what it tried (``variables``: its model, optimizer and the
+    settings its figures depend on, flat) and what it measured, as the trial reported it (a
+    fit trial's ``FitReport``, a training trial's ``TrainedReport``). ``trials.csv`` has a row
+    per variable of ``all_variables``."""
 
     stage: Stage
     search: Search
     trial_id: str
     status: TrialStatus
-    variables: dict[str, Any] = Field(description="model.*, probe.*, optimizer.*, result.*, ...")
+    variables: dict[str, Any] = Field(
+        description="model.*, optimizer.*, data.*, pruned.*, ... (a record of an earlier "
+        "version has its figures here too: probe.*, result.*)"
+    )
     node_id: str | None = None
     retries: int = Field(default=0, description="restarts after a failure")
     seconds: float = Field(default=0.0, description="how long it ran")
     started: float = Field(default=0.0, description="epoch seconds; 0 for a pruned trial")
+    fit: FitReport | None = Field(default=None, description="a fit trial's report, if any")
+    trained: TrainedReport | None = Field(
+        default=None, description="a training trial's figures, if any"
+    )
+
+    def all_variables(self) -> dict[str, Any]:
+        """Every variable of the trial: what it tried, then its figures by name (probe.*,
+        result.*, train.epochs_run)."""
+        figures = {}
+        for report in (self.fit, self.trained):
+            if report is not None:
+                figures.update(variables_of(report))
+        return {**self.variables, **figures}
 
 
 class ProbeFigures(_Record):
@@ -87,10 +109,6 @@ class StageBudget(_Record):
     cycle_batches: int = Field(description="optimizer steps per cycle")
     min_batch_size: int
     max_batch_size: int
-
-
-NOISY_SPREAD = 0.2
-"""Timed steps spread wider than this (interquartile range / median) make a step uncertain."""
 
 
 class Batching(_Record):

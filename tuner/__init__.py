@@ -9,7 +9,7 @@ machine without Ray.
 from typing import TYPE_CHECKING
 
 from model import ConfigError
-from stagetune_api import JobResult, JobSpec, Stage, result_schema
+from stagetune_api import DataFigures, JobResult, JobSpec, Stage, result_schema
 from tuner._data import JobData
 from tuner._folder import JobFolder, profile_yaml, write_json
 from tuner._hardware import Device, Hardware, device_for, discover, format_size, parse_size
@@ -26,7 +26,6 @@ from tuner._local import choose, probe_space
 from tuner._measures import is_out_of_memory
 from tuner._on_data import on_data
 from tuner._probe import Measurement, Probe, ProbeResult, ProbeSample, TimeModel
-from tuner._probe_records import DataFigures
 from tuner._pruning import DominancePruner, dominates
 from tuner._results import read_trials_csv
 from tuner._stages import StagesConfig, StageSpec, load_stages

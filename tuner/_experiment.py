@@ -22,7 +22,17 @@ from typing import Any
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from stagetune_api import Best, EpochReport, Search, Stage, TrialRecord, TrialStatus, Where
+from stagetune_api import (
+    Best,
+    EpochReport,
+    FitReport,
+    Search,
+    Stage,
+    TrainedReport,
+    TrialRecord,
+    TrialStatus,
+    Where,
+)
 from tuner._progress import ProgressBoard, SearchProgress
 
 log = logging.getLogger(__name__)
@@ -213,8 +223,12 @@ def trial_record(
     variables: dict[str, Any],
     retries: Mapping[str, int],
     where: Where | None,
+    *,
+    fit: FitReport | None = None,
+    trained: TrainedReport | None = None,
 ) -> TrialRecord:
-    """A finished trial (Tune's ``Result``) as the job records it; ``where``: its report."""
+    """A finished trial (Tune's ``Result``) as the job records it: what it tried
+    (``variables``) and its figures (``fit`` or ``trained``); ``where``: its report."""
     metrics = result.metrics or {}
     trial_id = str(metrics["trial_id"])
     return TrialRecord(
@@ -227,6 +241,8 @@ def trial_record(
         retries=retries.get(trial_id, 0),
         seconds=float(metrics.get("time_total_s") or 0.0),
         started=where.started if where else 0.0,
+        fit=fit,
+        trained=trained,
     )
 
 

@@ -167,17 +167,13 @@ def _outcome(
             if report.invalid
             else TrialStatus.PROBED
         )
-        variables = {
-            **prefixed("model", {**base_model, **knobs}),
-            **settings,
-            **_probe_variables(probe),
-            "probe.feasible": bool(report and report.feasible),
-            "probe.config_hash": report.config_hash if report else None,
-        }
+        variables = {**prefixed("model", {**base_model, **knobs}), **settings}
         if trial.error:
             variables["trial.error"] = error_line(trial.error)
         outcome.records.append(
-            trial_record(ctx.stage, Search.FIT, trial, status, variables, retries, report)
+            trial_record(
+                ctx.stage, Search.FIT, trial, status, variables, retries, report, fit=report
+            )
         )
         if report is not None and probe is not None:
             outcome.candidates.append(Candidate(knobs, probe))
@@ -284,37 +280,6 @@ def capacity_of(model: dict[str, Any]) -> float:
         return math.inf
     with torch.device("meta"):
         return float(count_parameters(build_model(spec)))
-
-
-_PROBE_KEYS = (
-    "fits",
-    "max_batch_size",
-    "peak_bytes",
-    "live_peak_bytes",
-    "heap_overhead",
-    "limit_bytes",
-    "fixed_bytes",
-    "bytes_per_sample",
-    "step_seconds",
-    "cycle_minutes",
-    "throughput",
-    "capacity",
-    "probe_steps",
-    "device",
-    "sample_atoms",
-    "max_atoms_per_batch",
-    "bytes_per_atom",
-    "atom_peak_bytes",
-)
-
-
-def _probe_variables(probe: ProbeResult | None) -> dict[str, Any]:
-    if probe is None:
-        return {}
-    variables = {f"probe.{k}": getattr(probe, k) for k in _PROBE_KEYS}
-    if probe.data is not None:
-        variables.update(prefixed("probe.data", probe.data.to_json()))
-    return variables
 
 
 def _describe_probe(result: dict[str, Any]) -> str:

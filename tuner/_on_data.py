@@ -18,9 +18,9 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.loader import DynamicBatchSampler
 
 from model import ConfigError
+from stagetune_api import NOISY_SPREAD, DataFigures, ProbeResult
 from tuner._measures import synchronize
 from tuner._probe import Probe
-from tuner._probe_records import NOISY_SPREAD, DataFigures, ProbeResult
 
 log = logging.getLogger(__name__)
 

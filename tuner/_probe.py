@@ -53,9 +53,9 @@ from model import (
     count_parameters,
     heap_bytes,
 )
+from stagetune_api import Measurement, ProbeResult, TimeModel, footprint
 from tuner._hardware import Device, format_size
 from tuner._measures import is_out_of_memory, release, synchronize
-from tuner._probe_records import Measurement, ProbeResult, TimeModel, footprint
 from tuner._sample import ProbeSample
 
 __all__ = ["Measurement", "Probe", "ProbeResult", "ProbeSample", "TimeModel", "is_out_of_memory"]

@@ -51,7 +51,7 @@ def trials_csv(records: list[TrialRecord]) -> str:
         writer.writerow([*_HEAD, "variable", "type", "value"])
         for r in records:
             head = _head(r)
-            for name, value in sorted(r.variables.items()):
+            for name, value in sorted(r.all_variables().items()):
                 writer.writerow([*head, name, _type(value), _cell(value)])
         return f.getvalue()
 
@@ -60,12 +60,13 @@ def trials_wide_csv(records: list[TrialRecord]) -> str:
     """One row per trial: the columns of ``trials.csv``'s head, then one column per variable
     (every variable of any trial, sorted; empty where a trial has none). Values are written as
     in ``trials.csv``; their types are in ``trials.csv``."""
-    names = sorted({name for r in records for name in r.variables})
+    rows = [(r, r.all_variables()) for r in records]
+    names = sorted({name for _, variables in rows for name in variables})
     with io.StringIO(newline="") as f:
         writer = csv.writer(f)
         writer.writerow([*_HEAD, *names])
-        for r in records:
-            writer.writerow([*_head(r), *(_cell(r.variables.get(name)) for name in names)])
+        for r, variables in rows:
+            writer.writerow([*_head(r), *(_cell(variables.get(name)) for name in names)])
         return f.getvalue()
 
 
@@ -237,7 +238,7 @@ def _fit_table(trials: list[TrialRecord]) -> list[str]:
     """The fit search's trials: each one's model, what the probe measured, rounded."""
     rows = []
     for t in trials:
-        v = t.variables
+        v = t.all_variables()
         model = {k.removeprefix("model."): x for k, x in v.items() if k.startswith("model.")}
         why = ", ".join(
             f"{k.removeprefix('pruned_by.')}={x}"
@@ -256,7 +257,7 @@ def _tune_table(trials: list[TrialRecord]) -> list[str]:
     """The tune search's trials: the hyperparameters tried and the validation figures."""
     rows = []
     for t in trials:
-        v = t.variables
+        v = t.all_variables()
         tried = ", ".join(
             f"{k.removeprefix('tune.')}={_n(x)}"
             for k, x in sorted(v.items())

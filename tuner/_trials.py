@@ -99,7 +99,7 @@ def probe_configuration(knobs: dict[str, Any], ctx: FitContext) -> FitReport:
         fits=result.fits_at(stages.min_batch_size),
         feasible=score > 0,
         config_hash=config.digest(),
-        probe=result.to_json(),
+        probe=result,
         device=device.name,
         device_model=device.model,
         **where,
@@ -153,7 +153,7 @@ def tune_trial(config: dict[str, Any], ctx: TuneContext) -> None:
 
 def probe_of(report: FitReport | None) -> ProbeResult | None:
     """The probe result of a fit trial's report, or None (an invalid model, a crash)."""
-    return ProbeResult.from_json(report.probe) if report and report.probe else None
+    return report.probe if report else None
 
 
 def epoch_metrics(m: EpochFigures, config: TrainConfig, where: dict[str, Any]) -> dict[str, Any]:

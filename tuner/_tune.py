@@ -11,7 +11,7 @@ from typing import Any
 from ray import tune
 from ray.tune.search.hyperopt import HyperOptSearch
 
-from stagetune_api import EpochReport, Search, TrialRecord, TrialStatus
+from stagetune_api import EpochReport, Search, TrainedReport, TrialRecord, TrialStatus
 from tuner._experiment import (
     Execution,
     asha,
@@ -110,7 +110,6 @@ def _record(
     ctx: TuneContext, trial: Any, schedule: dict[str, Any], retries: dict[str, int]
 ) -> TrialRecord:
     report = EpochReport.of_metrics(trial.metrics)
-    epochs = report.epoch if report else 0
     status = trained_status(trial.error, trial.metrics, ctx.max_epochs)
     used = apply_hyperparameters(ctx.configs[trial.config["pair"]], trial.config)
     variables = {
@@ -121,12 +120,12 @@ def _record(
         **prefixed("tune", trial.config),
         "train.batch_size": used["train"]["batch_size"],
         "train.max_epochs": ctx.max_epochs,
-        "train.epochs_run": epochs,
         **schedule,
-        **{f"result.{k}": getattr(report, k, None) for k in _VALIDATION},
-        "result.val_loss_by_epoch": _history(trial, "val_loss"),
     }
-    return trial_record(ctx.stage, Search.TUNE, trial, status, variables, retries, report)
+    trained = TrainedReport(last=report, val_loss_by_epoch=_history(trial, "val_loss"))
+    return trial_record(
+        ctx.stage, Search.TUNE, trial, status, variables, retries, report, trained=trained
+    )
 
 
 def _history(result: Any, metric: str) -> list[float | None]:

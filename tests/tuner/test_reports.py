@@ -1,18 +1,32 @@
-"""What a trial reports to Ray Tune is one typed record from the worker to the driver: written
-once with the record's own dump, read back whole, and what an earlier version reported (a search
-resumed from its experiment) still read."""
+"""What a trial reports to Ray Tune is one typed record from the worker to the driver (written
+once with the record's own dump, read back whole, and what an earlier version reported, a search
+resumed from its experiment, still read), kept in the trial's record and written by it to
+``trials.csv`` under the names the trial tables show."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
 import pytest
 
 from model import load_train_config
-from stagetune_api import SCORE, EpochFigures, EpochReport, FitReport
+from stagetune_api import (
+    SCORE,
+    TRIAL_COLUMNS,
+    DataFigures,
+    EpochFigures,
+    EpochReport,
+    FitReport,
+    Search,
+    Stage,
+    TrainedReport,
+    TrialRecord,
+)
 from tests.conftest import TINY
-from tuner import Probe, ProbeResult, ProbeSample, device_for, discover
+from tuner import Probe, ProbeResult, ProbeSample, device_for, discover, read_trials_csv
+from tuner._folder import JobFolder
 from tuner._trials import epoch_metrics, no_memory_failure, probe_of
 
 
@@ -83,3 +97,82 @@ def test_an_epoch_report_is_flat_for_asha_and_reads_back():
     read = EpochReport.of_metrics({**metrics, "training_iteration": 3})
     assert read is not None and read.epoch == 3 and read.config_hash == config.digest()
     assert EpochReport.of_metrics({"trial_id": "t"}) is None
+
+
+def _record(**reports) -> TrialRecord:
+    return TrialRecord(
+        stage="prototyping",
+        search="fit" if "fit" in reports else "tune",
+        trial_id="t1",
+        status="probed" if "fit" in reports else "completed",
+        variables={"model.hidden_channels": 16},
+        **reports,
+    )
+
+
+def test_a_trials_figures_keep_their_type_from_the_worker_to_trials_csv(probed, tmp_path):
+    """The driver keeps the worker's report in the trial's record; ``trials.csv`` writes its
+    figures under the names the trial tables show, and reads them back as they were measured."""
+    on_data = DataFigures(30, 41.5, 60, 12.25, 0.31, 2.3, 39.5, 10, 0.05, 123_456_789)
+    probe = dataclasses.replace(probed, data=on_data, max_atoms_per_batch=512)
+    report = FitReport(score=1.0, fits=True, feasible=True, config_hash="ab" * 32, probe=probe)
+    read = FitReport.of_metrics(report.metrics())
+    assert isinstance(read.probe, ProbeResult) and read.probe == probe  # one type, both sides
+    trained = TrainedReport(
+        last=EpochReport(epoch=4, val_loss=0.61, val_rmse=0.78, val_pearson=0.42),
+        val_loss_by_epoch=[0.9, None, 0.7, 0.61],
+    )
+    folder = JobFolder(tmp_path / "job")
+    folder.write_trials([_record(fit=read), _record(trained=trained)])
+    rows = {(r["search"], r["variable"]): r["value"] for r in read_trials_csv(folder.trials_csv)}
+    assert rows["fit", "probe.capacity"] == probe.capacity
+    assert rows["fit", "probe.data.throughput"] == 39.5 and rows["fit", "probe.feasible"] is True
+    assert rows["fit", "probe.data.peak_bytes"] == 123_456_789
+    assert rows["fit", "model.hidden_channels"] == 16  # what it tried, beside what it measured
+    assert ("fit", "probe.measurements") not in rows  # kept in the record, not a variable
+    assert rows["tune", "train.epochs_run"] == 4 and rows["tune", "result.val_pearson"] == 0.42
+    assert rows["tune", "result.val_loss_by_epoch"] == [0.9, None, 0.7, 0.61]
+    for search, columns in TRIAL_COLUMNS.items():  # every column the page shows is written
+        assert all((search.value, c.variable) in rows for c in columns), search
+
+
+def test_the_trial_tables_columns_are_the_figures_the_records_mark_shown():
+    fit = [c.variable for c in TRIAL_COLUMNS[Search.FIT]]
+    assert fit[:2] == ["probe.capacity", "probe.max_batch_size"]  # in their rank
+    assert "probe.data.cycle_minutes" in fit and "probe.feasible" in fit
+    assert [c.variable for c in TRIAL_COLUMNS[Search.TUNE]] == [
+        "train.epochs_run",
+        "result.val_loss",
+        "result.val_rmse",
+        "result.val_pearson",
+    ]
+    kinds = {c.variable: c.kind for columns in TRIAL_COLUMNS.values() for c in columns}
+    assert kinds["probe.peak_bytes"] == "bytes" and kinds["result.val_loss"] == "loss"
+
+
+def test_a_record_kept_before_records_carried_reports_still_reads():
+    """A search resumed from an earlier version's state: its records carry their figures among
+    their variables, and write the same rows as before."""
+    old = {
+        "stage": "validation",
+        "search": "tune",
+        "trial_id": "t9",
+        "status": "stopped_early",
+        "variables": {"model.num_layers": 2, "result.val_loss": 0.8, "train.epochs_run": 1},
+    }
+    record = TrialRecord.model_validate_json(json.dumps(old))
+    assert record.trained is None
+    assert record.all_variables() == old["variables"]
+
+
+def test_a_diverged_trial_saved_with_its_search_reads_back(tmp_path):
+    """A search's state is saved as JSON, where a diverged loss is null: it reads back as NaN,
+    and resuming the search loses none of its records."""
+    diverged = _record(trained=TrainedReport(last=EpochReport(epoch=2, val_loss=math.nan)))
+    folder = JobFolder(tmp_path / "job")
+    folder.save_search(
+        Stage.VALIDATION, Search.TUNE, {"records": [diverged.model_dump(mode="json")]}
+    )
+    saved = folder.saved_search(Stage.VALIDATION, Search.TUNE)["records"][0]
+    read = TrialRecord.model_validate(saved)
+    assert math.isnan(read.trained.last.val_loss) and read.trained.last.epoch == 2

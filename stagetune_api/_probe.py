@@ -1,14 +1,23 @@
-"""What the probe measures and finds, as records that cross process boundaries as JSON
-(``to_json``/``from_json`` are exact inverses)."""
+"""What the probe measures and finds (``ProbeResult``: the largest batch of one model, with the
+measurements and figures behind it), one type from the fit trial that measures it to the driver
+that chooses and the records people read.
+
+A result crosses process boundaries as JSON (``to_json``/``from_json`` are exact inverses; a
+``FitReport`` carries one). Fields marked ``Shown`` are the columns of a fit search's trial
+table (``TRIAL_COLUMNS``).
+"""
 
 from __future__ import annotations
 
 import math
 import statistics
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from stagetune_api import NOISY_SPREAD
+from stagetune_api._figures import Shown
+
+NOISY_SPREAD = 0.2
+"""Timed steps spread wider than this (interquartile range / median) make a step uncertain."""
 
 
 def footprint(live_peak: int, held: int, overhead: float) -> int:
@@ -89,8 +98,8 @@ class DataFigures:
     atoms_max: int
     complexes_per_batch: float  # mean over an epoch's batches at the budget
     step_seconds: float  # median of the timed steps (one optimizer step)
-    cycle_minutes: float
-    throughput: float  # complexes per second
+    cycle_minutes: Annotated[float, Shown("cycle on the data (min)", "figure", 6)]
+    throughput: Annotated[float, Shown("complexes/s on the data", "figure", 8)]
     timed_steps: int
     step_spread: float = 0.0  # interquartile range / median of the timed steps' time per atom
     #: the footprint predicted at the budget on the data's fullest batch of an epoch (its live
@@ -123,21 +132,22 @@ class ProbeResult:
     """
 
     fits: bool
-    max_batch_size: int
-    peak_bytes: int | None
+    max_batch_size: Annotated[int, Shown("largest batch", "count", 2)]
+    peak_bytes: Annotated[int | None, Shown("peak memory", "bytes", 4)]
     fixed_bytes: int | None
     bytes_per_sample: int | None
     step_seconds: float | None
-    cycle_minutes: float | None
-    throughput: float | None
-    capacity: int
+    cycle_minutes: Annotated[float | None, Shown("cycle, worst case (min)", "figure", 5)]
+    throughput: Annotated[float | None, Shown("complexes/s, worst case", "figure", 7)]
+    capacity: Annotated[int, Shown("parameters", "count", 1)]
     probe_steps: int
     device: str
     limit_bytes: int
     sample_atoms: int = 0
     time_model: TimeModel | None = None
     measurements: tuple[Measurement, ...] = field(default=())
-    max_atoms_per_batch: int | None = None  # the atom budget: the most atoms a batch may hold
+    #: the atom budget: the most atoms a batch may hold
+    max_atoms_per_batch: Annotated[int | None, Shown("atom budget (atoms)", "count", 3)] = None
     bytes_per_atom: int | None = None  # of the worst-case complex, on the memory line
     atom_peak_bytes: int | None = None  # footprint of the step that verified the atom budget
     data: DataFigures | None = None  # batches of the job's data at the atom budget
