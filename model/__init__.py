@@ -14,7 +14,6 @@ from model._config import (
     OptimizerSpec,
     SchedulerSpec,
     TrainConfig,
-    default_config_dir,
 )
 from model._dataset import Dataset, atom_policy, load_dataset
 from model._errors import ComplexError, ConfigError, DataError, StagetuneError
@@ -37,6 +36,7 @@ from model._synthetic import synthetic_complex, synthetic_complexes
 from model._train import Trainer, build_model, resolve_device, resolve_precision
 from model._visnet import AffinityViSNet, count_parameters
 from model._yaml import FileVersion, read_yaml_mapping, recording_reads, unchanged
+from stagetune_api import default_config_dir
 
 __all__ = [
     "ELEMENTS",

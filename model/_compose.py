@@ -25,9 +25,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from model._config import TrainConfig, default_config_dir, did_you_mean
+from model._config import TrainConfig, did_you_mean
 from model._errors import ConfigError
 from model._yaml import _Loader, copy_tree, parse_yaml, read_yaml_mapping
+from stagetune_api import default_config_dir
 
 GROUPS = ("optimizer", "scheduler")
 _PROFILE_META_KEY = "meta"

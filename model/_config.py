@@ -12,7 +12,6 @@ import inspect
 import json
 import re
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -28,14 +27,6 @@ from pydantic_core import PydanticCustomError
 
 GROUPS = ("optimizer", "scheduler")
 _PROFILE_META_KEY = "meta"
-
-
-def default_config_dir() -> Path:
-    """``configs/`` at the root of the source tree (the project is installed from it)."""
-    return _CONFIG_DIR
-
-
-_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 class _Spec(BaseModel):

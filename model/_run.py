@@ -53,8 +53,8 @@ def run_training(
     files = RunFiles(config.train.output_dir)
     run_dir = files.run_dir(digest)
     device = resolve_device(config.train.device)
-    if config.optimizer.log_config:
-        log.info("configuration %s:\n%s", digest[:12], json.dumps(config.to_dict(), indent=2))
+    if config.optimizer.log_config:  # a debug line: ``stagetune -v`` shows it; config.json has it
+        log.debug("configuration %s:\n%s", digest[:12], json.dumps(config.to_dict(), indent=2))
     report: TrainRunReport | None = None
     error: BaseException | None = None
     try:
@@ -99,6 +99,7 @@ def _train(
         else f"batches of {loop.batch_size}",
     )
     history: list[EpochFigures] = []
+    run = _RunSteps()
     bar = _bar(loop.epochs * batching.steps_per_epoch(data.train), progress)
     for epoch in range(1, loop.epochs + 1):
         bar.set_description(f"epoch {epoch}/{loop.epochs}")
@@ -111,6 +112,7 @@ def _train(
             val_loader=val_loader,
             measure_memory=measure_memory,
             bar=bar,
+            run=run,
         )
         history.append(metrics)
         if on_epoch is not None:
@@ -118,10 +120,22 @@ def _train(
     bar.close()
     run_dir.mkdir(parents=True, exist_ok=True)  # made once the run has something to keep
     torch.save(trainer.model.state_dict(), run_dir / RunFiles.WEIGHTS)
+    return _report(config, trainer, data, history, run, run_dir)
+
+
+def _report(
+    config: TrainConfig,
+    trainer: Trainer,
+    data: Dataset,
+    history: list[EpochFigures],
+    run: _RunSteps,
+    run_dir: Path,
+) -> TrainRunReport:
+    """What the run did: its epochs, and its steps' time and peak over the whole run."""
     return TrainRunReport(
         epochs=history,
         config_hash=config.digest(),
-        device=str(device),
+        device=str(trainer.device),
         precision=trainer.precision,
         parameters=trainer.parameters,
         train_complexes=len(data.train),
@@ -129,6 +143,9 @@ def _train(
         seconds=0.0,
         run_dir=str(run_dir),
         skipped=[SkippedComplex.model_validate(dataclasses.asdict(s)) for s in data.skipped],
+        step_seconds=statistics.median(run.seconds) if run.seconds else None,
+        timed_steps=len(run.seconds),
+        peak_bytes=max((e.peak_bytes for e in history if e.peak_bytes is not None), default=None),
     )
 
 
@@ -142,11 +159,12 @@ def _epoch(
     val_loader: DataLoader,
     measure_memory: bool,
     bar: tqdm,
+    run: _RunSteps,
 ) -> EpochFigures:
     """Epoch ``epoch`` of ``epochs``: its training steps over ``train_loader`` (``complexes``
-    in all), then evaluation on ``val_loader``; logged."""
+    in all), then evaluation on ``val_loader``; logged. ``run``: the run's steps so far."""
     t0 = time.perf_counter()
-    steps = _train_epoch(trainer, train_loader, measure_memory, bar)
+    steps = _train_epoch(trainer, train_loader, measure_memory, bar, run)
     trainer.end_epoch()
     val_loss, val_rmse, val_pearson = trainer.evaluate(val_loader)
     metrics = EpochFigures(
@@ -185,6 +203,14 @@ def _bar(steps: int, shown: bool) -> tqdm:
     return tqdm(total=steps, unit="step", disable=not shown, dynamic_ncols=True, leave=False)
 
 
+class _RunSteps:
+    """A run's training steps so far: how many, and the time of each that was timed."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.seconds: list[float] = []
+
+
 class _Steps:
     """An epoch's training steps: loss, time, complexes and memory."""
 
@@ -211,11 +237,18 @@ class _Steps:
 
 
 def _train_epoch(
-    trainer: Trainer, loader: DataLoader, measure_memory: bool, bar: tqdm | None = None
+    trainer: Trainer,
+    loader: DataLoader,
+    measure_memory: bool,
+    bar: tqdm | None = None,
+    run: _RunSteps | None = None,
 ) -> _Steps:
     """One epoch of training steps, each timed (on a GPU, synchronised). On a CPU with
-    ``measure_memory``, every other step is profiled for its peak and the others are timed (the
-    profiler slows the steps it measures). ``bar`` advances a step at a time, with the loss."""
+    ``measure_memory``, every other step of the run is profiled for its peak and the others are
+    timed (the profiler slows the steps it measures), counting across epochs, so that a run of
+    one-step epochs times every other epoch. ``bar`` advances a step at a time, with the loss;
+    ``run`` counts the run's steps and keeps the timed ones."""
+    run = run if run is not None else _RunSteps()
     steps, device = _Steps(), trainer.device
     cuda = device.type == "cuda"
     if cuda:
@@ -225,7 +258,7 @@ def _train_epoch(
         if cuda:
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
-        profiled = measure_memory and not cuda and i % 2 == 0
+        profiled = measure_memory and not cuda and (run.count + i) % 2 == 0
         if profiled:
             loss, peak = trainer.measured_step(batch, complete=False)
             steps.peak = max(steps.peak or 0, peak)
@@ -233,7 +266,7 @@ def _train_epoch(
             loss = trainer.train_step(batch)
         if cuda:
             torch.cuda.synchronize(device)
-        if not profiled or not measure_memory:
+        if not profiled:
             steps.seconds.append(time.perf_counter() - t0)
         steps.complexes.append(batch.num_graphs)
         total += loss * batch.num_graphs
@@ -243,4 +276,6 @@ def _train_epoch(
     if cuda:
         steps.peak = int(torch.cuda.max_memory_allocated(device))
     steps.loss = float(total)
+    run.count += len(steps.complexes)
+    run.seconds += steps.seconds
     return steps

@@ -11,12 +11,13 @@ the REST API.
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, NoReturn, get_args
 
 from service import commands, console
 from stagetune_api import SWEEP_FIELDS, JobSpec
@@ -24,7 +25,10 @@ from stagetune_api import SWEEP_FIELDS, JobSpec
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = parser.commands.get(getattr(args, "command", None) or "", parser)
+        command.error(_unrecognized(unknown, command))
     _setup_logging(args.verbose, args.quiet)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
@@ -39,8 +43,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class _Parser(argparse.ArgumentParser):
+    """An error in one line, with where the usage is, rather than the usage block before it."""
+
+    commands: dict[str, argparse.ArgumentParser]
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (usage: {self.prog} --help)\n")
+
+
+def _unrecognized(unknown: list[str], parser: argparse.ArgumentParser) -> str:
+    """What ``parser`` cannot take, each flag with the nearest it knows."""
+    known = list(parser._option_string_actions)  # every flag of the command, with its aliases
+    words = []
+    for arg in unknown:
+        flag = arg.partition("=")[0]
+        near = difflib.get_close_matches(flag, known, n=1) if flag.startswith("-") else []
+        words.append(f"{arg} (did you mean {near[0]}?)" if near else arg)
+    return f"unrecognized arguments: {' '.join(words)}"
+
+
+def _parser() -> _Parser:
+    parser = _Parser(
         prog="stagetune",
         description="Stage-aware configurations for ViSNet binding-affinity models.",
     )
@@ -55,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_train, _probe, _optimize, _serve, _schema, _hardware, _data):
         add(sub)
+    parser.commands = dict(sub.choices)
     return parser
 
 

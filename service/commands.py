@@ -14,9 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from service.answers import answer_words, say_probe, say_trained
 from service.console import log_to_file, print_json
 from service.drivers import record_driver
-from stagetune_api import NOISY_SPREAD, SWEEP_FIELDS, JobFiles, JobSpec, RunFiles, override_problem
+from service.preflight import BadRequest, check_job, check_run
+from stagetune_api import SWEEP_FIELDS, JobFiles, JobSpec, RunFiles, override_problem
 
 log = logging.getLogger("stagetune")
 
@@ -28,6 +30,8 @@ NO_FLAG = ("overrides", "space", "tune")
 def fixable(exc: Exception) -> bool:
     """Whether ``exc`` is an error the user can fix (a bad key, file or value): it is said in
     one line, without a traceback."""
+    if isinstance(exc, BadRequest):
+        return True
     from model import StagetuneError
 
     return isinstance(exc, StagetuneError)
@@ -75,7 +79,7 @@ def probe(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.to_json())
     elif result.fits:
-        _say_probe(result, stages.cycle_batches)
+        say_probe(result, stages.cycle_batches)
     else:
         print(f"does not fit at batch 1 on {result.device} ({format_size(result.limit_bytes)})")
     return 0
@@ -95,33 +99,6 @@ def _on_data(probe: Any, result: Any, root: str, max_atoms: int, overrides: list
     return dataclasses.replace(result, data=figures, probe_steps=probe.steps)
 
 
-def _say_probe(result: Any, cycle_batches: int) -> None:
-    from tuner import format_size
-
-    print(
-        f"largest batch {result.max_batch_size} on {result.device}: peak "
-        f"{format_size(result.peak_bytes or 0)} of {format_size(result.limit_bytes)}, "
-        f"{result.step_seconds:.3f} s/step, {result.cycle_minutes:.1f} min per "
-        f"{cycle_batches}-step cycle, {result.throughput:.1f} samples/s "
-        f"({result.probe_steps} probe steps, {result.capacity:,} parameters)"
-    )
-    if result.max_atoms_per_batch is not None:
-        print(f"atom budget: at most {result.max_atoms_per_batch} atoms a batch")
-    if result.data is not None:
-        d = result.data
-        print(
-            f"on the data ({d.complexes} complexes, {d.atoms_mean:.0f} atoms on average): "
-            f"{d.complexes_per_batch:.1f} complexes a batch, {d.step_seconds:.3f} s/step, "
-            f"{d.cycle_minutes:.1f} min per cycle, {d.throughput:.1f} complexes/s"
-            + ("" if d.peak_bytes is None else f", footprint {format_size(d.peak_bytes)}")
-            + (
-                f" (timings noisy: the timed steps spread over {100 * d.step_spread:.0f} %)"
-                if d.noisy
-                else ""
-            )
-        )
-
-
 #: ``stagetune optimize``'s exit status when the job finished but a stage has no answer
 INFEASIBLE = 3
 
@@ -129,12 +106,13 @@ INFEASIBLE = 3
 def optimize(args: argparse.Namespace) -> int:
     """Run a job and print each stage's answer; exit status 0 when every stage has one,
     ``INFEASIBLE`` (3) when one has none (the job's files say why), 130 after Ctrl-C."""
-    from tuner import build_job_spec
-    from tuner import optimize as run_job
-
     given = {name: getattr(args, name) for name in job_flags()}
     given["overrides"] = args.overrides or None
     given["tune"] = False if args.no_tune else None
+    check_job(given, args.spec)  # before torch and Ray start: a bad preset or folder, at once
+    from tuner import build_job_spec
+    from tuner import optimize as run_job
+
     spec = build_job_spec(given, spec_file=args.spec)
     record_driver(spec.job_dir)
     try:
@@ -155,31 +133,7 @@ def optimize(args: argparse.Namespace) -> int:
         print_json(result.model_dump(mode="json"))
         return status
     for stage, answer in result.stages.items():
-        if not answer.feasible:
-            print(f"{stage.value}: {answer.reason}")
-            continue
-        probe, batches = answer.probe, answer.batching
-        knobs = " ".join(
-            f"{k}={answer.model[k]}" for k in ("hidden_channels", "num_layers", "num_rbf")
-        )
-        if batches is not None and batches.max_atoms_per_batch and batches.cycle_minutes_on_data:
-            speed = (
-                f"; batches of at most {batches.max_atoms_per_batch:,} atoms: "
-                f"{batches.throughput_on_data:.1f} complexes/s, "
-                f"{batches.cycle_minutes_on_data:.1f} min per cycle on the data"
-            )
-            spread = batches.step_spread_on_data or 0.0
-            if spread > NOISY_SPREAD:
-                speed += f" (timings noisy: the timed steps spread over {100 * spread:.0f} %)"
-        elif probe and probe.throughput and probe.cycle_minutes:
-            speed = f"; {probe.throughput:.1f} samples/s, {probe.cycle_minutes:.1f} min per cycle"
-        else:
-            speed = ""
-        print(
-            f"{stage.value}: {knobs} at batch {answer.batch_size}, "
-            f"{answer.optimizer.get('name')} lr {answer.optimizer.get('lr'):.2e}, "
-            f"{answer.scheduler.get('name')}{speed}"
-        )
+        print(f"{stage.value}: {answer_words(answer)}")
     print(f"job folder: {spec.job_dir} (profiles/, result.json, trials.csv, audit.md)")
     for note in result.provenance.reproducibility:
         print(f"not repeatable: {note}")
@@ -242,6 +196,7 @@ def hardware(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
+    check_run(args.profile, args.data)  # before torch starts: a missing file or folder, at once
     from model import ConfigError, load_train_config, run_training
 
     _check_override_values(args.overrides or [], sweep=args.multirun)
@@ -275,12 +230,7 @@ def train(args: argparse.Namespace) -> int:
     if args.json:
         print_json(report.to_json())
     elif args.report is None:
-        last = report.epochs[-1]
-        print(
-            f"trained {report.parameters:,} parameters for {last.epoch} epochs on {report.device} "
-            f"({report.precision}) in {report.seconds:.1f}s: val_rmse {last.val_rmse:.3f}, "
-            f"val_pearson {last.val_pearson:.3f}\nrun folder: {report.run_dir}"
-        )
+        say_trained(report)
     return 0
 
 

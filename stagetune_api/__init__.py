@@ -9,6 +9,7 @@ Dependencies point one way: ``service`` and ``tuner`` import this package; it im
 """
 
 from stagetune_api._columns import TRIAL_COLUMNS
+from stagetune_api._configs import default_config_dir, preset_names
 from stagetune_api._enums import JobKind, Search, Stage, TrialStatus
 from stagetune_api._figures import Shown, TrialColumn, columns_of, variables_of
 from stagetune_api._files import write_atomic
@@ -21,6 +22,7 @@ from stagetune_api._job import (
     Knob,
     Range,
     new_job_id,
+    read_job_options,
 )
 from stagetune_api._json import finite_json
 from stagetune_api._overrides import override_problem, override_value
@@ -106,6 +108,7 @@ __all__ = [
     "Where",
     "check_values",
     "columns_of",
+    "default_config_dir",
     "finite_json",
     "footprint",
     "format_size",
@@ -113,7 +116,9 @@ __all__ = [
     "override_problem",
     "override_value",
     "parse_size",
+    "preset_names",
     "printable_json",
+    "read_job_options",
     "result_schema",
     "variables_of",
     "write_atomic",

@@ -16,7 +16,6 @@ import types
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from functools import cache
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -85,8 +84,17 @@ def _nested(variable: str) -> str:
     return f"{variable}." if variable else ""
 
 
-@cache
+_FIELDS: dict[tuple[type, str], tuple[_Field, ...]] = {}
+
+
 def _fields(cls: type, prefix: str) -> tuple[_Field, ...]:
+    """A record type's fields, each with its variable's name under ``prefix`` (read once)."""
+    if (cls, prefix) not in _FIELDS:
+        _FIELDS[cls, prefix] = _read_fields(cls, prefix)
+    return _FIELDS[cls, prefix]
+
+
+def _read_fields(cls: type, prefix: str) -> tuple[_Field, ...]:
     hints = typing.get_type_hints(cls, include_extras=True)
     recorded: Mapping[str, str] | None = getattr(cls, "RECORDED", None)
     if recorded is not None:

@@ -261,3 +261,16 @@ class JobOptions(_Options):  # type: ignore[misc,valid-type]
     def given(self) -> dict[str, Any]:
         """The options given, as JSON data (what ``tuner.build_job_spec`` takes)."""
         return self.model_dump(mode="json", exclude_unset=True)
+
+
+def read_job_options(path: Path) -> dict[str, Any]:
+    """The JSON object of job options in ``path`` (a ``--spec`` file; the service writes one per
+    job: ``spec.json``). ``ValueError`` says what is wrong with it, naming the file."""
+    try:
+        stored = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--spec {path}: {exc}") from None
+    if not isinstance(stored, dict):
+        kind = type(stored).__name__
+        raise ValueError(f"--spec {path}: must hold a JSON object of job options, not {kind}")
+    return stored

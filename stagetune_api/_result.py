@@ -144,6 +144,16 @@ class Batching(_Record):
         "results before it was measured)",
     )
 
+    def step_words(self) -> str:
+        """What a training step of the profile holds, as people read it: its atom budget and
+        the complexes that makes on the job's data, or its fixed count."""
+        if self.max_atoms_per_batch is None:
+            return f"batches of {self.batch_size} complexes"
+        text = f"batches of at most {self.max_atoms_per_batch:,} atoms"
+        if self.complexes_per_batch is not None:
+            text += f", about {self.complexes_per_batch:.0f} complexes a step on the job's data"
+        return f"{text} ({self.batch_size} of the largest complexes it may hold)"
+
 
 class StageResult(_Record):
     feasible: bool
@@ -166,6 +176,12 @@ class StageResult(_Record):
         default=None,
         description="atom budget and the figures on the job's data (absent from "
         "results before atom budgets)",
+    )
+    summary: str | None = Field(
+        default=None,
+        description="the answer in one line: the model, what a training step holds on the job's "
+        "data, the optimizer and scheduler (as the command line prints it and the profile's "
+        "meta says; absent from results before it was kept)",
     )
 
 

@@ -59,6 +59,16 @@ class TrainRunReport(BaseModel):
     seconds: float
     run_dir: str | None = Field(description="the run's folder (config.json, audit entry)")
     skipped: list[SkippedComplex] = Field(default_factory=list, description="complexes left out")
+    step_seconds: float | None = Field(
+        default=None,
+        description="the median time of the run's timed training steps, every epoch's (with "
+        "--measure-memory on a CPU, the steps not profiled); null where none was timed or in "
+        "reports written before it was kept",
+    )
+    timed_steps: int = Field(default=0, description="the steps step_seconds is the median of")
+    peak_bytes: int | None = Field(
+        default=None, description="the peak memory of the run's steps; null where not measured"
+    )
 
     def to_json(self) -> dict[str, Any]:
         """Plain JSON: a figure that is not a finite number (a diverged loss, the Pearson of a

@@ -71,6 +71,8 @@ def stage_result(
             budget=budget,
         )
     config, reason = _profile_config(run, base)
+    batching = _batching(choice)
+    summary = answer_words(config, batching)
     profile = folder.write_profile(
         run.stage,
         config.to_dict(),
@@ -79,6 +81,7 @@ def stage_result(
             "stage": run.stage.value,
             "job_id": spec.job_id,
             "reason": reason,
+            "summary": summary,
         },
     )
     where = fit.measured_on.get(knobs_key(choice.knobs), {})
@@ -97,7 +100,20 @@ def stage_result(
         probed=probed,
         pruned=pruned,
         budget=budget,
-        batching=_batching(choice),
+        batching=batching,
+        summary=summary,
+    )
+
+
+def answer_words(config: TrainConfig, batching: Batching) -> str:
+    """A stage's answer in one line: its model, what a training step holds, its optimizer."""
+    model = " ".join(
+        f"{k}={getattr(config.model, k)}" for k in ("hidden_channels", "num_layers", "num_rbf")
+    )
+    lr = config.optimizer.model_dump().get("lr")
+    rate = f" lr {lr:.2e}" if isinstance(lr, int | float) else ""
+    return (
+        f"{model}; {batching.step_words()}; {config.optimizer.name}{rate}, {config.scheduler.name}"
     )
 
 

@@ -28,7 +28,7 @@ from model import (
     recording_reads,
     unchanged,
 )
-from stagetune_api import JobSpec, KeyedProblems, new_job_id
+from stagetune_api import JobSpec, KeyedProblems, new_job_id, preset_names, read_job_options
 from tuner._stages import StagesConfig, load_stages
 
 log = logging.getLogger(__name__)
@@ -87,8 +87,7 @@ def trial_bundle(spec: JobSpec, nodes: Sequence[Mapping[str, float]]) -> dict[st
 
 
 def presets(config_dir: Path | None = None) -> list[str]:
-    root = (config_dir or default_config_dir()) / "presets"
-    return sorted(p.stem for p in root.glob("*.yaml"))
+    return preset_names(config_dir)
 
 
 def job_choices(config_dir: Path | None = None) -> dict[str, Any]:
@@ -136,13 +135,9 @@ def build_job_spec(
 def read_spec_file(path: Path) -> dict[str, Any]:
     """A JSON object of job options (the service writes one per job: ``spec.json``)."""
     try:
-        stored = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"--spec {path}: {exc}") from None
-    if not isinstance(stored, dict):
-        kind = type(stored).__name__
-        raise ConfigError(f"--spec {path}: must hold a JSON object of job options, not {kind}")
-    return stored
+        return read_job_options(path)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def check_resume(path: Path, spec: JobSpec) -> None:

@@ -168,7 +168,11 @@ def _job_log(path: Path) -> Iterator[None]:
         log.info("job stopped by Ctrl-C: %s", str(exc) or "interrupted")
         raise
     except BaseException as exc:
-        log.error("job stopped: %s", f"{type(exc).__name__}: {exc}".splitlines()[0])
+        # the job's log says why it stopped; the console says it once, where the error is shown
+        why = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        handler.handle(
+            log.makeRecord(log.name, logging.ERROR, "", 0, "job stopped: %s", (why,), None)
+        )
         raise
     finally:
         for lg, level in zip(loggers, levels, strict=True):

@@ -61,3 +61,19 @@ def test_without_a_budget_batches_are_batch_size_complexes(tiny_config):
     epoch = report.epochs[0]
     assert epoch.complexes_per_step["max"] == config.train.batch_size
     assert epoch.steps == -(-len(data.train) // config.train.batch_size)
+
+
+def test_a_run_of_one_step_epochs_measures_both_its_memory_and_its_step_time(tiny_config):
+    """On a CPU, a profiled step is slower than a timed one: with ``measure_memory`` the run
+    profiles every other step, counted across epochs, so a run whose epochs are one step each
+    still times steps (the run's median) as well as measuring its peak."""
+    config = tiny_config("train.batch_size=64", "train.epochs=4")
+    report = run_training(config, measure_memory=True)
+    assert [e.steps for e in report.epochs] == [1, 1, 1, 1]
+    profiled = [e.peak_bytes is not None for e in report.epochs]
+    timed = [e.step_seconds is not None for e in report.epochs]
+    assert profiled == [True, False, True, False] and timed == [False, True, False, True]
+    assert report.timed_steps == 2 and report.step_seconds > 0
+    assert report.peak_bytes == max(e.peak_bytes for e in report.epochs if e.peak_bytes)
+    unmeasured = run_training(config)
+    assert unmeasured.timed_steps == 4 and unmeasured.peak_bytes is None

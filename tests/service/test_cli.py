@@ -4,9 +4,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
+import pytest
+
 from service.cli import _parser, main
 from service.commands import NO_FLAG, job_flags
 from stagetune_api import SWEEP_FIELDS, JobOptions, JobSpec
+from tests.conftest import TINY
 
 
 def _optimize_actions():
@@ -117,3 +124,70 @@ def test_train_refuses_an_override_value_the_service_refuses(capsys, tmp_path):
     assert main(["train", "-m", *output, "optimizer.lr=1e-3,.inf"]) == 2
     assert "optimizer.lr: " in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing trained
+
+
+def test_train_shows_its_configuration_only_when_asked(capsys, tmp_path):
+    """The configuration (config.json has it) is a debug line: ``-v`` shows it, and without it
+    stderr stays short enough to see a one-line error."""
+    args = ["train", *TINY, "optimizer.log_config=true", "--output", str(tmp_path), "--json"]
+    assert main(args) == 0
+    quiet = capsys.readouterr()
+    assert "configuration" not in quiet.err and '"hidden_channels"' not in quiet.err
+    assert json.loads(quiet.out)["step_seconds"] > 0  # the run's median step, timed
+    assert main(["-v", *args]) == 0
+    assert '"hidden_channels": 16' in capsys.readouterr().err
+
+
+_HEAVY = """
+import sys
+from service.cli import main
+status = main(sys.argv[1:])
+print(status, "torch" in sys.modules, "ray" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["optimize", "--preset", "nosuch"], "--preset nosuch: no such preset; accepted: default"),
+        (["optimize", "--data", "/nosuch"], "--data /nosuch: no such folder; accepted: synthetic"),
+        (["optimize", "--sample", "/nosuch"], "--sample /nosuch: no such folder"),
+        (["optimize", "--spec", "/nosuch.json"], "--spec /nosuch.json: [Errno 2]"),
+        (["train", "--profile", "/nosuch.yaml"], "--profile /nosuch.yaml: no such file"),
+        (["train", "--data", "/nosuch"], "--data /nosuch: no such folder"),
+    ],
+)
+def test_a_bad_preset_folder_or_file_is_one_line_before_torch_or_ray_start(args, said, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", _HEAVY, *args], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert done.stdout.split() == ["2", "False", "False"]  # refused; nothing heavy imported
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("stagetune: error: ") and said in lines[0]
+
+
+def test_an_empty_data_folder_is_refused_with_what_a_root_holds(tmp_path, capsys):
+    assert main(["optimize", "--data", str(tmp_path)]) == 2
+    assert "holds no folder of a complex; accepted: synthetic, or a PDBbind-style root" in (
+        capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["optimize", "--presets", "quick"],
+            "unrecognized arguments: --presets (did you mean --preset?)",
+        ),
+        (["train", "--epochs", "-1"], "argument --epochs: -1 must be at least 1"),
+        (["train", "--mesure-memory"], "(did you mean --measure-memory?)"),
+    ],
+)
+def test_a_bad_flag_is_one_line_naming_the_nearest_flag(args, said, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "usage:" not in err.split("error:")[0]  # no usage block
+    assert said in err and f"(usage: stagetune {args[0]} --help)" in err

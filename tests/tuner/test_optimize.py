@@ -20,8 +20,9 @@ import jsonschema
 import psutil
 import pytest
 import ray
+import yaml
 
-from model import ConfigError, load_train_config
+from model import ConfigError, load_train_config, run_training
 from tests.conftest import REPO
 from tests.tuner.conftest import local_cluster
 from tuner import (
@@ -391,6 +392,17 @@ def test_a_job_on_real_data_predicts_its_cycles_on_that_datas_batches(
     profile = load_train_config(profile=spec.job_dir / answer.profile)
     assert profile.train.max_atoms_per_batch == batching.max_atoms_per_batch
     assert profile.data.source == str(pdbbind_mini)
+    # what the answer says a step holds is what the profile's training packs
+    said = f"about {batching.complexes_per_batch:.0f} complexes a step on the job's data"
+    assert said in answer.summary
+    meta = yaml.safe_load((spec.job_dir / answer.profile).read_text())["meta"]
+    assert meta["summary"] == answer.summary
+    one_epoch = load_train_config(
+        profile=spec.job_dir / answer.profile,
+        settings={"train.epochs": 1, "train.output_dir": str(tmp_path / "runs")},
+    )
+    trained = run_training(one_epoch).epochs[0].complexes_per_step["mean"]
+    assert trained == pytest.approx(batching.complexes_per_batch, rel=0.25)
     # max_atoms=120 would crop the real complexes: the job probes and trains them whole
     largest = max(
         JobData.read(
