@@ -18,7 +18,8 @@ class ComplexSummary:
     """Atom counts after the policy and the crop; ``edges`` of the radius graph, no self loops.
 
     ``skipped`` is None for a usable complex, else the reason (the counts are still given when
-    the structure itself could be read).
+    the structure itself could be read). ``cropped_from``: the atoms it had before the crop to
+    ``max_atoms`` left out the pocket atoms farthest from the ligand; None when none was.
     """
 
     id: str
@@ -27,6 +28,7 @@ class ComplexSummary:
     label: float | None
     edges: int | None
     skipped: str | None
+    cropped_from: int | None = None
 
 
 def inspect_root(
@@ -48,12 +50,14 @@ def inspect_root(
     ):
         if skipped is not None and strict:
             raise ComplexError(cid, skipped.path, f"{skipped.reason} (stopped: strict)")
-        protein = ligand = edges = None
+        protein = ligand = edges = cropped = None
         if structure is not None:
             protein, ligand = len(structure.pocket_symbols), len(structure.ligand_symbols)
             pos = torch.from_numpy(structure.pocket_pos).float()
             pos = torch.cat([pos, torch.from_numpy(structure.ligand_pos).float()])
             edges = radius_graph(pos, cutoff, max_num_neighbors=max_num_neighbors).size(1)
+            before = structure.atoms_before_crop
+            cropped = before if before is not None and before > protein + ligand else None
         reason = None if skipped is None else f"{skipped.path}: {skipped.reason}"
-        out.append(ComplexSummary(cid, protein, ligand, label, edges, reason))
+        out.append(ComplexSummary(cid, protein, ligand, label, edges, reason, cropped))
     return out

@@ -119,6 +119,8 @@ class Structure:
     ligand_symbols: list[str]
     ligand_pos: np.ndarray
     ligand_source: str
+    #: atoms before the crop to ``max_atoms`` (pocket and ligand; more than kept when cropped)
+    atoms_before_crop: int | None = None
 
 
 def read_structure(folder: Path, policy: AtomPolicy) -> Structure:
@@ -158,6 +160,7 @@ def read_structure(folder: Path, policy: AtomPolicy) -> Structure:
         ligand_symbols=lig_symbols,
         ligand_pos=lig_pos,
         ligand_source=lig_source,
+        atoms_before_crop=len(poc_symbols) + len(lig_symbols),
     )
 
 
@@ -210,7 +213,8 @@ class StructureCache:
         if entry.is_file():
             try:
                 saved = torch.load(entry, weights_only=True)
-                if saved["fingerprint"] == stamp:
+                # an entry written before it kept the count before the crop is rebuilt
+                if saved["fingerprint"] == stamp and "atoms_before_crop" in saved:
                     self.hits += 1
                     return Structure(
                         pocket_symbols=saved["pocket_symbols"],
@@ -218,6 +222,7 @@ class StructureCache:
                         ligand_symbols=saved["ligand_symbols"],
                         ligand_pos=saved["ligand_pos"].numpy(),
                         ligand_source=saved["ligand_source"],
+                        atoms_before_crop=saved["atoms_before_crop"],
                     )
             except Exception:  # a torn or foreign file is rebuilt, never trusted
                 log.debug("rebuilding unreadable cache entry %s", entry)
@@ -232,6 +237,7 @@ class StructureCache:
             "ligand_symbols": structure.ligand_symbols,
             "ligand_pos": torch.from_numpy(structure.ligand_pos),
             "ligand_source": structure.ligand_source,
+            "atoms_before_crop": structure.atoms_before_crop,
         }
         torch.save(record, tmp)
         tmp.replace(entry)  # atomic: readers see the old entry or the new one, never half

@@ -3,14 +3,22 @@ in the words and units people read (``--json`` prints the records themselves).""
 
 from __future__ import annotations
 
-from stagetune_api import NOISY_SPREAD, ProbeResult, StageResult, TrainRunReport, format_size
+from stagetune_api import (
+    NOISY_SPREAD,
+    ProbeResult,
+    StageResult,
+    TrainRunReport,
+    format_size,
+    limit_words,
+)
 
 
-def say_probe(result: ProbeResult, cycle_batches: int) -> None:
+def say_probe(result: ProbeResult, cycle_batches: int, memory_fraction: float = 1.0) -> None:
     """``stagetune probe``'s answer: the largest batch, its memory and time, and on the data."""
     print(
         f"largest batch {result.max_batch_size} on {result.device}: peak "
-        f"{format_size(result.peak_bytes or 0)} of {format_size(result.limit_bytes)}, "
+        f"{format_size(result.peak_bytes or 0)} of "
+        f"{limit_words(result.limit_bytes, memory_fraction)}, "
         f"{result.step_seconds:.3f} s/step, {result.cycle_minutes:.1f} min per "
         f"{cycle_batches}-step cycle, {result.throughput:.1f} samples/s "
         f"({result.probe_steps} probe steps, {result.capacity:,} parameters)"

@@ -18,7 +18,7 @@ from service.answers import answer_words, say_probe, say_trained
 from service.console import log_to_file, print_json
 from service.drivers import record_driver
 from service.preflight import BadRequest, check_job, check_run
-from stagetune_api import SWEEP_FIELDS, JobFiles, JobSpec, RunFiles, override_problem
+from stagetune_api import SWEEP_FIELDS, JobFiles, JobSpec, RunFiles, limit_words, override_problem
 
 log = logging.getLogger("stagetune")
 
@@ -70,7 +70,8 @@ def probe(args: argparse.Namespace) -> int:
                 peak = "-" if m.peak_bytes is None else format_size(probe.footprint(m.peak_bytes))
                 print(
                     f"batch {m.batch_size}: {state}, footprint {peak} of "
-                    f"{format_size(probe.limit_bytes)}, step {m.median_seconds} s"
+                    f"{limit_words(probe.limit_bytes, stages.memory_fraction)}, "
+                    f"step {m.median_seconds} s"
                 )
             return 0
         result = probe.find_max_batch(stages.max_batch_size)
@@ -79,7 +80,7 @@ def probe(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.to_json())
     elif result.fits:
-        say_probe(result, stages.cycle_batches)
+        say_probe(result, stages.cycle_batches, stages.memory_fraction)
     else:
         print(f"does not fit at batch 1 on {result.device} ({format_size(result.limit_bytes)})")
     return 0
@@ -317,12 +318,20 @@ def inspect(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return 0
-    print(f"{'id':<12}{'protein':>8}{'ligand':>8}{'label':>8}{'edges':>8}  skipped")
+    print(f"{'id':<12}{'protein':>8}{'ligand':>8}{'label':>8}{'edges':>8}{'cropped':>14}  skipped")
     for r in rows:
         cells = [_cell(r[k]) for k in ("protein_atoms", "ligand_atoms", "label", "edges")]
-        print(f"{r['id']:<12}" + "".join(f"{c:>8}" for c in cells) + f"  {r['skipped'] or ''}")
+        cropped = f"from {r['cropped_from']:,}" if r["cropped_from"] else ""
+        line = f"{r['id']:<12}" + "".join(f"{c:>8}" for c in cells) + f"{cropped:>14}"
+        print(f"{line}  {r['skipped'] or ''}")
     usable = sum(r["skipped"] is None for r in rows)
+    crops = sum(bool(r["cropped_from"]) for r in rows)
     print(f"{usable} usable, {len(rows) - usable} skipped")
+    if crops:
+        print(
+            f"{crops} cropped to --max-atoms {args.max_atoms}: the pocket atoms farthest from "
+            "the ligand left out (stagetune optimize raises max_atoms to the largest complex)"
+        )
     return 0
 
 

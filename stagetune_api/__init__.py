@@ -48,7 +48,7 @@ from stagetune_api._result import (
     ValidationFigures,
     result_schema,
 )
-from stagetune_api._sizes import format_size, parse_size
+from stagetune_api._sizes import format_size, limit_words, parse_size
 from stagetune_api._text import (
     JsonValue,
     Key,
@@ -112,6 +112,7 @@ __all__ = [
     "finite_json",
     "footprint",
     "format_size",
+    "limit_words",
     "new_job_id",
     "override_problem",
     "override_value",

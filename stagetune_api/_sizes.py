@@ -53,3 +53,12 @@ def format_size(n: float) -> str:
         if abs(n) >= factor:
             return f"{n / factor:.2f} {unit}"
     return f"{int(n)} B"
+
+
+def limit_words(limit_bytes: int, fraction: float) -> str:
+    """A memory limit with where it comes from: ``230.40 MiB (90 % of 256.00 MiB)``, the
+    fraction of the device's memory (or the CPU budget) a run may use."""
+    if fraction >= 1:
+        return format_size(limit_bytes)
+    whole = format_size(round(limit_bytes / fraction))
+    return f"{format_size(limit_bytes)} ({100 * fraction:.0f} % of {whole})"

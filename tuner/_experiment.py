@@ -70,7 +70,8 @@ def run_experiment(
     suggestions. ``Interrupted`` when Ctrl-C stopped it (Tune saves the experiment first)."""
     trainable = tune.with_resources(trainable, tune.PlacementGroupFactory([execution.resources]))
     path = execution.storage / name
-    tuner = _restored(name, path, trainable)
+    with _tune_output(execution.tune_output):  # Ray's own words on what it restores: the log
+        tuner = _restored(name, path, trainable)
     if tuner is None:
         tuner = tune.Tuner(
             trainable,
@@ -146,7 +147,12 @@ def _restored(name: str, path: Path, trainable: Any) -> tune.Tuner | None:
     and its search starts afresh: the job goes on, at the cost of the search's probes."""
     if not tune.Tuner.can_restore(str(path)):
         return None
-    log.info("%s: resuming the experiment in %s", name, path)
+    log.info(
+        "%s: resuming the experiment in %s; trials interrupted before their first result run "
+        "again (Ray Tune's notes on them are in the job's log)",
+        name,
+        path,
+    )
     try:
         return tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=True)
     except Exception as exc:

@@ -24,7 +24,7 @@ from ray import tune
 from ray.tune.search.hyperopt import HyperOptSearch
 
 from model import ModelSpec, build_model, count_parameters
-from stagetune_api import SCORE, Best, FitReport, Search, TrialRecord, TrialStatus
+from stagetune_api import SCORE, Best, FitReport, Search, TrialRecord, TrialStatus, limit_words
 from tuner._experiment import (
     Execution,
     prefixed,
@@ -107,7 +107,7 @@ def run_fit(
         stage.value,
         Search.FIT.value,
         board,
-        _describe_probe,
+        partial(_describe_probe, memory_fraction=ctx.stages.memory_fraction),
         partial(_best_probe, unit=policy_for(policy.spec).score_unit),
         pruned=lambda: len(searcher.pruned),
         total=num_samples,
@@ -282,7 +282,7 @@ def capacity_of(model: dict[str, Any]) -> float:
         return float(count_parameters(build_model(spec)))
 
 
-def _describe_probe(result: dict[str, Any]) -> str:
+def _describe_probe(result: dict[str, Any], memory_fraction: float = 1.0) -> str:
     knobs = short(result.get("config", {}))
     report = FitReport.of_metrics(result)
     probe = probe_of(report)
@@ -297,7 +297,8 @@ def _describe_probe(result: dict[str, Any]) -> str:
     )
     return (
         f"{knobs} ({probe.capacity:,} parameters): batch {probe.max_batch_size}, {speed}, "
-        f"peak {format_size(probe.peak_bytes or 0)} of {format_size(probe.limit_bytes)}"
+        f"peak {format_size(probe.peak_bytes or 0)} of "
+        f"{limit_words(probe.limit_bytes, memory_fraction)}"
     )
 
 

@@ -246,11 +246,20 @@ def test_data_inspect_json_on_the_real_sample(pdbbind_mini, tmp_path):
     expected = reference_counts(pdbbind_mini)
     assert len(rows) == 20
     for row in rows:
-        assert set(row) == {"id", "protein_atoms", "ligand_atoms", "label", "edges", "skipped"}
+        assert set(row) == {
+            "id",
+            "protein_atoms",
+            "ligand_atoms",
+            "label",
+            "edges",
+            "skipped",
+            "cropped_from",
+        }
         ref = expected[row["id"]]
         assert row["protein_atoms"] == int(ref["pocket_heavy_atoms"])
         assert row["ligand_atoms"] == int(ref["ligand_heavy_atoms"])
         assert row["skipped"] is None and row["label"] > 0
+        assert row["cropped_from"] is None  # every complex of the sample has under 600 atoms
         # about 20 neighbours per atom within 5 A, capped at 32
         assert 10 < row["edges"] / (row["protein_atoms"] + row["ligand_atoms"]) < 32
 
@@ -263,6 +272,12 @@ def test_data_inspect_crop_and_cutoff(pdbbind_mini, tmp_path):
         )
     }
     assert rows["6ud2"].protein_atoms + rows["6ud2"].ligand_atoms == 100
+    whole = {s.id: s.protein_atoms + s.ligand_atoms for s in inspect_root(pdbbind_mini)}
+    assert rows["6ud2"].cropped_from == whole["6ud2"] > 100  # named, with what it had
+    again = {
+        s.id: s for s in inspect_root(pdbbind_mini, AtomPolicy(max_atoms=100), cache_dir=tmp_path)
+    }
+    assert again["6ud2"].cropped_from == whole["6ud2"]  # read back from the cache
     wide = inspect_root(pdbbind_mini, AtomPolicy(max_atoms=100), cutoff=6.0, cache_dir=tmp_path)
     assert {s.id: s.edges for s in wide}["6ud2"] > rows["6ud2"].edges
 
@@ -278,6 +293,8 @@ def test_data_inspect_reports_skips_and_strict_fails(pdbbind_mini, tmp_path):
     assert "5mnn_pocket.pdb: no atoms" in rows["5mnn"]["skipped"]
     assert rows["5mnn"]["protein_atoms"] is None
 
+    table = run_cli("data", "inspect", str(root), "--no-cache", "--max-atoms", "100")
+    assert "from " in table.stdout and "cropped to --max-atoms 100" in table.stdout
     strict = run_cli("data", "inspect", str(root), "--no-cache", "--strict", "--json")
     assert strict.returncode == 2
     assert "5mnn_pocket.pdb" in strict.stderr and "strict" in strict.stderr

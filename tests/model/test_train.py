@@ -226,7 +226,7 @@ def test_cli_flags_are_taken_as_they_are(tmp_path):
     """A folder named 2020 is a folder, not a number."""
     result = run_cli("train", "--data", "2020", *TINY, cwd=tmp_path)
     assert result.returncode == 2
-    assert "2020: data root not found" in result.stderr
+    assert "--data 2020: no such folder" in result.stderr  # named as given, as a folder
 
 
 @pytest.mark.slow

@@ -207,6 +207,27 @@ def test_the_curl_example_of_docs_service_md_works(server, tmp_path):
     assert "val_rmse" in done.stdout + done.stderr  # the profile trained
 
 
+def test_the_polling_loop_of_docs_service_md_ends_when_the_job_does_not_succeed(server):
+    """The example's wait for a job ends on every end of it: a cancelled job too."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "service.md").read_text()
+    block = text.split("## Try it", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    lines = block.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("until "))
+    end = next(i for i, line in enumerate(lines) if line.startswith("echo "))
+    loop = "\n".join([*lines[:3], *lines[start : end + 1]])  # its variables, the wait, its word
+    _, job = server.call("POST", "/optimize", {**QUICK, "fit_trials": 4})
+    assert server.call("DELETE", f"/jobs/{job['job_id']}")[0] in (200, 202)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", loop],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "STAGETUNE": server.url, "TOKEN": TOKEN, "JOB": job["job_id"]},
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == f"job {job['job_id']} cancelled"
+
+
 def test_a_search_with_a_stage_unanswered_succeeds_with_its_result(server):
     """A memory budget nothing fits in: `stagetune optimize` answers the stage with why it has
     no answer and exits 3, which Ray calls a failed job; the service shows the job succeeded,

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from model import ConfigError
+from stagetune_api import limit_words
 from tuner import device_for, discover, format_size, parse_size
 
 from ..conftest import run_cli
@@ -42,6 +43,11 @@ def test_a_zero_size_is_refused():
 
 def test_format_size():
     assert format_size(3 * 2**30) == "3.00 GiB" and format_size(1536) == "1.50 KiB"
+
+
+def test_a_limit_says_what_fraction_of_the_budget_it_is():
+    assert limit_words(round(0.9 * 256 * 2**20), 0.9) == "230.40 MiB (90 % of 256.00 MiB)"
+    assert limit_words(2**30, 1.0) == "1.00 GiB"  # the whole budget: nothing to explain
 
 
 def test_cpu_budget_declared_or_half_of_available():
