@@ -166,13 +166,18 @@ def _epoch(
     t0 = time.perf_counter()
     steps = _train_epoch(trainer, train_loader, measure_memory, bar, run)
     trainer.end_epoch()
-    val_loss, val_rmse, val_pearson = trainer.evaluate(val_loader)
+    scores = trainer.evaluate(val_loader)
+    val_loss, val_rmse, val_pearson = scores.loss, scores.rmse, scores.pearson
     metrics = EpochFigures(
         epoch=epoch,
         train_loss=steps.loss / complexes,
         val_loss=val_loss,
         val_rmse=val_rmse,
         val_pearson=val_pearson,
+        val_loss_se=scores.loss_se,
+        val_baseline_loss=scores.baseline_loss,
+        val_gain_se=scores.gain_se,
+        val_complexes=scores.complexes,
         seconds=time.perf_counter() - t0,
         lr=trainer.lr,
         **steps.figures(),

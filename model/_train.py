@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -82,6 +82,7 @@ class Trainer:
             keep_freed_memory()
         torch.manual_seed(config.train.seed)
         self.model = build_model(config.model, label_mean, label_std).to(device)
+        self.label_mean = label_mean  # the training labels' mean: the baseline's prediction
         opt = config.optimizer
         self.optimizer = build_optimizer(opt, self.model, device)
         updates_per_epoch = max(1, math.ceil(steps_per_epoch / opt.accumulate_steps))
@@ -187,8 +188,9 @@ class Trainer:
         return loss
 
     @torch.no_grad()
-    def evaluate(self, loader: DataLoader) -> tuple[float, float, float]:
-        """Validation (mse, rmse, pearson) over a loader."""
+    def evaluate(self, loader: DataLoader) -> Scores:
+        """Validation over a loader: the model's figures, and what predicting the training
+        labels' mean scores on the same complexes."""
         self.model.eval()
         preds, targets = [], []
         for batch in loader:
@@ -196,13 +198,48 @@ class Trainer:
             with self._autocast():
                 preds.append(self.model(batch.z, batch.pos, batch.batch).float())
             targets.append(batch.y.view(-1))
-        pred, target = torch.cat(preds), torch.cat(targets)
-        mse = float(torch.mean((pred - target) ** 2))
-        return mse, math.sqrt(mse), _pearson(pred, target)
+        return Scores.of(torch.cat(preds), torch.cat(targets), self.label_mean)
 
     @property
     def lr(self) -> float:
         return float(self.scheduler.get_last_lr()[0])
+
+
+class Scores(NamedTuple):
+    """A model's validation figures, each complex's squared error counted once.
+
+    ``loss_se`` is the standard error of ``loss`` over the complexes (how far another draw of
+    as many complexes could move it); ``baseline_loss`` is the loss of predicting the training
+    labels' mean, and ``gain_se`` the standard error of the model's gain over it, complex by
+    complex (paired: both on the same complexes). Standard errors need two complexes."""
+
+    loss: float
+    rmse: float
+    pearson: float
+    loss_se: float | None
+    baseline_loss: float
+    gain_se: float | None
+    complexes: int
+
+    @classmethod
+    def of(cls, pred: torch.Tensor, target: torch.Tensor, label_mean: float) -> Scores:
+        errors = (pred - target) ** 2
+        baseline = (label_mean - target) ** 2
+        n = errors.numel()
+        mse = float(errors.mean())
+
+        def se(values: torch.Tensor) -> float | None:
+            return float(values.std() / math.sqrt(n)) if n > 1 else None
+
+        return cls(
+            loss=mse,
+            rmse=math.sqrt(mse),
+            pearson=_pearson(pred, target),
+            loss_se=se(errors),
+            baseline_loss=float(baseline.mean()),
+            gain_se=se(baseline - errors),
+            complexes=n,
+        )
 
 
 def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:

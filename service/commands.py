@@ -135,6 +135,8 @@ def optimize(args: argparse.Namespace) -> int:
         return status
     for stage, answer in result.stages.items():
         print(f"{stage.value}: {answer_words(answer)}")
+        if answer.validation is not None and answer.validation.verdict_words:
+            print(f"  tune search: {answer.validation.verdict_words}")
     print(f"job folder: {spec.job_dir} (profiles/, result.json, trials.csv, audit.md)")
     for note in result.provenance.reproducibility:
         print(f"not repeatable: {note}")

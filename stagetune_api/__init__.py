@@ -46,6 +46,7 @@ from stagetune_api._result import (
     StageResult,
     TrialRecord,
     ValidationFigures,
+    Verdict,
     result_schema,
 )
 from stagetune_api._sizes import format_size, limit_words, parse_size
@@ -105,6 +106,7 @@ __all__ = [
     "TrialRecord",
     "TrialStatus",
     "ValidationFigures",
+    "Verdict",
     "Where",
     "check_values",
     "columns_of",

@@ -109,7 +109,17 @@ class EpochReport(Where):
         "epoch": "train.epochs_run",
         **{
             name: f"result.{name}"
-            for name in ("val_loss", "val_rmse", "val_pearson", "train_loss", "config_hash")
+            for name in (
+                "val_loss",
+                "val_rmse",
+                "val_pearson",
+                "train_loss",
+                "config_hash",
+                "val_loss_se",
+                "val_baseline_loss",
+                "val_gain_se",
+                "val_complexes",
+            )
         },
     }
 
@@ -119,6 +129,16 @@ class EpochReport(Where):
     val_pearson: Annotated[float | None, Shown("Pearson r", "figure", 4)] = None
     train_loss: float | None = None
     config_hash: str | None = Field(default=None, description="SHA-256 of its configuration")
+    val_loss_se: float | None = Field(
+        default=None, description="the standard error of val_loss over the validation complexes"
+    )
+    val_baseline_loss: float | None = Field(
+        default=None, description="the validation loss of predicting the training labels' mean"
+    )
+    val_gain_se: float | None = Field(
+        default=None, description="the standard error of the gain over that baseline (paired)"
+    )
+    val_complexes: int | None = Field(default=None, description="the validation complexes")
 
     @field_validator("val_loss", mode="before")
     @classmethod

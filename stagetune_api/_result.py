@@ -7,7 +7,7 @@ still reads.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -82,8 +82,12 @@ class ProbeFigures(_Record):
     sample_atoms: int = Field(description="atoms of each complex of the probe batch")
 
 
+Verdict = Literal["learned", "no_better_than_mean", "indistinguishable"]
+
+
 class ValidationFigures(_Record):
-    """The best trial of the tune search: its last validation figures."""
+    """The best trial of the tune search: its last validation figures, and what they show on
+    as many validation complexes (fields absent from results before they were kept)."""
 
     val_loss: float
     val_rmse: float | None
@@ -91,6 +95,25 @@ class ValidationFigures(_Record):
     epochs: int
     trials: int = Field(description="trials of the tune search")
     stopped_early: int = Field(description="trials ASHA stopped early")
+    val_loss_se: float | None = Field(
+        default=None, description="the standard error of val_loss over the validation complexes"
+    )
+    baseline_loss: float | None = Field(
+        default=None, description="the validation loss of predicting the training labels' mean"
+    )
+    val_complexes: int | None = Field(default=None, description="the validation complexes")
+    tied: int | None = Field(
+        default=None,
+        description="other trials whose validation loss is within the 95 % interval of the "
+        "difference from the best's: the validation set cannot tell them apart",
+    )
+    verdict: Verdict | None = Field(
+        default=None,
+        description="learned (beats the mean-label baseline and every other trial), "
+        "no_better_than_mean (its gain over the baseline is within two standard errors: no "
+        "winner), indistinguishable (it beats the baseline, but not the tied trials: no winner)",
+    )
+    verdict_words: str | None = Field(default=None, description="the verdict, for people")
 
 
 class MeasuredOn(_Record):

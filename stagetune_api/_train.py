@@ -26,6 +26,20 @@ class EpochFigures(BaseModel):
     val_loss: float | None
     val_rmse: float | None
     val_pearson: float | None
+    val_loss_se: float | None = Field(
+        default=None, description="the standard error of val_loss over the validation complexes"
+    )
+    val_baseline_loss: float | None = Field(
+        default=None,
+        description="the validation loss of predicting the training labels' mean: the figure a "
+        "model must beat to have learned anything",
+    )
+    val_gain_se: float | None = Field(
+        default=None,
+        description="the standard error of the model's gain over the baseline, complex by "
+        "complex; a gain within about two of these is not one",
+    )
+    val_complexes: int | None = Field(default=None, description="the validation complexes")
     seconds: float
     lr: float | None
     steps: int = Field(default=0, description="training steps (micro-batches) of the epoch")

@@ -29,7 +29,7 @@ from stagetune_api import (
 from tuner._fit import FitOutcome, knobs_key
 from tuner._folder import JobFolder
 from tuner._stages import StagesConfig, merge_tree
-from tuner._tune import TuneOutcome
+from tuner._tune import TuneOutcome, tune_verdict
 from tuner._tune_space import apply_hyperparameters
 from tuner.policies import StageChoice, policy_for
 
@@ -54,25 +54,12 @@ def stage_result(
     pruned = sum(c.probe is None for c in fit.candidates)
     budget = _budget(run.stage, stages)
     if not choice.feasible:
-        return StageResult(
-            feasible=False,
-            reason=choice.reason,
-            model={**base.model.model_dump(mode="json"), **choice.knobs},
-            batch_size=None,
-            optimizer={},
-            scheduler={},
-            probe=None,
-            validation=None,
-            device=None,
-            config_hash=None,
-            profile=None,
-            probed=probed,
-            pruned=pruned,
-            budget=budget,
-        )
+        return _unanswered(run, base, probed, pruned, budget)
     config, reason = _profile_config(run, base)
     batching = _batching(choice)
     summary = answer_words(config, batching)
+    validation = _validation(tuned)
+    said = {"validation": validation.verdict_words} if validation and validation.verdict else {}
     profile = folder.write_profile(
         run.stage,
         config.to_dict(),
@@ -82,6 +69,7 @@ def stage_result(
             "job_id": spec.job_id,
             "reason": reason,
             "summary": summary,
+            **said,
         },
     )
     where = fit.measured_on.get(knobs_key(choice.knobs), {})
@@ -93,7 +81,7 @@ def stage_result(
         optimizer=config.optimizer.model_dump(mode="json"),
         scheduler=config.scheduler.model_dump(mode="json"),
         probe=_probe_figures(run),
-        validation=_validation(tuned),
+        validation=validation,
         device=MeasuredOn(**where) if where else None,
         config_hash=config.digest(),
         profile=profile,
@@ -102,6 +90,28 @@ def stage_result(
         budget=budget,
         batching=batching,
         summary=summary,
+    )
+
+
+def _unanswered(
+    run: StageRun, base: TrainConfig, probed: int, pruned: int, budget: StageBudget
+) -> StageResult:
+    """A stage without an answer: why, and what its fit search tried."""
+    return StageResult(
+        feasible=False,
+        reason=run.choice.reason,
+        model={**base.model.model_dump(mode="json"), **run.choice.knobs},
+        batch_size=None,
+        optimizer={},
+        scheduler={},
+        probe=None,
+        validation=None,
+        device=None,
+        config_hash=None,
+        profile=None,
+        probed=probed,
+        pruned=pruned,
+        budget=budget,
     )
 
 
@@ -181,6 +191,7 @@ def _validation(tuned: TuneOutcome | None) -> ValidationFigures | None:
     if tuned is None or tuned.metrics is None:
         return None
     metrics = tuned.metrics
+    verdict = tune_verdict(tuned)
     return ValidationFigures(
         val_loss=metrics["val_loss"],
         val_rmse=metrics.get("val_rmse"),
@@ -188,6 +199,12 @@ def _validation(tuned: TuneOutcome | None) -> ValidationFigures | None:
         epochs=metrics["training_iteration"],
         trials=tuned.trials,
         stopped_early=tuned.stopped_early,
+        val_loss_se=metrics.get("val_loss_se"),
+        baseline_loss=metrics.get("val_baseline_loss"),
+        val_complexes=metrics.get("val_complexes"),
+        tied=verdict.tied if verdict else None,
+        verdict=verdict.verdict if verdict else None,
+        verdict_words=verdict.words if verdict else None,
     )
 
 

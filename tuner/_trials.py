@@ -167,6 +167,10 @@ def epoch_metrics(m: EpochFigures, config: TrainConfig, where: dict[str, Any]) -
         val_pearson=pearson if pearson is not None and math.isfinite(pearson) else None,
         train_loss=m.train_loss,
         config_hash=config.digest(),
+        val_loss_se=m.val_loss_se,
+        val_baseline_loss=m.val_baseline_loss,
+        val_gain_se=m.val_gain_se,
+        val_complexes=m.val_complexes,
         **where,
     ).metrics()
 

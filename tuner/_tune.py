@@ -5,13 +5,14 @@ under ``<job>/ray/<stage>-tune``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ray import tune
 from ray.tune.search.hyperopt import HyperOptSearch
 
-from stagetune_api import EpochReport, Search, TrainedReport, TrialRecord, TrialStatus
+from stagetune_api import EpochReport, Search, TrainedReport, TrialRecord, TrialStatus, Verdict
 from tuner._experiment import (
     Execution,
     asha,
@@ -28,7 +29,17 @@ from tuner._progress import ProgressBoard, short
 from tuner._trials import TuneContext, tune_trial
 from tuner._tune_space import apply_hyperparameters, tune_space
 
-_VALIDATION = ("val_loss", "val_rmse", "val_pearson", "train_loss", "config_hash")
+_VALIDATION = (
+    "val_loss",
+    "val_rmse",
+    "val_pearson",
+    "train_loss",
+    "config_hash",
+    "val_loss_se",
+    "val_baseline_loss",
+    "val_gain_se",
+    "val_complexes",
+)
 
 
 @dataclass
@@ -141,3 +152,67 @@ def _chosen(result: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     config = dict(result.get("config") or {})
     rest = {k: v for k, v in config.items() if k != "pair"}
     return f"{config.get('pair', '?')} {short(rest)}", config
+
+
+#: Two figures differ when they are further apart than this many standard errors (95 %).
+Z95 = 1.96
+
+
+@dataclass(frozen=True)
+class TuneVerdict:
+    """What the tune search's best trial shows on its validation complexes: whether it beats
+    predicting the training labels' mean (its gain over that baseline, complex by complex,
+    beyond ``Z95`` standard errors), and how many other trials it cannot be told from (their
+    losses within ``Z95`` standard errors of the difference)."""
+
+    verdict: Verdict
+    tied: int
+    words: str
+
+
+def tune_verdict(outcome: TuneOutcome) -> TuneVerdict | None:
+    """The verdict on ``outcome``'s best trial; None where its figures cannot give one (no
+    trial finished, or it was saved before trials reported their standard errors)."""
+    best = outcome.metrics
+    if best is None or best.get("val_gain_se") is None or best.get("val_loss_se") is None:
+        return None
+    loss, se, baseline = best["val_loss"], best["val_loss_se"], best["val_baseline_loss"]
+    n = best.get("val_complexes")
+    on = f"on {n} validation complexes" if n else "on the validation complexes"
+    if baseline - loss <= Z95 * best["val_gain_se"]:
+        words = (
+            f"no winner: the best trial's validation loss, {loss:.4g} ± {Z95 * se:.2g}, is no "
+            f"better than predicting the training labels' mean ({baseline:.4g}) {on}; no "
+            "configuration tried has learned, so none is chosen on that ground"
+        )
+        return TuneVerdict("no_better_than_mean", _tied(outcome, loss, se), words)
+    tied = _tied(outcome, loss, se)
+    if tied:
+        words = (
+            f"no winner: it beats predicting the mean ({loss:.4g} against {baseline:.4g}), but "
+            f"{tied} other trial(s) are within the 95 % interval of its loss {on}: the profile "
+            "holds one of them, not the best of them"
+        )
+        return TuneVerdict("indistinguishable", tied, words)
+    words = (
+        f"learned: validation loss {loss:.4g} ± {Z95 * se:.2g} against {baseline:.4g} for "
+        f"predicting the mean, and better than every other trial {on}"
+    )
+    return TuneVerdict("learned", 0, words)
+
+
+def _tied(outcome: TuneOutcome, loss: float, se: float) -> int:
+    """Other finished trials whose last loss the validation set cannot tell from ``loss``."""
+    others = [
+        r.trained.last
+        for r in outcome.records
+        if r.trained is not None and r.trained.last is not None and finite(r.trained.last.val_loss)
+    ]
+    best = next((e for e in others if e.val_loss == loss), None)
+    return sum(
+        1
+        for e in others
+        if e is not best
+        and e.val_loss_se is not None
+        and abs(e.val_loss - loss) <= Z95 * math.sqrt(se**2 + e.val_loss_se**2)
+    )

@@ -173,7 +173,9 @@ function validationCell(a) {
   const rmse = v.val_rmse === null ? "" : `RMSE ${figure(v.val_rmse)}`;
   const r = v.val_pearson === null ? "" : `Pearson r ${figure(v.val_pearson, 2)}`;
   const notes = [rmse, r, `after ${plural(v.epochs, "epoch")}`].filter(Boolean).join(", ");
-  return lines(`loss ${loss(v.val_loss)} (MSE)`, notes);
+  const baseline = v.baseline_loss == null ? "" : `predicting the mean: ${loss(v.baseline_loss)}`;
+  // the verdict on the validation complexes: whether this is a winner at all (absent before it was kept)
+  return lines(`loss ${loss(v.val_loss)} (MSE)`, notes, baseline, v.verdict_words || "");
 }
 
 function searchesCell(a) {

@@ -76,6 +76,13 @@ def test_a_job_answers_every_stage_from_trials_on_both_nodes(cluster, tmp_path):
         assert answer.feasible, answer.reason
         assert answer.probe is not None and answer.batch_size <= answer.probe.max_batch_size
         assert answer.validation is not None and answer.validation.trials == 6
+        # what its best trial shows on the validation complexes, said in the result
+        validation = answer.validation
+        assert validation.baseline_loss > 0 and validation.val_loss_se > 0
+        assert validation.verdict in {"learned", "no_better_than_mean", "indistinguishable"}
+        assert validation.verdict_words.startswith(
+            "learned" if validation.verdict == "learned" else "no winner"
+        )
         assert answer.device is not None and answer.device.device == "cpu"
         # the profile trains as it is
         profile = load_train_config(profile=job / answer.profile)
@@ -110,6 +117,7 @@ def test_a_job_answers_every_stage_from_trials_on_both_nodes(cluster, tmp_path):
     assert types["optimizer.lookahead.enabled"] == "bool"
     assert types["optimizer.name"] == "str"
     assert types["tune.lr_factor"] == "float"
+    assert types["result.val_baseline_loss"] == "float"  # every trial's baseline, recorded
     # the quick preset sets optimizer.warmup_steps itself: the tune search keeps it
     assert "tune.warmup_steps" not in types
     assert {r["value"] for r in rows if r["variable"] == "optimizer.warmup_steps"} == {5}
