@@ -27,6 +27,33 @@ export function parsed(text) {
   }
 }
 
+// A number as an editor shows it: at most 6 significant digits (lr 0.00213490408123269 is shown
+// as 0.0021349); the exact value is kept unless the cell is edited.
+export function rounded(value) {
+  if (typeof value !== "number" || Number.isInteger(value)) return shown(value);
+  const short = String(Number(value.toPrecision(6)));
+  return short.length < String(value).length ? short : String(value);
+}
+
+// A value's input: a checkbox for a yes/no, else a text box (a number rounded for reading).
+function valueInput(path, value) {
+  if (typeof value === "boolean") {
+    return el("input", { type: "checkbox", checked: value, "aria-label": path });
+  }
+  const text = rounded(value);
+  return el("input", {
+    value: text, "aria-label": path, spellcheck: "false",
+    "data-shown": text, "data-exact": text === shown(value) ? null : JSON.stringify(value),
+  });
+}
+
+// What an input holds: a checkbox's state; the exact number behind a rounded one left as shown.
+export function valueOf(input) {
+  if (input.type === "checkbox") return input.checked;
+  if (input.dataset.exact && input.value === input.dataset.shown) return JSON.parse(input.dataset.exact);
+  return parsed(input.value);
+}
+
 // The configuration of (path, value) rows.
 export function treeOf(rows) {
   const tree = {};
@@ -55,7 +82,7 @@ function configRows(original) {
     }
     body.append(el("tr", { "data-key": path },
       el("td", { class: "key" }, path.slice(top.length + 1)),
-      el("td", {}, el("input", { value: shown(value), "aria-label": path, spellcheck: "false" })),
+      el("td", {}, valueInput(path, value)),
       el("td", { class: "problem" })));
   }
   return sections;
@@ -102,12 +129,13 @@ export function configEditor(stage, jobId, profile) {
     body);
 
   const rowsOf = () => [...body.querySelectorAll("tr[data-key]")];
-  const current = () => rowsOf().map((row) => [row.dataset.key, parsed(row.querySelector("input").value)]);
+  const current = () => rowsOf().map((row) => [row.dataset.key, valueOf(row.querySelector("input"))]);
   let checking = null;
   const check = async () => {
     const rows = current();
     for (const row of rowsOf()) {
-      const edited = row.querySelector("input").value !== shown(original.get(row.dataset.key));
+      const now = JSON.stringify(valueOf(row.querySelector("input")));
+      const edited = now !== JSON.stringify(original.get(row.dataset.key));
       row.classList.toggle("edited", edited);
     }
     const mine = (checking = Symbol("check"));

@@ -29,5 +29,11 @@ export async function showProfiles() {
     view.append(el("p", { class: "problem" }, error.message));
     return;
   }
-  document.querySelector("#profiles tbody").replaceChildren(...listed.profiles.map(profileRow));
+  const rows = listed.profiles.map(profileRow);
+  if (!rows.length) {
+    const hint = "No saved profiles yet. Open a finished job, edit a stage's configuration if you like, "
+      + "and save it as a profile: it is listed here, versioned, to download or train with.";
+    rows.push(el("tr", { class: "empty" }, el("td", { colspan: 6, class: "note" }, hint)));
+  }
+  document.querySelector("#profiles tbody").replaceChildren(...rows);
 }

@@ -164,7 +164,9 @@ def round_ticks(labels: list[str]) -> bool:
 
 
 def test_edit_refuse_save_download_and_train(page, server, finished_job, tmp_path):
-    sign_in(page, server, f"#/jobs/{finished_job}")
+    sign_in(page, server, "#/profiles")  # none saved yet: the list says how to make one
+    assert "No saved profiles yet" in page.locator("#profiles tr.empty").inner_text()
+    page.goto(f"{server.url}/ui/#/jobs/{finished_job}")
     page.click('button.open-config[data-stage="prototyping"]')  # one click from the comparison
     stage = page.locator("section.stage[data-stage=prototyping]")
     lr = stage.locator('tr[data-key="optimizer.lr"]')
@@ -183,6 +185,12 @@ def test_edit_refuse_save_download_and_train(page, server, finished_job, tmp_pat
         "train.epochs",
     ):
         assert stage.locator(f'tr[data-key="{key}"] input').count() == 1, key
+    # a yes/no is a checkbox; a long number is shown rounded, its exact value kept
+    lookahead = stage.locator('tr[data-key="optimizer.lookahead.enabled"] input[type=checkbox]')
+    assert lookahead.count() == 1
+    assert lookahead.is_checked() == result["optimizer"]["lookahead"]["enabled"]
+    decay = stage.locator('tr[data-key="optimizer.weight_decay"] input').input_value()
+    assert len(decay.replace("e-", "").replace(".", "").lstrip("0")) <= 8, decay
 
     # the plots: every probe of the fit search, the chosen point, every trial of the tune search
     fit = stage.locator("svg.fit-plot")
@@ -229,6 +237,10 @@ def test_edit_refuse_save_download_and_train(page, server, finished_job, tmp_pat
     assert path.name == "proto-edited-v1.yaml"
     profile = yaml.safe_load(path.read_text())
     assert profile["optimizer"]["lr"] == 0.002 and profile["train"]["epochs"] == 1
+    assert profile["optimizer"]["weight_decay"] == result["optimizer"]["weight_decay"]  # exact
+    assert (
+        profile["optimizer"]["lookahead"]["enabled"] == result["optimizer"]["lookahead"]["enabled"]
+    )
     assert profile["meta"]["job_id"] == finished_job
     trained = subprocess.run(
         [

@@ -202,3 +202,18 @@ def test_a_search_table_has_the_columns_the_service_names_that_its_trials_have(p
         ["result.val_loss", "validation loss (MSE)", "loss"],
         ["result.val_rmse", "validation RMSE", "figure"],
     ]  # the epochs and Pearson r: no trial has them
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (0.00213490408123269, "0.0021349"),
+        (1.3172331938101032e-06, "0.00000131723"),
+        (0.5, "0.5"),
+        (64, "64"),
+        ("cosine", "cosine"),
+        (None, "null"),
+    ],
+)
+def test_the_editor_shows_a_long_number_rounded(page, value, shown):
+    assert call(page, "editor.js", "rounded", value) == shown
