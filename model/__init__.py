@@ -14,6 +14,7 @@ from model._config import (
     OptimizerSpec,
     SchedulerSpec,
     TrainConfig,
+    fixed_choices,
 )
 from model._dataset import Dataset, atom_policy, load_dataset
 from model._errors import ComplexError, ConfigError, DataError, StagetuneError
@@ -71,6 +72,7 @@ __all__ = [
     "count_parameters",
     "default_cache_dir",
     "default_config_dir",
+    "fixed_choices",
     "element_index",
     "export_config",
     "export_path",

@@ -11,6 +11,8 @@ import hashlib
 import inspect
 import json
 import re
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -256,6 +258,26 @@ _LATER: tuple[tuple[str, str, Any], ...] = (
     ("train", "max_atoms_per_batch", None),
     ("optimizer", "hash_to_debuglog", True),
 )
+
+
+def fixed_choices(spec: type[BaseModel] = TrainConfig, prefix: str = "") -> dict[str, list[Any]]:
+    """Every configuration key whose values are a fixed set (a ``Literal``, maybe ``None``), by
+    its dotted path, with the values it takes: what an editor offers as a choice."""
+    out: dict[str, list[Any]] = {}
+    for name, field in spec.model_fields.items():
+        path = f"{prefix}{name}"
+        options = typing.get_args(field.annotation) if _is_union(field.annotation) else ()
+        inner = [o for o in options if o is not type(None)] or [field.annotation]
+        if len(inner) == 1 and isinstance(inner[0], type) and issubclass(inner[0], BaseModel):
+            out.update(fixed_choices(inner[0], f"{path}."))
+        elif len(inner) == 1 and typing.get_origin(inner[0]) is Literal:
+            nullable = [None] if type(None) in options else []
+            out[path] = [*typing.get_args(inner[0]), *nullable]
+    return out
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
 
 
 # --- optimizer classes ------------------------------------------------------------------------

@@ -70,6 +70,11 @@ class Health(BaseModel):
     since: float | None = Field(default=None, description="when Ray stopped answering")
     store: str = Field(default="ok", description="ok, or why the job index cannot be used")
     store_since: float | None = Field(default=None, description="since when it cannot")
+    token: bool = Field(
+        default=False,
+        description="whether every other route needs a bearer token (the results page asks for "
+        "it before its first request)",
+    )
 
 
 class Invalid(BaseModel):
@@ -134,6 +139,11 @@ class Choices(BaseModel):
     data_roots: list[str] = Field(description="folders a job's data may lie in")
     optimizers: list[str]
     schedulers: list[str]
+    config_choices: dict[str, list[Any]] = Field(
+        default_factory=dict,
+        description="each configuration key whose values are a fixed set, with the set (null "
+        "where the key may be null): what the profile editor offers as a choice",
+    )
     trial_columns: dict[Search, list[TrialColumn]] = Field(
         default_factory=lambda: {s: list(c) for s, c in TRIAL_COLUMNS.items()},
         description="each search's measured columns of its trials: the variable, heading and kind",

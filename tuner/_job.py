@@ -22,6 +22,7 @@ from model import (
     FileVersion,
     TrainConfig,
     default_config_dir,
+    fixed_choices,
     group_choices,
     load_train_config,
     read_yaml_mapping,
@@ -99,6 +100,7 @@ def job_choices(config_dir: Path | None = None) -> dict[str, Any]:
         },
         "optimizers": group_choices(root, "optimizer"),
         "schedulers": group_choices(root, "scheduler"),
+        "config": fixed_choices(),
     }
 
 

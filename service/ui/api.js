@@ -37,6 +37,17 @@ function askForToken(problem) {
   if (!dialog.open) dialog.showModal();
 }
 
+// Whether the page must ask for a token before its first request: the service says whether it
+// needs one (`GET /healthz`, which needs none), so a page opened without one sends no request
+// that is refused (each a 401 in the browser's console).
+export async function tokenMissing() {
+  if (sessionStorage.getItem(TOKEN_KEY)) return false;
+  const health = await fetch("/healthz").then((r) => r.json()).catch(() => null);
+  if (!health?.token) return false;
+  askForToken("");
+  return true;
+}
+
 // The token dialog's form and the "forget" link; `signedIn` runs once a token is given.
 export function tokenForm(signedIn) {
   const forget = document.getElementById("forget-token");

@@ -1,7 +1,7 @@
 // The results page's start (index.html loads it, a module, which imports the rest): the view
 // the address names, again whenever it changes or a token is given.
 
-import { tokenForm } from "./api.js";
+import { tokenForm, tokenMissing } from "./api.js";
 import { showJob } from "./job.js";
 import { showJobs } from "./jobs.js";
 import { stopRefresh } from "./page.js";
@@ -22,4 +22,4 @@ function route() {
 
 tokenForm(route);
 window.addEventListener("hashchange", route);
-route();
+if (!(await tokenMissing())) route(); // else the token form routes once it is given

@@ -35,10 +35,15 @@ export function rounded(value) {
   return short.length < String(value).length ? short : String(value);
 }
 
-// A value's input: a checkbox for a yes/no, else a text box (a number rounded for reading).
-function valueInput(path, value) {
+// A value's input: a checkbox for a yes/no, a choice for a key whose values are a fixed set
+// (`choices`, from `GET /choices`), else a text box (a number rounded for reading).
+function valueInput(path, value, choices) {
   if (typeof value === "boolean") {
     return el("input", { type: "checkbox", checked: value, "aria-label": path });
+  }
+  if (choices?.some((c) => shown(c) === shown(value))) {
+    const option = (c) => el("option", { value: shown(c), selected: shown(c) === shown(value) }, shown(c));
+    return el("select", { "aria-label": path }, ...choices.map(option));
   }
   const text = rounded(value);
   return el("input", {
@@ -47,9 +52,11 @@ function valueInput(path, value) {
   });
 }
 
-// What an input holds: a checkbox's state; the exact number behind a rounded one left as shown.
+// What an input holds: a checkbox's state, a choice's value; the exact number behind a rounded
+// one left as shown.
 export function valueOf(input) {
   if (input.type === "checkbox") return input.checked;
+  if (input.tagName === "SELECT") return parsed(input.value);
   if (input.dataset.exact && input.value === input.dataset.shown) return JSON.parse(input.dataset.exact);
   return parsed(input.value);
 }
@@ -68,7 +75,7 @@ export function treeOf(rows) {
 
 // One table per section of the configuration (model, optimizer, ...), one row per key, each
 // value an input; the tables flow in columns.
-function configRows(original) {
+function configRows(original, choices) {
   const sections = el("div", { class: "config-sections" });
   let body = null;
   let section = null;
@@ -82,7 +89,7 @@ function configRows(original) {
     }
     body.append(el("tr", { "data-key": path },
       el("td", { class: "key" }, path.slice(top.length + 1)),
-      el("td", {}, valueInput(path, value)),
+      el("td", {}, valueInput(path, value, choices[path])),
       el("td", { class: "problem" })));
   }
   return sections;
@@ -109,9 +116,9 @@ function showProblems(body, general, problems) {
   general.textContent = leftover.join("\n");
 }
 
-export function configEditor(stage, jobId, profile) {
+export function configEditor(stage, jobId, profile, choices = {}) {
   const original = new Map(flatten(profile));
-  const body = configRows(original);
+  const body = configRows(original, choices);
   const general = el("p", { class: "problem general" });
   const name = el("input", {
     name: "profile-name", value: `${stage}-${jobId}`, "aria-label": "profile name",
@@ -129,12 +136,12 @@ export function configEditor(stage, jobId, profile) {
     body);
 
   const rowsOf = () => [...body.querySelectorAll("tr[data-key]")];
-  const current = () => rowsOf().map((row) => [row.dataset.key, valueOf(row.querySelector("input"))]);
+  const current = () => rowsOf().map((row) => [row.dataset.key, valueOf(row.querySelector("input, select"))]);
   let checking = null;
   const check = async () => {
     const rows = current();
     for (const row of rowsOf()) {
-      const now = JSON.stringify(valueOf(row.querySelector("input")));
+      const now = JSON.stringify(valueOf(row.querySelector("input, select")));
       const edited = now !== JSON.stringify(original.get(row.dataset.key));
       row.classList.toggle("edited", edited);
     }

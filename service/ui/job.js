@@ -82,19 +82,20 @@ async function showResult(job, choices) {
     const profile = profiles[i];
     delete profile.meta;
     const mine = byTrial.filter((t) => t.stage === stage);
-    const columns = choices?.trial_columns ?? {};
-    details.append(stageDetails(stage, job.job_id, result.stages[stage], profile, mine, columns));
+    details.append(stageDetails(stage, job.job_id, result.stages[stage], profile, mine, choices ?? {}));
   });
   view.append(details);
   if (stages.length) open(stages[0], "trials", false);
 }
 
 // A stage's editable configuration, and its searches' plots and trials.
-function stageDetails(stage, jobId, answer, profile, trials, columns) {
+function stageDetails(stage, jobId, answer, profile, trials, choices) {
   const fit = trials.filter((t) => t.search === "fit");
   const tune = trials.filter((t) => t.search === "tune");
+  const columns = choices.trial_columns ?? {};
+  const editor = configEditor(stage, jobId, profile, choices.config_choices ?? {});
   return el("section", { class: "stage", "data-stage": stage },
-    el("div", { "data-stage": stage, "data-view": "config" }, configEditor(stage, jobId, profile)),
+    el("div", { "data-stage": stage, "data-view": "config" }, editor),
     el("div", { "data-stage": stage, "data-view": "trials" },
       el("div", { class: "plots" },
         el("div", {}, el("h2", {}, "Fit search: parameters against throughput"), fitPlot(fit, answer)),

@@ -36,7 +36,14 @@ def server(tmp_path_factory, pdbbind_mini):
 def test_every_route_but_healthz_needs_the_token(server):
     assert server.call("GET", "/healthz", token=None) == (
         200,
-        {"status": "ok", "ray": "ok", "since": None, "store": "ok", "store_since": None},
+        {
+            "status": "ok",
+            "ray": "ok",
+            "since": None,
+            "store": "ok",
+            "store_since": None,
+            "token": True,  # the page asks for it before its first request
+        },
     )
     assert server.call("GET", "/jobs", token=None)[0] == 401
     assert server.call("GET", "/jobs", token="wrong")[0] == 401

@@ -134,6 +134,17 @@ def test_choices_name_what_a_new_job_may_use(base):
     assert choices["presets"]["quick"]["fit_trials"] > 0
     assert choices["stages"] == ["prototyping", "validation", "production"]
     assert "adamw" in choices["optimizers"] and "cosine" in choices["schedulers"]
+    # the keys whose values are a fixed set, each value one a profile may take
+    fixed = choices["config_choices"]
+    assert fixed["model.reduce_op"] == ["sum", "mean"] and None in fixed["model.vecnorm_type"]
+    assert fixed["train.precision"][0] == "auto"
+    for key, values in fixed.items():
+        section, name = key.split(".", 1)
+        for value in values:
+            status, checked, _ = call(
+                base, "POST", "/configs/check", {"config": {section: {name: value}}}
+            )
+            assert status == 200, (key, value, checked)
 
 
 def test_a_diverged_loss_in_trials_csv_is_null_in_json(base, settings):

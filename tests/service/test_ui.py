@@ -83,6 +83,22 @@ def test_the_page_asks_for_the_token_and_refuses_a_wrong_one(page, server):
     assert page.locator("#jobs tbody tr").count() == 0  # nothing was shown without the token
 
 
+def test_a_first_visit_asks_for_the_token_before_any_request_is_refused(page, server):
+    """Opened without a token, the page asks for it before sending a request the service would
+    refuse: the browser's console shows no failed request."""
+    failed: list[str] = []
+    page.on("console", lambda m: failed.append(m.text) if m.type == "error" else None)
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.goto(f"{server.url}/ui/#/")
+    page.locator("#token-dialog[open]").wait_for()
+    page.wait_for_load_state("networkidle")
+    assert failed == []
+    page.fill("#token", TOKEN)
+    page.click("#token-form button[type=submit]")
+    page.locator("#jobs").wait_for()  # once given, the view is shown
+    assert failed == []
+
+
 def test_the_three_stages_side_by_side_in_one_screen(page, server, finished_job):
     sign_in(page, server, f"#/jobs/{finished_job}")
     table = page.locator("table#stages")
@@ -189,6 +205,9 @@ def test_edit_refuse_save_download_and_train(page, server, finished_job, tmp_pat
     lookahead = stage.locator('tr[data-key="optimizer.lookahead.enabled"] input[type=checkbox]')
     assert lookahead.count() == 1
     assert lookahead.is_checked() == result["optimizer"]["lookahead"]["enabled"]
+    reduce = stage.locator('tr[data-key="model.reduce_op"] select')  # a fixed set: a choice
+    assert reduce.locator("option").all_inner_texts() == ["sum", "mean"]
+    assert reduce.input_value() == result["model"]["reduce_op"]
     decay = stage.locator('tr[data-key="optimizer.weight_decay"] input').input_value()
     assert len(decay.replace("e-", "").replace(".", "").lstrip("0")) <= 8, decay
 
@@ -216,6 +235,7 @@ def test_edit_refuse_save_download_and_train(page, server, finished_job, tmp_pat
     # a valid edit is saved as a named, versioned profile
     lr.locator("input").fill("0.002")
     stage.locator('tr[data-key="train.epochs"] input').fill("1")
+    reduce.select_option("sum")
     page.wait_for_selector('tr[data-key="optimizer.lr"]:not(.invalid)')
     page.wait_for_function(
         "!document.querySelector('section.stage[data-stage=prototyping] button.save-profile')"
@@ -238,6 +258,7 @@ def test_edit_refuse_save_download_and_train(page, server, finished_job, tmp_pat
     profile = yaml.safe_load(path.read_text())
     assert profile["optimizer"]["lr"] == 0.002 and profile["train"]["epochs"] == 1
     assert profile["optimizer"]["weight_decay"] == result["optimizer"]["weight_decay"]  # exact
+    assert profile["model"]["reduce_op"] == "sum"  # the choice made
     assert (
         profile["optimizer"]["lookahead"]["enabled"] == result["optimizer"]["lookahead"]["enabled"]
     )

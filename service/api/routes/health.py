@@ -21,9 +21,11 @@ _UNHEALTHY = "Ray does not answer, or the job index cannot be used; `ray` and `s
 async def healthz(request: Request) -> JSONResponse:
     manager = request.app.state.manager
     ray, store = manager.health.state, manager.store.file.fault  # read once: each is replaced
+    token = request.app.state.settings.api_token is not None
     if ray is None and store is None:
-        return JSONResponse(Health(status="ok", ray="ok").model_dump())
+        return JSONResponse(Health(status="ok", ray="ok", token=token).model_dump())
     body = Health(
+        token=token,
         status="unavailable" if ray is not None else "degraded",
         ray="ok" if ray is None else ray[0],
         since=None if ray is None else ray[1],

@@ -171,4 +171,5 @@ def choices(request: Request, jobs: Manager) -> Choices:
         data_roots=[str(r) for r in jobs.settings.data_roots],
         optimizers=known["optimizers"],
         schedulers=known["schedulers"],
+        config_choices=known["config"],
     )
