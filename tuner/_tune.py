@@ -196,9 +196,25 @@ def tune_verdict(outcome: TuneOutcome) -> TuneVerdict | None:
         return TuneVerdict("indistinguishable", tied, words)
     words = (
         f"learned: validation loss {loss:.4g} ± {Z95 * se:.2g} against {baseline:.4g} for "
-        f"predicting the mean, and better than every other trial {on}"
+        f"predicting the mean, and better than every other trial that ran its budget {on}"
     )
+    lower = _lower(outcome, loss)
+    if lower:  # the answer prefers a trial that ran every epoch (docs/tuner.md)
+        words += f"; {lower} trial(s) ASHA stopped early had reached a lower loss"
     return TuneVerdict("learned", 0, words)
+
+
+def _lower(outcome: TuneOutcome, loss: float) -> int:
+    """Trials whose last loss is below the chosen one's: ones ASHA stopped early (the answer
+    prefers a trial that ran its whole budget)."""
+    return sum(
+        1
+        for r in outcome.records
+        if r.trained is not None
+        and r.trained.last is not None
+        and finite(r.trained.last.val_loss)
+        and r.trained.last.val_loss < loss
+    )
 
 
 def _tied(outcome: TuneOutcome, loss: float, se: float) -> int:

@@ -69,6 +69,18 @@ def test_trials_the_validation_set_cannot_tell_apart_are_no_winner():
     assert "1 other trial(s)" in verdict.words
     clear = tune_verdict(_outcome(_trial(0, 0.40, 0.05), _trial(1, 0.65, 0.05)))
     assert clear.verdict == "learned" and clear.tied == 0
+    assert "stopped early" not in clear.words
+
+
+def test_a_lower_loss_of_a_trial_stopped_early_is_said_beside_the_chosen_one():
+    """The answer prefers a trial that ran every epoch: one ASHA stopped with a clearly lower
+    loss is named, not hidden behind "better than every other trial"."""
+    chosen, _ = _trial(0, 0.40, 0.02)
+    stopped, _ = _trial(1, 0.20, 0.02)
+    metrics = {**chosen.trained.last.model_dump(), "training_iteration": 3}
+    outcome = TuneOutcome({"pair": "adamw/cosine"}, metrics, 2, 1, [chosen, stopped])
+    verdict = tune_verdict(outcome)
+    assert verdict.verdict == "learned" and "1 trial(s) ASHA stopped early" in verdict.words
 
 
 def test_a_search_saved_before_trials_reported_their_errors_has_no_verdict():
