@@ -35,7 +35,14 @@ from stagetune_api._probe import (
     footprint,
 )
 from stagetune_api._progress import Best, Progress, SearchFigures
-from stagetune_api._reports import SCORE, EpochReport, FitReport, TrainedReport, Where
+from stagetune_api._reports import (
+    SCORE,
+    VALIDATION_FIGURES,
+    EpochReport,
+    FitReport,
+    TrainedReport,
+    Where,
+)
 from stagetune_api._result import (
     Batching,
     JobResult,
@@ -103,6 +110,7 @@ __all__ = [
     "TrainedReport",
     "TRIAL_COLUMNS",
     "TrialColumn",
+    "VALIDATION_FIGURES",
     "TrialRecord",
     "TrialStatus",
     "ValidationFigures",

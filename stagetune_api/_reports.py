@@ -100,6 +100,20 @@ class FitReport(Where):
         return cls.model_validate({**metrics, "probe": json.loads(probe) if probe else None})
 
 
+#: An epoch report's figures of the validation complexes (``result.*`` in the records).
+VALIDATION_FIGURES = (
+    "val_loss",
+    "val_rmse",
+    "val_pearson",
+    "train_loss",
+    "config_hash",
+    "val_loss_se",
+    "val_baseline_loss",
+    "val_gain_se",
+    "val_complexes",
+)
+
+
 class EpochReport(Where):
     """A training trial's report at the end of an epoch, its figures as the epoch measured them
     (a diverged loss is NaN, which ASHA ranks last); ``val_pearson`` is None where it is not a
@@ -107,20 +121,7 @@ class EpochReport(Where):
 
     RECORDED: ClassVar[dict[str, str]] = {
         "epoch": "train.epochs_run",
-        **{
-            name: f"result.{name}"
-            for name in (
-                "val_loss",
-                "val_rmse",
-                "val_pearson",
-                "train_loss",
-                "config_hash",
-                "val_loss_se",
-                "val_baseline_loss",
-                "val_gain_se",
-                "val_complexes",
-            )
-        },
+        **{name: f"result.{name}" for name in VALIDATION_FIGURES},
     }
 
     epoch: Annotated[int, Shown("epochs run", "count", 1)]

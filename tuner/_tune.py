@@ -12,7 +12,15 @@ from typing import Any
 from ray import tune
 from ray.tune.search.hyperopt import HyperOptSearch
 
-from stagetune_api import EpochReport, Search, TrainedReport, TrialRecord, TrialStatus, Verdict
+from stagetune_api import (
+    VALIDATION_FIGURES,
+    EpochReport,
+    Search,
+    TrainedReport,
+    TrialRecord,
+    TrialStatus,
+    Verdict,
+)
 from tuner._experiment import (
     Execution,
     asha,
@@ -29,17 +37,7 @@ from tuner._progress import ProgressBoard, short
 from tuner._trials import TuneContext, tune_trial
 from tuner._tune_space import apply_hyperparameters, tune_space
 
-_VALIDATION = (
-    "val_loss",
-    "val_rmse",
-    "val_pearson",
-    "train_loss",
-    "config_hash",
-    "val_loss_se",
-    "val_baseline_loss",
-    "val_gain_se",
-    "val_complexes",
-)
+_VALIDATION = VALIDATION_FIGURES
 
 
 @dataclass
