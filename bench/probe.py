@@ -19,14 +19,17 @@ Then the answer against a real run: ``model.run_training`` (what ``stagetune tra
 fresh process at the probe's batch on the copies, measured by the kernel, an instrument the
 probe does not use (``bench/_measure.training_run``): its footprint (peak resident set over the
 resident set just before the run) against the probe's predicted footprint and limit, and its
-mean step (wall clock, the epochs after the first) against the probe's step.
+mean step (wall clock, the epochs after the first) against the probe's step. The run lasts a
+whole cycle, the ``--cycle`` steps (450) the stages' budgets are for, so its footprint holds what
+the heap grows to over one, as the prediction does.
 
-    python bench/probe.py [--max-atoms 600] [--copies 60] [--epochs 4]
+    python bench/probe.py [--max-atoms 600] [--copies 60] [--cycle 450]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -116,11 +119,18 @@ def brute(probe: Probe) -> int:
     return b - 1
 
 
+def epochs_for(cycle: int, copies: int, batch: int) -> int:
+    """Epochs of at least ``cycle`` steps in all, on ``copies`` complexes less the validation
+    fifth (``data.val_fraction``, 0.2, as ``model._dataset`` splits them)."""
+    train = copies - min(copies - 1, max(1, round(0.2 * copies)))
+    return math.ceil(cycle / math.ceil(train / batch))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--max-atoms", type=int, default=600)
     parser.add_argument("--copies", type=int, default=60)
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--cycle", type=int, default=450, help="training steps of a real run")
     args = parser.parse_args()
     torch.manual_seed(0)
     source = largest_complex()
@@ -151,7 +161,7 @@ def run_case(
         [
             *model_overrides(knobs),
             f"train.batch_size={result.max_batch_size}",
-            f"train.epochs={args.epochs}",
+            f"train.epochs={epochs_for(args.cycle, args.copies, result.max_batch_size)}",
             f"data.cache_dir={tmp / 'cache'}",
             "optimizer.log_config=false",
         ],
