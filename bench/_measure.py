@@ -78,14 +78,18 @@ def mib(n: float) -> str:
     return f"{n / 2**20:,.1f}"
 
 
+BLOCK = 50  # steps of a run whose mean step shows how the machine's speed drifts over the run
+
+
 def training_run(overrides: list[str], settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """A real training run in this process (``model.run_training``, what ``stagetune train``
     runs), measured by the kernel: its footprint is the peak resident set over the resident set
     just before the run (after the data is loaded and freed heap pages are given back), so it
     counts the model, the optimizer, every step, the data loader and evaluation. By wall clock
     over the epochs after the first: ``step_seconds``, the mean of the epochs' median steps (a
-    full batch's), and ``mean_step_seconds``, the mean of every step (an epoch's average
-    batch, what a cycle averages)."""
+    full batch's), ``mean_step_seconds``, the mean of every step (an epoch's average batch,
+    what a cycle averages), and ``block_mean_steps``, the mean step of each ``BLOCK`` steps in
+    turn: the same batches on average, so their spread is the machine's, not the data's."""
     import tempfile
 
     from model import Trainer, load_dataset, load_train_config, run_training
@@ -110,10 +114,13 @@ def training_run(overrides: list[str], settings: dict[str, Any] | None = None) -
         footprint = peak_since_reset() - base
     later = [e for e in (report.epochs[1:] or report.epochs) if e.step_seconds]
     first = report.epochs[0].steps if len(report.epochs) > 1 else 0
+    timed = steps[first:]
+    blocks = [timed[i : i + BLOCK] for i in range(0, len(timed) - BLOCK + 1, BLOCK)]
     return {
         "footprint_bytes": footprint,
         "step_seconds": statistics.mean(e.step_seconds for e in later),
-        "mean_step_seconds": statistics.mean(steps[first:]),
+        "mean_step_seconds": statistics.mean(timed),
+        "block_mean_steps": [statistics.mean(b) for b in blocks],
         "steps": sum(e.steps for e in report.epochs),
     }
 

@@ -96,7 +96,7 @@ class DataFigures:
     complexes: int
     atoms_mean: float
     atoms_max: int
-    complexes_per_batch: float  # mean over an epoch's batches at the budget
+    complexes_per_batch: float  # mean over shuffled epochs' batches at the budget
     step_seconds: float  # median of the timed steps (one optimizer step)
     cycle_minutes: Annotated[float, Shown("cycle on the data (min)", "figure", 6)]
     throughput: Annotated[float, Shown("complexes/s on the data", "figure", 8)]

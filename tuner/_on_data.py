@@ -25,6 +25,8 @@ from tuner._probe import Probe
 log = logging.getLogger(__name__)
 
 TIMED_STEPS = 10  # batches of the data timed after one untimed one, each new to the process
+PACKED_COMPLEXES = 4096  # complexes packed, over as many shuffled epochs, for the average batch
+MAX_EPOCHS_PACKED = 64
 
 
 def on_data(
@@ -36,18 +38,21 @@ def on_data(
 ) -> DataFigures:
     """Pack ``complexes`` (shuffled under ``seed``) up to ``budget`` atoms, time ``steps``
     training steps on full batches as training meets them (``_fresh_full_batches``; one untimed
-    step first), and predict the step of an average batch of the epoch: the fixed part of the
-    probe's time model plus the median of the measured times per atom times the average batch's
-    atoms. (An epoch's last batch holds what is left, often much less: a cycle's step is the
-    epoch's average, not the full batch's.) The spread of the times per atom, their interquartile
-    range over their median, says how far to trust it: over ``NOISY_SPREAD`` (other work on the
-    machine slowed some steps, or the batches differ that much) the figures say so. Then one
-    profiled step on the epoch's fullest batch: the footprint on the data (``peak_bytes``)."""
+    step first), and predict the step of an average batch: the fixed part of the probe's time
+    model plus the median of the measured times per atom times the atoms of an average batch
+    over as many shuffled epochs as a run meets (``_epochs``). (An epoch's last batch holds what
+    is left, often much less, and how many batches an epoch packs into changes with its order:
+    a cycle's step is the epochs' average, not the full batch's.) The spread of the times per
+    atom, their interquartile range over their median, says how far to trust it: over
+    ``NOISY_SPREAD`` (other work on the machine slowed some steps, or the batches differ that
+    much) the figures say so. Then one profiled step on the fullest of those batches: the
+    footprint on the data (``peak_bytes``)."""
     budget, model = result.max_atoms_per_batch, result.time_model
     assert budget is not None and model is not None, "the probe found no atom budget"
     sizes = _sizes_within(complexes, budget)
-    epoch = _packed(complexes, budget, seed)
-    atoms = [sum(sizes[i] for i in pack) for pack in epoch]
+    epochs = _epochs(complexes, budget, seed)
+    packs = [pack for epoch in epochs for pack in epoch]
+    atoms = [sum(sizes[i] for i in pack) for pack in packs]
     micro = probe.config.optimizer.accumulate_steps
     fixed = model.seconds_fixed / micro  # of one micro-batch, as timed here
     timed = _fresh_full_batches(complexes, sizes, budget, seed, steps + 1)
@@ -56,10 +61,10 @@ def on_data(
         max(0.0, t - fixed) / sum(sizes[i] for i in pack)
         for t, pack in zip(seconds_per_batch, timed[1:], strict=True)
     ]
-    # a cycle's step: the fixed part and the atoms of an average batch of the epoch
+    # a cycle's step: the fixed part and the atoms of an average batch of the epochs
     median = statistics.median(per_atom)
     seconds = (fixed + median * statistics.mean(atoms)) * micro
-    per_batch = len(complexes) / len(epoch)
+    per_batch = len(complexes) * len(epochs) / len(packs)
     quartiles = statistics.quantiles(per_atom, n=4) if len(per_atom) > 1 else [median] * 3
     spread = (quartiles[2] - quartiles[0]) / median if median > 0 else 0.0
     if spread > NOISY_SPREAD:
@@ -72,9 +77,7 @@ def on_data(
             seconds,
         )
     return DataFigures(
-        peak_bytes=_footprint_on(
-            probe, complexes, max(epoch, key=lambda p: sum(sizes[i] for i in p))
-        ),
+        peak_bytes=_footprint_on(probe, complexes, packs[atoms.index(max(atoms))]),
         complexes=len(complexes),
         atoms_mean=sum(sizes) / len(sizes),
         atoms_max=max(sizes),
@@ -94,6 +97,16 @@ def _packed(complexes: Sequence[Data], budget: int, seed: int) -> list[list[int]
     shuffled = [complexes[i] for i in order]
     packs = [p for p in DynamicBatchSampler(shuffled, max_num=budget, mode="node")]  # no len()
     return [[order[i] for i in pack] for pack in packs]
+
+
+def _epochs(complexes: Sequence[Data], budget: int, seed: int) -> list[list[list[int]]]:
+    """Shuffled epochs (seeds ``seed``, ``seed + 1``, ...) packed up to ``budget``: enough to
+    pack ``PACKED_COMPLEXES`` complexes, at most ``MAX_EPOCHS_PACKED``. One epoch's order can
+    pack its complexes into a batch more or fewer than the next (on 16 real complexes at 2,042
+    atoms, 4 batches for one order where most take 3), so one epoch's average batch can be a
+    fifth off the run's; a large data set packs alike in every order, and one epoch does."""
+    count = min(MAX_EPOCHS_PACKED, max(1, -(-PACKED_COMPLEXES // max(1, len(complexes)))))
+    return [_packed(complexes, budget, seed + e) for e in range(count)]
 
 
 def _fresh_full_batches(
