@@ -18,17 +18,22 @@ import torch
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader, DynamicBatchSampler
 
+from model._balance import Ranks, atom_imbalance, balanced_steps
 from model._config import LoopSpec
 from model._errors import ConfigError
 
 
 class Batching:
-    def __init__(self, loop: LoopSpec) -> None:
+    def __init__(self, loop: LoopSpec, ranks: Ranks | None = None) -> None:
         self.batch_size = loop.batch_size
         self.atoms = loop.max_atoms_per_batch
         self.eval_batch_size = loop.eval_batch_size or loop.batch_size
         self.generator = torch.Generator().manual_seed(loop.seed)
         self._fixed: DataLoader | None = None
+        self.ranks, self.seed = ranks or Ranks(), loop.seed
+        self._epoch, self._carried = 0, list[int]()
+        #: the atom imbalance of each step of the last epoch planned for several ranks
+        self.imbalance: list[float] = []
 
     def check(self, complexes: Sequence[Data]) -> None:
         """Every complex fits in the atom budget; the error names the first that does not."""
@@ -44,7 +49,10 @@ class Batching:
                 )
 
     def train_loader(self, complexes: Sequence[Data]) -> DataLoader:
-        """This epoch's training batches (a new order every epoch)."""
+        """This epoch's training batches (a new order every epoch); of several ranks, this
+        rank's batch of each step (``_rank_loader``)."""
+        if self.ranks.world > 1:
+            return self._rank_loader(complexes)
         if self.atoms is None:
             if self._fixed is None:  # one loader: its sampler draws a new order each epoch
                 self._fixed = DataLoader(
@@ -65,6 +73,9 @@ class Batching:
     def steps_per_epoch(self, complexes: Sequence[Data]) -> int:
         """Batches in an epoch (for an atom budget: as packed in the data's own order; a
         shuffled epoch packs within a batch or two of it)."""
+        if self.ranks.world > 1:
+            sizes, budget = self._sizes(complexes)
+            return len(balanced_steps(sizes, budget, self.ranks.world, self.seed)[0])
         if self.atoms is None:
             return math.ceil(len(complexes) / self.batch_size)
         packs = DynamicBatchSampler(list(complexes), max_num=self.atoms, mode="node")
@@ -74,3 +85,22 @@ class Batching:
         assert self.atoms is not None
         sampler = DynamicBatchSampler(complexes, max_num=self.atoms, mode="node")
         return DataLoader(complexes, batch_sampler=sampler)
+
+    def _rank_loader(self, complexes: Sequence[Data]) -> DataLoader:
+        """This rank's batch of each of the epoch's steps, planned alike by every rank
+        (``model._balance``): as many steps on every rank, each step's batches near-equal in
+        atoms (in complexes, for a fixed batch size); an uneven remainder is carried into the
+        next epoch."""
+        sizes, budget = self._sizes(complexes)
+        seed = self.seed * 1_000_003 + self._epoch  # the same on every rank, new each epoch
+        steps, self._carried = balanced_steps(sizes, budget, self.ranks.world, seed, self._carried)
+        self._epoch += 1
+        self.imbalance = [atom_imbalance(step, sizes) for step in steps]
+        batches = [step[self.ranks.rank] for step in steps]
+        return DataLoader(list(complexes), batch_sampler=batches)
+
+    def _sizes(self, complexes: Sequence[Data]) -> tuple[list[int], int]:
+        """What a rank's budget counts of each complex, and the budget: atoms, or complexes."""
+        if self.atoms is None:
+            return [1] * len(complexes), self.batch_size
+        return [int(c.num_nodes) for c in complexes], self.atoms

@@ -219,6 +219,7 @@ class LoopSpec(_Spec):
     eval_batch_size: int | None = Field(gt=0)
     seed: int
     device: str
+    workers: int = Field(default=1, gt=0, le=1024)  # data-parallel processes, one device each
     precision: Literal["auto", "fp32", "bf16", "fp16"]
     output_dir: str
 
@@ -256,6 +257,7 @@ class TrainConfig(_Spec):
 #: (section, key, default) of the keys added to the configuration after its first release.
 _LATER: tuple[tuple[str, str, Any], ...] = (
     ("train", "max_atoms_per_batch", None),
+    ("train", "workers", 1),
     ("optimizer", "hash_to_debuglog", True),
 )
 

@@ -20,8 +20,9 @@ from torch_geometric.loader import DataLoader
 from tqdm import tqdm
 
 from model._audit import append_audit_entry, export_config
+from model._balance import Ranks
 from model._batching import Batching
-from model._config import TrainConfig
+from model._config import LoopSpec, TrainConfig
 from model._dataset import Dataset, load_dataset
 from model._train import Trainer, resolve_device
 from stagetune_api import EpochFigures, RunFiles, SkippedComplex, TrainRunReport
@@ -53,6 +54,10 @@ def run_training(
     files = RunFiles(config.train.output_dir)
     run_dir = files.run_dir(digest)
     device = resolve_device(config.train.device)
+    ranks = Ranks.current()
+    if ranks.rank > 0:  # one of several data-parallel processes: rank 0 keeps the run's files
+        data = dataset or load_dataset(config)
+        return _train(config, device, data, on_epoch, None, measure_memory, ranks=ranks)
     if config.optimizer.log_config:  # a debug line: ``stagetune -v`` shows it; config.json has it
         log.debug("configuration %s:\n%s", digest[:12], json.dumps(config.to_dict(), indent=2))
     report: TrainRunReport | None = None
@@ -60,7 +65,7 @@ def run_training(
     try:
         files.path.mkdir(parents=True, exist_ok=True)
         data = dataset or load_dataset(config)
-        report = _train(config, device, data, on_epoch, run_dir, measure_memory, progress)
+        report = _train(config, device, data, on_epoch, run_dir, measure_memory, progress, ranks)
         report.seconds = time.time() - started
         export_config(config, run_dir)
         (run_dir / RunFiles.METRICS).write_text(json.dumps(report.to_json(), indent=2) + "\n")
@@ -77,27 +82,21 @@ def _train(
     device: torch.device,
     data: Dataset,
     on_epoch: Callable[[EpochFigures], None] | None,
-    run_dir: Path,
+    run_dir: Path | None,
     measure_memory: bool = False,
     progress: bool = False,
+    ranks: Ranks | None = None,
 ) -> TrainRunReport:
-    loop = config.train
-    batching = Batching(loop)
+    """The run's epochs; its weights into ``run_dir`` (None: a rank that keeps no files)."""
+    loop, ranks = config.train, ranks or Ranks()
+    batching = Batching(loop, ranks)
     batching.check([*data.train, *data.val])
     val_loader = batching.eval_loader(data.val)
     mean, std = _label_stats(data.train)
     trainer = Trainer(config, device, batching.steps_per_epoch(data.train), mean, std)
-    log.info(
-        "training %d parameters on %s (%s): %d training, %d validation complexes, %s",
-        trainer.parameters,
-        device,
-        trainer.precision,
-        len(data.train),
-        len(data.val),
-        f"batches of at most {loop.max_atoms_per_batch} atoms"
-        if loop.max_atoms_per_batch
-        else f"batches of {loop.batch_size}",
-    )
+    if ranks.world > 1:
+        trainer.distribute()
+    _say_training(trainer, data, loop, ranks)
     history: list[EpochFigures] = []
     run = _RunSteps()
     bar = _bar(loop.epochs * batching.steps_per_epoch(data.train), progress)
@@ -108,19 +107,45 @@ def _train(
             epoch=epoch,
             epochs=loop.epochs,
             train_loader=batching.train_loader(data.train),
-            complexes=len(data.train),
             val_loader=val_loader,
             measure_memory=measure_memory,
             bar=bar,
             run=run,
         )
+        if ranks.world > 1:
+            metrics.atom_imbalance = _mean(batching.imbalance)
+            run.imbalance += batching.imbalance
         history.append(metrics)
         if on_epoch is not None:
             on_epoch(metrics)
     bar.close()
-    run_dir.mkdir(parents=True, exist_ok=True)  # made once the run has something to keep
-    torch.save(trainer.model.state_dict(), run_dir / RunFiles.WEIGHTS)
-    return _report(config, trainer, data, history, run, run_dir)
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)  # made once the run has something to keep
+        torch.save(trainer.model.state_dict(), run_dir / RunFiles.WEIGHTS)
+    report = _report(config, trainer, data, history, run, run_dir)
+    if ranks.world > 1:
+        report.workers = ranks.world
+        report.atom_imbalance = _mean(run.imbalance)
+    return report
+
+
+def _say_training(trainer: Trainer, data: Dataset, loop: LoopSpec, ranks: Ranks) -> None:
+    log.info(
+        "training %d parameters on %s (%s): %d training, %d validation complexes, %s%s",
+        trainer.parameters,
+        trainer.device,
+        trainer.precision,
+        len(data.train),
+        len(data.val),
+        f"batches of at most {loop.max_atoms_per_batch} atoms"
+        if loop.max_atoms_per_batch
+        else f"batches of {loop.batch_size}",
+        f", rank {ranks.rank} of {ranks.world}" if ranks.world > 1 else "",
+    )
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return statistics.mean(values) if values else None
 
 
 def _report(
@@ -129,7 +154,7 @@ def _report(
     data: Dataset,
     history: list[EpochFigures],
     run: _RunSteps,
-    run_dir: Path,
+    run_dir: Path | None,
 ) -> TrainRunReport:
     """What the run did: its epochs, and its steps' time and peak over the whole run."""
     return TrainRunReport(
@@ -141,7 +166,7 @@ def _report(
         train_complexes=len(data.train),
         val_complexes=len(data.val),
         seconds=0.0,
-        run_dir=str(run_dir),
+        run_dir=str(run_dir) if run_dir is not None else None,
         skipped=[SkippedComplex.model_validate(dataclasses.asdict(s)) for s in data.skipped],
         step_seconds=statistics.median(run.seconds) if run.seconds else None,
         timed_steps=len(run.seconds),
@@ -155,14 +180,14 @@ def _epoch(
     epoch: int,
     epochs: int,
     train_loader: DataLoader,
-    complexes: int,
     val_loader: DataLoader,
     measure_memory: bool,
     bar: tqdm,
     run: _RunSteps,
 ) -> EpochFigures:
-    """Epoch ``epoch`` of ``epochs``: its training steps over ``train_loader`` (``complexes``
-    in all), then evaluation on ``val_loader``; logged. ``run``: the run's steps so far."""
+    """Epoch ``epoch`` of ``epochs``: its training steps over ``train_loader``, then
+    evaluation on ``val_loader``; logged. ``run``: the run's steps so far. Of several ranks,
+    the training loss is this rank's, over the complexes it trained on."""
     t0 = time.perf_counter()
     steps = _train_epoch(trainer, train_loader, measure_memory, bar, run)
     trainer.end_epoch()
@@ -170,7 +195,7 @@ def _epoch(
     val_loss, val_rmse, val_pearson = scores.loss, scores.rmse, scores.pearson
     metrics = EpochFigures(
         epoch=epoch,
-        train_loss=steps.loss / complexes,
+        train_loss=steps.loss / max(1, sum(steps.complexes)),
         val_loss=val_loss,
         val_rmse=val_rmse,
         val_pearson=val_pearson,
@@ -214,6 +239,7 @@ class _RunSteps:
     def __init__(self) -> None:
         self.count = 0
         self.seconds: list[float] = []
+        self.imbalance: list[float] = []  # of several ranks: each step's atom imbalance
 
 
 class _Steps:

@@ -93,6 +93,15 @@ class Trainer:
         )
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
         self._pending = 0  # micro-batches accumulated since the last optimizer step
+        #: what a training step calls: the model, or its data-parallel wrapper (``distribute``)
+        self.forward: torch.nn.Module = self.model
+
+    def distribute(self) -> None:
+        """Train with the other processes of ``torch.distributed``'s group: each step's
+        gradients averaged over the ranks (``DistributedDataParallel``, which also gives every
+        rank rank 0's initial weights). Evaluation and the saved weights use the model itself."""
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        self.forward = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
 
     @property
     def parameters(self) -> int:
@@ -114,7 +123,7 @@ class Trainer:
         )
         with anomaly:
             with self._autocast():
-                pred = self.model(batch.z, batch.pos, batch.batch)
+                pred = self.forward(batch.z, batch.pos, batch.batch)
             loss = torch.nn.functional.mse_loss(pred.float(), batch.y.view(-1))
             self.scaler.scale(loss / self.config.optimizer.accumulate_steps).backward()
         self._pending += 1

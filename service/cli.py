@@ -108,6 +108,12 @@ def _train(sub: Any) -> None:
     train.add_argument("--epochs", type=_positive, help="number of epochs (train.epochs)")
     train.add_argument("--device", help="auto, cpu, cuda or cuda:N (train.device)")
     train.add_argument("--output", help="folder for run folders and audit.md (train.output_dir)")
+    train.add_argument(
+        "--workers",
+        type=_positive,
+        help="data-parallel workers on Ray Train, one GPU each, else CPU processes (train.workers)",
+    )
+
     train.add_argument("--config-dir", type=Path, help="the configs/ folder to compose from")
     train.add_argument("--json", action="store_true", help="print the report as JSON")
     train.add_argument(
@@ -128,7 +134,8 @@ def _sweep_flags(train: argparse.ArgumentParser) -> None:
     train.add_argument(
         "--address",
         default=os.environ.get("RAY_ADDRESS"),
-        help="with -m: a Ray cluster to join (default: RAY_ADDRESS, else a new local instance)",
+        help="with -m or --workers: a Ray cluster to join (default: RAY_ADDRESS, else a new "
+        "local instance)",
     )
     for name in SWEEP_FIELDS:
         _job_flag(train, name)
@@ -194,6 +201,11 @@ def _optimize(sub: Any) -> None:
     )
     optimize.add_argument("--output", type=Path, help="also copy the job's files here")
     optimize.add_argument("--no-tune", action="store_true", help="the hardware-only answer")
+    optimize.add_argument(
+        "--tune-table",
+        action="store_true",
+        help="also print Ray Tune's trial table every few seconds (in a submitted job's log)",
+    )
     optimize.add_argument("--json", action="store_true", help="print result.json")
     optimize.set_defaults(handler=commands.optimize)
 

@@ -125,6 +125,7 @@ def optimize(args: argparse.Namespace) -> int:
                 output=args.output,
                 verbose=args.verbose,
                 session=args.ray_session,
+                tune_table=args.tune_table,
             )
     except KeyboardInterrupt:
         _say_resume(spec)
@@ -222,10 +223,17 @@ def train(args: argparse.Namespace) -> int:
         record_driver(Path(args.report).parent)
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    with logging_redirect_tqdm():  # log lines above the progress bar, not through it
-        report = run_training(
-            config, measure_memory=args.measure_memory, progress=sys.stderr.isatty()
-        )
+    if config.train.workers > 1:  # data-parallel on Ray Train: the workers' logs are Ray's
+        if args.measure_memory:
+            raise ConfigError("--measure-memory: a run of one worker only; drop --workers")
+        from tuner import train_on_workers
+
+        report = train_on_workers(config, address=args.address, verbose=args.verbose)
+    else:
+        with logging_redirect_tqdm():  # log lines above the progress bar, not through it
+            report = run_training(
+                config, measure_memory=args.measure_memory, progress=sys.stderr.isatty()
+            )
     if args.report is not None:  # whole, or not at all: the service reads it as the job's result
         from tuner import write_json
 
@@ -243,6 +251,7 @@ def _train_settings(args: argparse.Namespace) -> dict[str, Any]:
         "train.epochs": args.epochs,
         "train.device": args.device,
         "train.output_dir": args.output,
+        "train.workers": args.workers,
     }
     return {key: value for key, value in flags.items() if value is not None}
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 
 from service.api.errors import FAULT_HANDLERS, on_invalid_request
 from service.api.methods import on_method_not_allowed
@@ -55,6 +56,7 @@ def create_app(
         description="The best ViSNet configuration per development stage, measured on Ray.",
         lifespan=lifespan,
         max_body_size=settings.max_body_bytes,
+        generate_unique_id_function=_operation_id,
     )
     app.add_exception_handler(RequestValidationError, on_invalid_request)
     app.add_exception_handler(status.HTTP_405_METHOD_NOT_ALLOWED, on_method_not_allowed)
@@ -68,3 +70,11 @@ def create_app(
     app.include_router(profiles.router)
     app.include_router(ui.router)
     return app
+
+
+def _operation_id(route: APIRoute) -> str:
+    """Each operation's id in /openapi.json: its function's name (``optimize``, ``get_job``,
+    ``list_jobs``, ``cancel_job`` ...), unique across the routers, instead of FastAPI's default
+    (name, path and method: ``get_job_jobs__job_id__get``), so a client generated from the
+    schema calls ``optimize(...)``."""
+    return route.name

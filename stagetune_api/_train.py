@@ -50,6 +50,12 @@ class EpochFigures(BaseModel):
     peak_bytes: int | None = Field(
         default=None, description="peak memory of the epoch's steps; null where not measured"
     )
+    atom_imbalance: float | None = Field(
+        default=None,
+        description="of several workers: the mean over the epoch's steps of (most - fewest) / "
+        "mean atoms of the step's batches across the ranks (complexes, for a fixed batch size); "
+        "null for one",
+    )
 
 
 class SkippedComplex(BaseModel):
@@ -82,6 +88,14 @@ class TrainRunReport(BaseModel):
     timed_steps: int = Field(default=0, description="the steps step_seconds is the median of")
     peak_bytes: int | None = Field(
         default=None, description="the peak memory of the run's steps; null where not measured"
+    )
+    workers: int = Field(
+        default=1, description="data-parallel processes that trained it, one device each"
+    )
+    atom_imbalance: float | None = Field(
+        default=None,
+        description="of several workers: the mean over every step of the run of (most - "
+        "fewest) / mean atoms of the step's batches across the ranks; null for one",
     )
 
     def to_json(self) -> dict[str, Any]:

@@ -58,6 +58,10 @@ SETTINGS = [
     ("docs/cluster.md", "24 GB", "deploy/cluster.yaml", "One A10G (24 GB)"),  # the GPU's size
     ("docs/cluster.md", "40 GB", "deploy/cluster.yaml", "Eight A100s (40 GB)"),
     ("docs/model.md", "32 KiB", "tests/model/test_train.py", "< 32 * 1024"),  # a test's bound
+    # how far apart an epoch's last step may leave its ranks' atoms and still be run
+    ("docs/model.md", "5 %", "model/_balance.py", "TAIL_IMBALANCE = 0.05"),
+    # how often a running search's status line comes at least
+    ("docs/cluster.md", "30 s", "tuner/_progress.py", "STATUS_EVERY = 30.0"),
 ]
 
 UNITS = {  # unit -> (dimension, size in the dimension's base unit)

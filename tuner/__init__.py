@@ -40,6 +40,7 @@ from tuner.policies import (
 )
 
 if TYPE_CHECKING:
+    from tuner._distributed import WorkerFailed, train_on_workers
     from tuner._fit import FitOutcome, fit_searcher
     from tuner._optimize import optimize
     from tuner._searcher import ProbeSearcher
@@ -55,6 +56,8 @@ _RAY_PARTS = {
     "FitOutcome": "tuner._fit",
     "TuneOutcome": "tuner._tune",
     "ProbeSearcher": "tuner._searcher",
+    "train_on_workers": "tuner._distributed",
+    "WorkerFailed": "tuner._distributed",
     **dict.fromkeys(_SWEEP_PARTS, "tuner._sweep"),
     **dict.fromkeys(_PLAN_PARTS, "tuner._sweep_plan"),
 }
@@ -70,6 +73,8 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "ConfigError",
+    "WorkerFailed",
+    "train_on_workers",
     "JobData",
     "JobFolder",
     "Policy",

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -50,6 +51,7 @@ class Execution:
     #: where Ray Tune's own output (its tables, hints and log lines) goes: a file (the job's
     #: log), or None for the terminal
     tune_output: Path | None = None
+    tune_table: bool = False  # Ray Tune's trial table, every few seconds, in that output
 
 
 class Interrupted(KeyboardInterrupt):
@@ -68,7 +70,10 @@ def run_experiment(
     """Run (or resume) one Tune experiment; its trials as ``Result`` objects, in the order of
     their folders. ``param_space``: a grid (``tune.grid_search``) instead of a searcher's
     suggestions. ``Interrupted`` when Ctrl-C stopped it (Tune saves the experiment first)."""
-    trainable = tune.with_resources(trainable, tune.PlacementGroupFactory([execution.resources]))
+    trainable = tune.with_resources(
+        named(trainable, f"{progress.stage}-{progress.search}"),
+        tune.PlacementGroupFactory([execution.resources]),
+    )
     path = execution.storage / name
     with _tune_output(execution.tune_output):  # Ray's own words on what it restores: the log
         tuner = _restored(name, path, trainable)
@@ -82,7 +87,7 @@ def run_experiment(
                 storage_path=str(execution.storage),
                 failure_config=tune.FailureConfig(max_failures=execution.max_failures),
                 callbacks=[progress],
-                verbose=0,
+                verbose=1 if execution.tune_table else 0,
             ),
         )
     with _tune_output(execution.tune_output), _interrupts() as interrupted:
@@ -91,6 +96,51 @@ def run_experiment(
     if stopped:
         raise Interrupted(f"{name} was interrupted; its experiment is saved in {path}")
     return sorted((grid[i] for i in range(len(grid))), key=lambda r: str(r.path))
+
+
+def named(trainable: Any, label: str) -> Any:
+    """A function trainable (from ``tune.with_parameters``, a fresh function each call) named
+    for what its trials do, such as ``validation-fit``: Ray Tune names the trials, their actors'
+    ``repr`` and their lines in the logs after it, so the dashboard's Actors view and a trial's
+    log say which stage and search a worker serves. Its actors also set up as ``TrialWorker``
+    does (Ray Tune's ``__mixins__``: classes its actor class inherits)."""
+    trainable.__name__ = trainable.__qualname__ = label
+    trainable.__mixins__ = (TrialWorker,)
+    return trainable
+
+
+class TrialWorker:
+    """What a trial's actor does first, in its own main thread, before Ray Tune starts the
+    trial's function in a thread of its own: the profiler made quiet (``KINETO_LOG_LEVEL``
+    unless set, and started once here: started first in another thread, it prints an error
+    line), and the package's log lines written to the actor's output, which the dashboard
+    shows as the trial's log."""
+
+    def setup(self, config: dict[str, Any]) -> None:
+        quiet_profiler()
+        trial_log()
+        super().setup(config)  # type: ignore[misc]
+
+
+def quiet_profiler() -> None:
+    import torch  # a trial's worker has it; the driver need not start the profiler
+
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]):
+        pass
+
+
+def trial_log() -> None:
+    """The ``tuner`` and ``model`` loggers' INFO lines on this process's output, once."""
+    if any(getattr(h, "stagetune_trial", False) for h in logging.getLogger("tuner").handlers):
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.stagetune_trial = True  # type: ignore[attr-defined]
+    for name in ("tuner", "model"):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ from ray import tune
 from ray.tune.search.hyperopt import HyperOptSearch
 
 from model import ModelSpec, build_model, count_parameters
-from stagetune_api import SCORE, Best, FitReport, Search, TrialRecord, TrialStatus, limit_words
+from stagetune_api import SCORE, Best, FitReport, Search, TrialRecord, TrialStatus
 from tuner._experiment import (
     Execution,
     prefixed,
@@ -32,11 +32,10 @@ from tuner._experiment import (
     training_settings,
     trial_record,
 )
-from tuner._hardware import format_size
 from tuner._probe import ProbeResult
-from tuner._progress import ProgressBoard, SearchProgress, short
+from tuner._progress import ProgressBoard, SearchProgress
 from tuner._searcher import ProbeSearcher, Pruned
-from tuner._trials import FitContext, fit_trial, no_memory_failure, probe_of
+from tuner._trials import FitContext, fit_trial, no_memory_failure, probe_of, probe_words
 from tuner.policies import Candidate, Policy, PolicyContext, policy_for
 
 log = logging.getLogger(__name__)
@@ -283,23 +282,7 @@ def capacity_of(model: dict[str, Any]) -> float:
 
 
 def _describe_probe(result: dict[str, Any], memory_fraction: float = 1.0) -> str:
-    knobs = short(result.get("config", {}))
-    report = FitReport.of_metrics(result)
-    probe = probe_of(report)
-    if report is not None and report.invalid:
-        return f"{knobs}: not a valid model ({report.invalid})"
-    if probe is None or not probe.fits:
-        return f"{knobs}: does not fit in memory at batch 1"
-    speed = (
-        f"{probe.data.throughput:.1f} complexes/s on the data"
-        if probe.data is not None
-        else f"{probe.throughput or 0:.1f} samples/s"
-    )
-    return (
-        f"{knobs} ({probe.capacity:,} parameters): batch {probe.max_batch_size}, {speed}, "
-        f"peak {format_size(probe.peak_bytes or 0)} of "
-        f"{limit_words(probe.limit_bytes, memory_fraction)}"
-    )
+    return probe_words(result.get("config", {}), FitReport.of_metrics(result), memory_fraction)
 
 
 def _best_probe(results: list[dict[str, Any]], unit: str = "") -> Best | None:

@@ -13,6 +13,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +36,7 @@ from tuner._fit import FitOutcome, TrialsCrashed, crash_of, run_fit
 from tuner._folder import JobFolder
 from tuner._job import check_resume, stages_config, train_config
 from tuner._local import choose
+from tuner._metrics import JobMetrics
 from tuner._progress import ProgressBoard, short
 from tuner._stages import StagesConfig, StageSpec, merge_tree
 from tuner._trials import FitContext, TuneContext
@@ -56,6 +58,7 @@ def optimize(
     config_dir: Path | None = None,
     verbose: bool = False,
     session: str | None = None,
+    tune_table: bool = False,
 ) -> JobResult:
     """Run (or resume) the job of ``spec``; its ``result.json`` as a ``JobResult``.
 
@@ -66,7 +69,9 @@ def optimize(
     runs). A job that finished
     before is assembled again from its saved searches (files of an earlier version gain the
     fields added since), keeping when it ran and how long it took. Ray Tune's own output and the
-    workers' output go to the job's log, or, ``verbose``, to the terminal as well. Ctrl-C stops
+    workers' output go to the job's log, or, ``verbose``, to the terminal as well; with
+    ``tune_table``, Ray Tune's trial table goes to the terminal (a submitted job's driver log)
+    every few seconds, beside stagetune's own status lines. Ctrl-C stops
     the job (``KeyboardInterrupt``; the same job id resumes it), and a job stopped before it
     started leaves no folder.
     """
@@ -77,7 +82,8 @@ def optimize(
     folder.create()
     try:
         with _job_log(folder.job_log):
-            result = _run_job(spec, folder, address, config_dir, started, verbose, session)
+            shown = _Shown(verbose, tune_table)
+            result = _run_job(spec, folder, address, config_dir, started, shown, session)
     except KeyboardInterrupt:
         if made and not folder.job_json.is_file():  # nothing to resume
             shutil.rmtree(folder.path, ignore_errors=True)
@@ -104,25 +110,35 @@ def _first_run(folder: JobFolder, current: Provenance) -> Provenance:
     return current.model_copy(update={k: getattr(before, k) for k in times})
 
 
+@dataclass(frozen=True)
+class _Shown:
+    """What the terminal (a submitted job's driver log) shows beyond the job's own lines: the
+    workers' output and Ray Tune's (``verbose``), Ray Tune's trial table (``tune_table``)."""
+
+    verbose: bool
+    tune_table: bool
+
+
 def _run_job(
     spec: JobSpec,
     folder: JobFolder,
     address: str | None,
     config_dir: Path | None,
     started: float,
-    verbose: bool,
+    shown: _Shown,
     session: str | None = None,
 ) -> JobResult:
     log.info("job %s in %s", spec.job_id, folder.path)
     stages = stages_config(spec, config_dir)
     base = train_config(spec, config_dir)
-    with connected(address, verbose, session):
+    with connected(address, shown.verbose, session):
         execution = Execution(
             trial_resources(spec),
             spec.max_concurrent,
             folder.experiments,
             spec.seed,
-            tune_output=None if verbose else folder.job_log,
+            tune_output=None if shown.verbose or shown.tune_table else folder.job_log,
+            tune_table=shown.tune_table,
         )
         # the job exists once its spec passed every check: a refused one can be run again
         folder.write_spec(spec)
@@ -130,7 +146,7 @@ def _run_job(
         log.info(
             "each trial holds %s; at most %d at once", execution.resources, spec.max_concurrent
         )
-        board = ProgressBoard(folder.progress_json, started)
+        board = ProgressBoard(folder.progress_json, started, JobMetrics(spec.job_id))
         loop = _StageLoop(spec, stages, base, execution, board, folder, config_dir)
         answers, records = loop.run()
         hardware = cluster_hardware(answers)

@@ -1,6 +1,9 @@
-"""Progress a person can follow: one log line per finished trial (the job's output, which the Ray
-dashboard shows for a submitted job), a live status line on a terminal, and ``progress.json`` in
-the job folder for programs (``stagetune_api.Progress``: the service and the page read it).
+"""Progress a person can follow, from one record per search (``SearchFigures``): in the job's
+output (the driver log the Ray dashboard shows for a submitted job), a line when a trial starts
+or finishes and a status line at each trial event and at least every ``STATUS_EVERY`` seconds
+(trials by state, the running ones, the best so far, the time spent and left); a live status
+line on a terminal; ``progress.json`` in the job folder for programs (``stagetune_api.Progress``:
+the service and the page read it); and Ray metrics (``tuner._metrics``).
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ from ray.tune.experiment import Trial
 
 from stagetune_api import Best, SearchFigures
 from tuner._folder import write_json
+from tuner._metrics import JobMetrics
 
 log = logging.getLogger(__name__)
+
+STATUS_EVERY = 30.0  # seconds between status lines in the job's output while nothing happens
 
 
 class ProgressBoard:
@@ -30,9 +36,10 @@ class ProgressBoard:
     an old copy of the board over the new one.
     """
 
-    def __init__(self, path: Path, started: float) -> None:
+    def __init__(self, path: Path, started: float, metrics: JobMetrics | None = None) -> None:
         self.path = path
         self.started = started
+        self.metrics = metrics
 
     def _read(self) -> dict[str, Any]:
         if self.path.is_file():
@@ -47,7 +54,13 @@ class ProgressBoard:
         searches[search] = figures.model_dump(mode="json")
         state["elapsed_seconds"] = round(time.time() - self.started, 1)
         write_json(self.path, state)
+        if self.metrics is not None:
+            self.metrics.search(stage, search, figures)
         return answer
+
+    def figures(self, stage: str, search: str) -> SearchFigures:
+        entry = self._read()["stages"].get(stage, {}).get(search, {})
+        return SearchFigures.model_validate(entry)
 
     def update(self, stage: str, search: str, figures: dict[str, Any]) -> None:
         """Set these of the search's ``SearchFigures``."""
@@ -67,8 +80,7 @@ class ProgressBoard:
 
     def retries(self, stage: str, search: str) -> dict[str, int]:
         """Restarts after a failure, per trial, over every run of the job."""
-        entry = self._read()["stages"].get(stage, {}).get(search, {})
-        return dict(SearchFigures.model_validate(entry).retries)
+        return dict(self.figures(stage, search).retries)
 
 
 class SearchProgress(Callback):
@@ -91,6 +103,26 @@ class SearchProgress(Callback):
         self.max_t, self.total = max_t, total
         self.live = sys.stderr.isatty()
         self._drawn = 0.0
+        self._said = 0.0  # when the last status line went to the job's output
+        self._began: float | None = None  # when this run of the search saw its first step
+
+    def on_trial_start(
+        self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
+    ) -> None:
+        log.info(
+            "%s %s: trial %s started: %s",
+            self.stage,
+            self.search,
+            trial.trial_id,
+            short(_tried(trial.config)),
+        )
+        self._update(trials, force=True, starting=trial, event=True)
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Trial], trial: Trial, result: dict[str, Any], **info: Any
+    ) -> None:
+        if self.board.metrics is not None:
+            self.board.metrics.trial(self.stage, self.search, trial.trial_id, result)
 
     def on_trial_recover(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
@@ -120,7 +152,7 @@ class SearchProgress(Callback):
             ", stopped early" if self._short(trial) else "",
             self.describe(result),
         )
-        self._update(trials, force=True, finishing=trial)
+        self._update(trials, force=True, finishing=trial, event=True)
 
     def on_trial_error(
         self, iteration: int, trials: list[Trial], trial: Trial, **info: Any
@@ -132,7 +164,7 @@ class SearchProgress(Callback):
             trial.trial_id,
             trial.error_file or "no error file",
         )
-        self._update(trials, force=True)
+        self._update(trials, force=True, event=True)
 
     def on_step_end(self, iteration: int, trials: list[Trial], **info: Any) -> None:
         self._update(trials)
@@ -148,23 +180,40 @@ class SearchProgress(Callback):
         return self.max_t is not None and done < self.max_t
 
     def _update(
-        self, trials: list[Trial], force: bool = False, finishing: Trial | None = None
+        self,
+        trials: list[Trial],
+        force: bool = False,
+        finishing: Trial | None = None,
+        event: bool = False,
+        starting: Trial | None = None,
     ) -> None:
+        """Count the trials by state (Tune calls back before it changes the state of the trial
+        ``finishing`` or ``starting``) into the board; say the status in the job's output at
+        an ``event`` or ``STATUS_EVERY`` seconds after the last time."""
         now = time.time()
+        if self._began is None:
+            self._began = now
         if not force and now - self._drawn < 1.0:
             return
         self._drawn = now
         finished = [t for t in trials if t.status == Trial.TERMINATED or t is finishing]
+        running = [
+            t for t in trials if (t.status == Trial.RUNNING or t is starting) and t is not finishing
+        ]
         figures = {
             "done": len(finished),
-            "running": sum(t.status == Trial.RUNNING and t is not finishing for t in trials),
-            "pending": sum(t.status == Trial.PENDING for t in trials),
+            "running": len(running),
+            "pending": sum(t.status == Trial.PENDING and t is not starting for t in trials),
             "errored": sum(t.status == Trial.ERROR for t in trials),
             "pruned": self.pruned(),
             "stopped_early": sum(self._short(t) for t in finished),
         }
         best = self.best([t.last_result for t in finished if t.last_result])
         self.board.update(self.stage, self.search, {**figures, "best": best})
+        if event or now - self._said >= STATUS_EVERY:
+            self._said = now
+            status = self.board.figures(self.stage, self.search)
+            log.info("%s", self._status_line(status, running, now))
         if self.live:
             elapsed = int(now - self.board.started)
             line = (
@@ -175,6 +224,50 @@ class SearchProgress(Callback):
             )
             sys.stderr.write("\r\x1b[K" + line[:160])
             sys.stderr.flush()
+
+    def _status_line(self, figures: SearchFigures, running: list[Trial], now: float) -> str:
+        """The search in one line for the job's output: its trials by state, the running ones
+        (id and what each tries), the best so far, the time spent and left."""
+        began = self._began or now
+        left = _time_left(figures, now - began)
+        trying = "; ".join(f"{t.trial_id} {short(_tried(t.config))}" for t in running[:4])
+        more = f"; {len(running) - 4} more" if len(running) > 4 else ""
+        return (
+            f"{self.stage} {self.search} status: {figures.done}/{figures.total or '?'} done, "
+            f"{figures.running} running{f' ({trying}{more})' if running else ''}, "
+            f"{figures.pending} pending, {figures.pruned} pruned, {figures.stopped_early} "
+            f"stopped early, {figures.errored} failed | best {_words(_best(figures))} | "
+            f"{_clock(now - self.board.started)} elapsed, {left}"
+        )
+
+
+def _tried(config: dict[str, Any]) -> dict[str, Any]:
+    """What a trial tries, without the bookkeeping Tune adds to its configuration."""
+    return {k: v for k, v in config.items() if not k.startswith("__")}
+
+
+def _best(figures: SearchFigures) -> Best | None:
+    return figures.best if isinstance(figures.best, Best) else None
+
+
+def _time_left(figures: SearchFigures, spent: float) -> str:
+    """What is left of the search at the rate its trials have finished so far."""
+    if figures.total is None or figures.done == 0:
+        return "time left unknown until a trial finishes"
+    left = max(0, figures.total - figures.done - figures.errored)
+    if left == 0:
+        return "no trial left"
+    return f"about {_clock(spent / figures.done * left)} left ({left} trial(s) at most)"
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(0.0, seconds))
+    hours, rest = divmod(seconds, 3600)
+    return (
+        f"{hours}:{rest // 60:02d}:{rest % 60:02d}"
+        if hours
+        else f"{rest // 60:02d}:{rest % 60:02d}"
+    )
 
 
 def _words(best: Best | None) -> str:

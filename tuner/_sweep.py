@@ -45,6 +45,7 @@ from tuner._experiment import (
     trained_status,
     training_progress,
 )
+from tuner._metrics import JobMetrics
 from tuner._progress import ProgressBoard
 from tuner._sweep_plan import SweepOptions, SweepPlan, SweepRun
 from tuner._trials import epoch_metrics, trial_where
@@ -86,6 +87,7 @@ def sweep_trial(config: dict[str, Any], ctx: SweepContext) -> None:
     train_config = TrainConfig.model_validate(ctx.configs[config["run"]])
     where = trial_where()
     last: list[dict[str, Any]] = []
+    log.info("sweep run %s: training for %d epochs", config["run"], train_config.train.epochs)
 
     def report(m: Any) -> None:
         metrics = epoch_metrics(m, train_config, where)
@@ -127,7 +129,7 @@ def run_sweep(
         log.info(
             "each trial holds %s; at most %d at once", resources, options.trials.max_concurrent
         )
-        board = ProgressBoard(SweepFiles(folder).progress_json, started)
+        board = ProgressBoard(SweepFiles(folder).progress_json, started, JobMetrics(sweep_id))
         progress = training_progress(
             "sweep", sweep_id, board, _chosen(plan), max_t=max_epochs, total=len(plan.runs)
         )

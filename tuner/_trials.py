@@ -20,10 +20,11 @@ from pydantic import ValidationError
 from ray import tune
 
 from model import ConfigError, TrainConfig, load_dataset, run_training
-from stagetune_api import EpochFigures, EpochReport, FitReport
-from tuner._hardware import Device, device_for, discover
+from stagetune_api import EpochFigures, EpochReport, FitReport, limit_words
+from tuner._hardware import Device, device_for, discover, format_size
 from tuner._on_data import on_data
 from tuner._probe import Probe, ProbeResult, ProbeSample
+from tuner._progress import short
 from tuner._stages import Stage, StagesConfig, merge_tree
 from tuner._tune_space import apply_hyperparameters
 from tuner.policies import DataStats, PolicyContext, policy_for
@@ -120,8 +121,32 @@ def _on_job_data(probe: Probe, result: ProbeResult, config: TrainConfig) -> Prob
 
 
 def fit_trial(config: dict[str, Any], ctx: FitContext) -> None:
-    """Ray Tune function trainable of the fit search: one probe, one report."""
-    tune.report(probe_configuration(dict(config), ctx).metrics())
+    """Ray Tune function trainable of the fit search: one probe, one report (and both in the
+    trial's log)."""
+    knobs = dict(config)
+    log.info("%s fit: probing %s", ctx.stage.value, short(knobs))
+    report = probe_configuration(knobs, ctx)
+    log.info("%s fit: %s", ctx.stage.value, probe_words(knobs, report, ctx.stages.memory_fraction))
+    tune.report(report.metrics())
+
+
+def probe_words(knobs: dict[str, Any], report: FitReport | None, memory_fraction: float) -> str:
+    """A probe's answer in a line: the knobs, then its batch, speed and peak, or why none."""
+    tried, probe = short(knobs), probe_of(report)
+    if report is not None and report.invalid:
+        return f"{tried}: not a valid model ({report.invalid})"
+    if probe is None or not probe.fits:
+        return f"{tried}: does not fit in memory at batch 1"
+    speed = (
+        f"{probe.data.throughput:.1f} complexes/s on the data"
+        if probe.data is not None
+        else f"{probe.throughput or 0:.1f} samples/s"
+    )
+    return (
+        f"{tried} ({probe.capacity:,} parameters): batch {probe.max_batch_size}, {speed}, "
+        f"peak {format_size(probe.peak_bytes or 0)} of "
+        f"{limit_words(probe.limit_bytes, memory_fraction)}"
+    )
 
 
 def no_memory_failure(result: dict[str, Any]) -> bool:
@@ -144,11 +169,14 @@ def tune_trial(config: dict[str, Any], ctx: TuneContext) -> None:
     )
     train_config = TrainConfig.model_validate(tree)
     where = trial_where()
+    log.info(
+        "%s tune: training %s for up to %d epochs", ctx.stage.value, short(config), ctx.max_epochs
+    )
 
     def report(m: Any) -> None:
         tune.report(epoch_metrics(m, train_config, where))
 
-    run_training(train_config, on_epoch=report)
+    run_training(train_config, on_epoch=report)  # each epoch's figures in the log as it ends
 
 
 def probe_of(report: FitReport | None) -> ProbeResult | None:

@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -466,3 +467,55 @@ def test_a_job_whose_trials_all_crashed_fails_with_their_error(server):
     assert "crashed" in done["error"] and "ValueError" in done["error"], done["error"]
     assert "nothing fits" not in done["error"]
     assert server.call("GET", f"/jobs/{job['job_id']}/result")[0] == 409
+
+
+def test_a_client_generated_from_the_openapi_document_runs_a_job(server, tmp_path):
+    """openapi-python-client, as the service's users run it, on /openapi.json: its functions
+    are named for what they do (``optimize``, ``get_job``, ``get_result``), and they run a job
+    to its answer."""
+    status, document = server.call("GET", "/openapi.json")
+    assert status == 200
+    (tmp_path / "openapi.json").write_text(json.dumps(document))
+    package = tmp_path / "stagetune_client"
+    made = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("openapi-python-client")),
+            "generate",
+            "--path",
+            str(tmp_path / "openapi.json"),
+            "--meta",
+            "none",
+            "--output-path",
+            str(package),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
+    assert {p.stem for p in (package / "api" / "jobs").glob("*.py")} >= {
+        "optimize",
+        "list_jobs",
+        "get_job",
+        "cancel_job",
+        "get_result",
+    }
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from stagetune_client import AuthenticatedClient
+        from stagetune_client.api.jobs import get_job, get_result, optimize
+        from stagetune_client.models import JobOptions, JobPublic, JobResult
+    finally:
+        sys.path.remove(str(tmp_path))
+    client = AuthenticatedClient(base_url=server.url, token=TOKEN)
+    job = optimize.sync(client=client, body=JobOptions.from_dict(QUICK))
+    assert isinstance(job, JobPublic), job
+    deadline = time.time() + 300
+    while job.state.value not in ("succeeded", "failed") and time.time() < deadline:
+        time.sleep(1.0)
+        job = get_job.sync(job.job_id, client=client)
+        assert isinstance(job, JobPublic), job
+    assert job.state.value == "succeeded", job
+    result = get_result.sync(job.job_id, client=client)
+    assert isinstance(result, JobResult), result
+    assert result.stages["prototyping"].feasible

@@ -54,8 +54,9 @@ def test_a_three_by_three_sweep_runs_nine_trials_with_a_summary_and_sweep_csv(
     )
     assert code == 0, err
     (folder,) = (tmp_path / "sweeps").iterdir()
-    trials = [p for p in (folder / "ray").iterdir() if p.name.startswith("sweep_trial")]
-    assert len(trials) == 9  # nine Ray Tune trials of one experiment
+    # nine Ray Tune trials of one experiment, named for the sweep (the Actors view shows it)
+    trials = [p for p in (folder / "ray").iterdir() if p.name.startswith(f"sweep-{folder.name}_")]
+    assert len(trials) == 9
 
     rows = read_csv(folder / "sweep.csv")
     assert list(rows[0])[:4] == ["run", "optimizer", "optimizer.lr", "rank"]

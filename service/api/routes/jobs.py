@@ -121,7 +121,7 @@ def get_trials(jobs: Manager, job: Job) -> list[dict[str, Any]]:
         **_STATE,
     },
 )
-def get_profile(
+def get_job_profile(
     jobs: Manager, job: Job, stage: Stage, format: Literal["yaml", "json"] = "yaml"
 ) -> Response:
     """``profiles/<stage>.yaml``, what ``stagetune train --profile`` accepts; ``format=json``:

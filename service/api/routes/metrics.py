@@ -85,7 +85,7 @@ class MetricsMiddleware:
         }
     },
 )
-def metrics(request: Request, jobs: Manager) -> Response:
+def get_metrics(request: Request, jobs: Manager) -> Response:
     board: Metrics = request.app.state.metrics
     for state in JobState:
         board.jobs.labels(state.value).set(jobs.store.count(state))

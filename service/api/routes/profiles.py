@@ -159,7 +159,7 @@ def train_profile(
 
 
 @router.get("/choices", response_model=Choices)
-def choices(request: Request, jobs: Manager) -> Choices:
+def get_choices(request: Request, jobs: Manager) -> Choices:
     """What a new job may name: presets (with their options), stages, data roots, optimizers
     and schedulers."""
     from tuner import job_choices

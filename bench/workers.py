@@ -1,0 +1,107 @@
+"""Data-parallel training on the real complexes: how even a step's batches are across the ranks,
+and what a second worker gives on this CPU.
+
+    python bench/workers.py [--root ../shared/data/pdbbind-mini] [--epochs 6] [--repeats 3]
+
+- Balance: the 20 complexes of ROOT (cropped to 600 atoms) planned for 50 epochs, for 2 and 4
+  ranks at per-rank budgets of 1,200 and 2,048 atoms: each step's atom imbalance ((most - fewest)
+  / mean atoms of its ranks' batches) under ``model._balance.balanced_steps`` against packing
+  rank by rank (each rank's ``DistributedSampler`` shard packed by PyG's ``DynamicBatchSampler``),
+  mean and largest over the steps, and the steps an epoch has.
+- Scaling: ``stagetune train`` on ROOT for ``--epochs`` epochs at 2,048 atoms a rank, with one
+  process and with ``--workers 2`` (Ray Train, gloo), each ``--repeats`` times in a fresh
+  process: complexes trained a second over the epochs (training and evaluation; not Ray's
+  start), median and range.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from model import load_dataset, load_train_config
+from model._balance import atom_imbalance, balanced_steps, sharded_steps
+
+ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "pdbbind-mini"
+MODEL = ["model.hidden_channels=32", "model.num_layers=2", "model.num_heads=4", "model.num_rbf=16"]
+
+
+def sizes_of(root: Path) -> list[int]:
+    config = load_train_config([], settings={"data.source": str(root), "data.max_atoms": 600})
+    data = load_dataset(config)
+    return [int(c.num_nodes) for c in [*data.train, *data.val]]
+
+
+def balance(sizes: list[int]) -> None:
+    print(
+        "| ranks | atoms a rank | balanced: mean | largest | steps an epoch | rank by rank: mean "
+        "| largest | steps an epoch |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for ranks in (2, 4):
+        for budget in (1200, 2048):
+            planned, carried = [], []
+            for epoch in range(50):
+                steps, carried = balanced_steps(sizes, budget, ranks, epoch, carried)
+                planned.append(steps)
+            sharded = [sharded_steps(sizes, budget, ranks, epoch) for epoch in range(50)]
+            cells = [ranks, f"{budget:,}"]
+            for epochs in (planned, sharded):
+                spread = [atom_imbalance(step, sizes) for steps in epochs for step in steps]
+                cells += [
+                    f"{statistics.mean(spread):.1%}",
+                    f"{max(spread):.1%}",
+                    f"{sum(len(s) for s in epochs) / len(epochs):.2f}",
+                ]
+            print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
+
+
+def rate(root: Path, workers: int, epochs: int) -> float:
+    with tempfile.TemporaryDirectory() as out:
+        command = [
+            str(Path(sys.executable).with_name("stagetune")),
+            "train",
+            *("--data", str(root), "--epochs", str(epochs), "--device", "cpu"),
+            *("--output", out, "--json", "--workers", str(workers)),
+            *MODEL,
+            "data.max_atoms=600",
+            "train.max_atoms_per_batch=2048",
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(done.stderr[-2000:])
+        report = json.loads(done.stdout)
+    seconds = sum(e["seconds"] for e in report["epochs"])
+    return report["train_complexes"] * len(report["epochs"]) / seconds
+
+
+def scaling(root: Path, epochs: int, repeats: int) -> None:
+    print("| workers | complexes/s: median | range | runs |")
+    print("|---:|---:|---|---:|")
+    for workers in (1, 2):
+        rates = [rate(root, workers, epochs) for _ in range(repeats)]
+        print(
+            f"| {workers} | {statistics.median(rates):.1f} | {min(rates):.1f} to "
+            f"{max(rates):.1f} | {repeats} |",
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=ROOT)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    balance(sizes_of(args.root))
+    print()
+    scaling(args.root, args.epochs, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
