@@ -5,7 +5,11 @@ against one process replaying the same global batches."""
 from __future__ import annotations
 
 import json
+import re
+import threading
+import time
 
+import psutil
 import pytest
 import torch
 from torch_geometric.data import Batch
@@ -14,7 +18,7 @@ from model import TrainConfig, Trainer, load_dataset
 from model._balance import Ranks, balanced_steps
 from model._batching import Batching
 from tests.conftest import run_cli
-from tuner import train_on_workers
+from tuner import WorkerFailed, train_on_workers
 
 from .conftest import local_cluster
 
@@ -105,3 +109,38 @@ def test_two_workers_train_the_weights_one_process_trains_on_their_global_batche
     apart = max((trained[n] - w).abs().max().item() for n, w in alone.items())
     moved = max((trained[n] - w).abs().max().item() for n, w in untrained.items())
     assert apart < moved / 1000, (apart, moved)
+
+
+def test_a_worker_that_dies_fails_the_run_naming_its_rank(cluster, tiny_config):
+    """One worker's process killed while the run trains (as the kernel's OOM killer or a lost
+    node would): the run fails with that worker's rank, not a hang of the other waiting for
+    its gradients."""
+    config = tiny_config("train.epochs=400", "train.workers=2")
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            train_on_workers(config)
+        except BaseException as exc:
+            failed.append(exc)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    workers: list[psutil.Process] = []
+    deadline = time.time() + 120
+    while len(workers) < 2 and time.time() < deadline:
+        time.sleep(1.0)
+        workers = [p for p in psutil.process_iter(["cmdline"]) if _train_worker(p)]
+    assert len(workers) == 2, workers
+    time.sleep(5.0)  # both training
+    workers[0].kill()  # SIGKILL
+    runner.join(timeout=180)
+    assert not runner.is_alive(), "the run hung after a worker died"
+    [error] = failed
+    assert isinstance(error, WorkerFailed), repr(error)
+    assert re.match(r"worker [01] of 2 failed: ", str(error)), str(error)
+
+
+def _train_worker(process: psutil.Process) -> bool:
+    """Whether ``process`` is a Ray Train worker (Ray titles it ``ray::RayTrainWorker...``)."""
+    return any("RayTrainWorker" in part for part in process.info["cmdline"] or [])
