@@ -24,12 +24,12 @@ from tests.conftest import REPO, free_port
 pytestmark = pytest.mark.slow  # a Ray head started with `ray start`
 
 
-@pytest.fixture
-def auth(tmp_path) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def auth(tmp_path_factory) -> dict[str, str]:
     """Token authentication as docs/cluster.md sets it up, with the token in a file of the test's
     own: whether a head turns it on must not depend on a ``~/.ray/auth_token`` the machine may or
     may not have."""
-    token = tmp_path / "auth_token"
+    token = tmp_path_factory.mktemp("auth") / "auth_token"
     token.write_text(secrets.token_hex(32))
     return {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token)}
 
@@ -41,14 +41,15 @@ class Head:
     metrics: str  # Ray's metrics export port, as Prometheus scrapes it
 
 
-@pytest.fixture
-def head(tmp_path, auth):
+@pytest.fixture(scope="module")
+def head(tmp_path_factory, auth):
     """A Ray head in the foreground (``--block``), so stopping it stops only what it started;
     with a fixed metrics export port, as Prometheus is set up to scrape."""
     ray = shutil.which("ray")
     assert ray, "the ray command is not installed"
     port, dashboard, metrics = free_port(), free_port(), free_port()
-    log = (tmp_path / "head.log").open("w")
+    folder = tmp_path_factory.mktemp("head")
+    log = (folder / "head.log").open("w")
     process = subprocess.Popen(
         [
             ray,
@@ -80,7 +81,7 @@ def head(tmp_path, auth):
             time.sleep(1.0)
     else:
         process.terminate()
-        pytest.fail(f"the dashboard never answered: {(tmp_path / 'head.log').read_text()[-2000:]}")
+        pytest.fail(f"the dashboard never answered: {(folder / 'head.log').read_text()[-2000:]}")
     yield Head(url, f"127.0.0.1:{port}", f"http://127.0.0.1:{metrics}/metrics")
     process.terminate()
     process.wait(timeout=60)
@@ -191,3 +192,53 @@ print(json.dumps({{"trials": len(trials), "logs": logs}}))
     assert text.count("prototyping fit: probing hidden_channels=") == 2
     assert "complexes/s on the data, peak" in text
     assert "External init callback" not in text and "USDT" not in text
+
+
+def test_ray_job_submit_of_stagetune_train_on_two_workers(head, auth, tmp_path, pdbbind_mini):
+    """``stagetune train --workers 2`` submitted as docs/cluster.md shows: the driver joins the
+    head's cluster (Ray tells it where), its two Ray Train workers train the real complexes, and
+    the report says so."""
+    submitted = subprocess.run(
+        [
+            "ray",
+            "job",
+            "submit",
+            "--address",
+            head.url,
+            "--submission-id",
+            "stagetune-train-submitted",
+            "--working-dir",
+            str(REPO),
+            "--",
+            "stagetune",
+            "train",
+            "--workers",
+            "2",
+            "--data",
+            str(pdbbind_mini),
+            "--epochs",
+            "2",
+            "--device",
+            "cpu",
+            "--output",
+            str(tmp_path / "runs"),
+            "--json",
+            "model.hidden_channels=16",
+            "model.num_layers=2",
+            "model.num_heads=2",
+            "model.num_rbf=8",
+            "data.max_atoms=600",
+            f"data.cache_dir={tmp_path / 'cache'}",
+            "train.max_atoms_per_batch=2048",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=420,
+        env=auth,
+    )
+    output = submitted.stdout + submitted.stderr
+    assert submitted.returncode == 0, output[-4000:]
+    assert "training on 2 workers (CPU) with Ray Train" in output
+    report = json.loads(output[output.index("{") : output.rindex("}") + 1])
+    assert report["workers"] == 2 and len(report["epochs"]) == 2
+    assert (tmp_path / "runs" / report["run_dir"].rsplit("/", 1)[-1] / "model.pt").is_file()
