@@ -321,6 +321,7 @@ def test_a_stage_without_an_answer_makes_the_exit_status_3(cluster, tmp_path):
             "1MiB",
             "--max-atoms",
             "2000",
+            "--tune-table",
         ],
         capture_output=True,
         text=True,
@@ -328,6 +329,8 @@ def test_a_stage_without_an_answer_makes_the_exit_status_3(cluster, tmp_path):
     )
     assert done.returncode == 3, done.stderr[-3000:]
     assert "prototyping: nothing fits: no configuration fits in memory" in done.stdout
+    # Ray Tune's trial table, asked for, in the output people read (stdout keeps the answer)
+    assert "Trial status:" in done.stderr and "Trial status:" not in done.stdout
 
 
 def test_one_trial_at_a_time_the_seed_repeats_production_and_the_result_says_so(cluster, tmp_path):
