@@ -8,6 +8,10 @@ and what a second worker gives on this CPU.
   / mean atoms of its ranks' batches) under ``model._balance.balanced_steps`` against packing
   rank by rank (each rank's ``DistributedSampler`` shard packed by PyG's ``DynamicBatchSampler``),
   mean and largest over the steps, and the steps an epoch has.
+- Waiting: two processes (gloo, one thread each, in lockstep: a barrier before every step), each
+  training its batch of each step of 20 epochs at 2,048 atoms a rank (32 channels x 2 layers),
+  timing its own step: the fastest rank's wait for the slowest, (slowest - fastest) each step,
+  under the plan and under packing rank by rank, with the mean step; after one untimed epoch.
 - Scaling: ``stagetune train`` on ROOT for ``--epochs`` epochs at 2,048 atoms a rank, with one
   process and with ``--workers 2`` (Ray Train, gloo), each ``--repeats`` times in a fresh
   process: complexes trained a second over the epochs (training and evaluation; not Ray's
@@ -18,13 +22,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from model import load_dataset, load_train_config
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch_geometric.data import Batch
+
+from model import Trainer, load_dataset, load_train_config
 from model._balance import atom_imbalance, balanced_steps, sharded_steps
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "pdbbind-mini"
@@ -35,6 +47,71 @@ def sizes_of(root: Path) -> list[int]:
     config = load_train_config([], settings={"data.source": str(root), "data.max_atoms": 600})
     data = load_dataset(config)
     return [int(c.num_nodes) for c in [*data.train, *data.val]]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def plans(count: int, sizes: list[int], plan: str) -> list[list[list[int]]]:
+    """Both ranks' steps over ``count`` epochs at 2,048 atoms a rank, under ``plan``."""
+    steps: list[list[list[int]]] = []
+    carried: list[int] = []
+    for epoch in range(count):
+        if plan == "balanced":
+            planned, carried = balanced_steps(sizes, 2048, 2, epoch, carried)
+        else:
+            planned = sharded_steps(sizes, 2048, 2, epoch)
+        steps += planned
+    return steps
+
+
+def _rank(rank: int, root: str, port: int, plan: str, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    config = load_train_config(MODEL, settings={"data.source": root, "data.max_atoms": 600})
+    data = load_dataset(config)
+    complexes = [*data.train, *data.val]
+    steps = plans(21, [int(c.num_nodes) for c in complexes], plan)
+    trainer = Trainer(config, torch.device("cpu"), len(steps))
+    seconds = []
+    for step in steps:
+        batch = Batch.from_data_list([complexes[i] for i in step[rank]])
+        dist.barrier()  # the ranks start each step together, as all-reduce makes them
+        t0 = time.perf_counter()
+        trainer.train_step(batch)  # no all-reduce: this rank's own work
+        seconds.append(time.perf_counter() - t0)
+    gathered: list = [None, None]
+    dist.all_gather_object(gathered, seconds)
+    if rank == 0:
+        Path(out).write_text(json.dumps(gathered))
+    dist.destroy_process_group()
+
+
+def waiting(root: Path) -> None:
+    print(
+        "| plan | steps | mean step of the slowest rank | fastest rank's wait: mean | "
+        "share of the step |"
+    )
+    print("|---|---:|---:|---:|---:|")
+    sizes = sizes_of(root)
+    first = len(plans(1, sizes, "balanced"))
+    for plan in ("balanced", "rank by rank"):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = str(Path(tmp) / "seconds.json")
+            mp.spawn(_rank, args=(str(root), free_port(), plan, out), nprocs=2)
+            times = json.loads(Path(out).read_text())
+        skip = first if plan == "balanced" else len(plans(1, sizes, plan))
+        pairs = list(zip(*times, strict=True))[skip:]  # after the first, untimed epoch
+        slowest = statistics.mean(max(p) for p in pairs)
+        wait = statistics.mean(max(p) - min(p) for p in pairs)
+        print(
+            f"| {plan} | {len(pairs)} | {slowest:.3f} s | {wait:.3f} s | {wait / slowest:.1%} |",
+            flush=True,
+        )
 
 
 def balance(sizes: list[int]) -> None:
@@ -97,8 +174,19 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=ROOT)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", choices=["balance", "waiting", "scaling"])
     args = parser.parse_args()
+    if args.only:
+        if args.only == "balance":
+            balance(sizes_of(args.root))
+        elif args.only == "waiting":
+            waiting(args.root)
+        else:
+            scaling(args.root, args.epochs, args.repeats)
+        return
     balance(sizes_of(args.root))
+    print()
+    waiting(args.root)
     print()
     scaling(args.root, args.epochs, args.repeats)
 
