@@ -5,6 +5,8 @@ Knows nothing of Ray: callers get progress through callbacks.
 
 from model._atoms import ELEMENTS, NUM_ATOM_TYPES, atom_token, element_index
 from model._audit import RunStopped, append_audit_entry, export_config, export_path
+from model._balance import Ranks, atom_imbalance, balanced_steps
+from model._batching import Batching
 from model._compose import group_choices, load_train_config, parse_override, split_sweep
 from model._config import (
     AutoParamGroupsSpec,
@@ -63,6 +65,10 @@ __all__ = [
     "StagetuneError",
     "TrainConfig",
     "Trainer",
+    "Ranks",
+    "Batching",
+    "atom_imbalance",
+    "balanced_steps",
     "append_audit_entry",
     "atom_policy",
     "atom_token",

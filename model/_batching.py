@@ -32,8 +32,10 @@ class Batching:
         self._fixed: DataLoader | None = None
         self.ranks, self.seed = ranks or Ranks(), loop.seed
         self._epoch, self._carried = 0, list[int]()
-        #: the atom imbalance of each step of the last epoch planned for several ranks
+        #: of the last epoch planned for several ranks: each step's atom imbalance, and the
+        #: complexes its batches hold together
         self.imbalance: list[float] = []
+        self.complexes: list[int] = []
 
     def check(self, complexes: Sequence[Data]) -> None:
         """Every complex fits in the atom budget; the error names the first that does not."""
@@ -96,6 +98,7 @@ class Batching:
         steps, self._carried = balanced_steps(sizes, budget, self.ranks.world, seed, self._carried)
         self._epoch += 1
         self.imbalance = [atom_imbalance(step, sizes) for step in steps]
+        self.complexes = [sum(len(batch) for batch in step) for step in steps]
         batches = [step[self.ranks.rank] for step in steps]
         return DataLoader(list(complexes), batch_sampler=batches)
 

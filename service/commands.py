@@ -138,6 +138,8 @@ def optimize(args: argparse.Namespace) -> int:
         print(f"{stage.value}: {answer_words(answer)}")
         if answer.validation is not None and answer.validation.verdict_words:
             print(f"  tune search: {answer.validation.verdict_words}")
+        if answer.workers is not None:
+            print(f"  workers: {answer.workers.words()}")
     print(f"job folder: {spec.job_dir} (profiles/, result.json, trials.csv, audit.md)")
     for note in result.provenance.reproducibility:
         print(f"not repeatable: {note}")

@@ -54,6 +54,7 @@ from stagetune_api._result import (
     TrialRecord,
     ValidationFigures,
     Verdict,
+    Workers,
     result_schema,
 )
 from stagetune_api._sizes import format_size, limit_words, parse_size
@@ -68,6 +69,7 @@ from stagetune_api._text import (
 from stagetune_api._train import EpochFigures, SkippedComplex, TrainOptions, TrainRunReport
 
 __all__ = [
+    "Workers",
     "JOB_ID_PATTERN",
     "NOISY_SPREAD",
     "SWEEP_FIELDS",

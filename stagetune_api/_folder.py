@@ -128,6 +128,10 @@ class JobFiles:
     def search(self, stage: Stage, search: Search) -> Path:
         return self.path / self.SEARCHES / f"{stage.value}-{search.value}.json"
 
+    def workers(self, stage: Stage) -> Path:
+        """The stage's distributed probe (``Workers``), kept beside its searches."""
+        return self.path / self.SEARCHES / f"{stage.value}-workers.json"
+
     # --- reading ----------------------------------------------------------------------------
 
     def read_result(self) -> JobResult | None:

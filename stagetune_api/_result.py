@@ -178,6 +178,51 @@ class Batching(_Record):
         return f"{text} ({self.batch_size} of the largest complexes it may hold)"
 
 
+class Workers(_Record):
+    """Production across a node's GPUs: how many data-parallel workers train the profile, and
+    their step at that count, measured by a short distributed probe (never assumed linear)."""
+
+    count: int = Field(description="data-parallel workers, one GPU each (train.workers)")
+    reason: str = Field(description="why this count")
+    gpus_per_node: int = Field(description="the most GPUs one node of the cluster has")
+    atoms_per_worker: int | None = Field(
+        default=None, description="the per-GPU atom budget each worker's batch stays within"
+    )
+    step_seconds: float | None = Field(
+        default=None,
+        description="a step of all the workers (each its batch, then the gradients' all-reduce), "
+        "median of the timed steps; null where none was measured (one worker)",
+    )
+    cycle_minutes: float | None = Field(
+        default=None, description="cycle_batches steps at that step: the cycle at this count"
+    )
+    throughput: float | None = Field(
+        default=None, description="complexes a second, every worker's together"
+    )
+    atom_imbalance: float | None = Field(
+        default=None,
+        description="the mean over the timed steps of (most - fewest) / mean atoms of the "
+        "workers' batches",
+    )
+    timed_steps: int = Field(default=0, description="the steps step_seconds is the median of")
+    device: str | None = Field(
+        default=None,
+        description="what the probe's workers trained on: cuda, or cpu where the GPUs a node "
+        "declares are not visible (a test cluster)",
+    )
+
+    def words(self) -> str:
+        """The workers in a line, as the command line and the job's log say them."""
+        if self.step_seconds is None or self.cycle_minutes is None:
+            return f"{self.count} worker ({self.reason})"
+        return (
+            f"{self.count} workers, one GPU each: a step of all of them {self.step_seconds:.3f} "
+            f"s, {self.cycle_minutes:.1f} min per cycle, {self.throughput or 0:.1f} complexes/s "
+            f"(measured at {self.count} workers on {self.device}; a step's batches "
+            f"{self.atom_imbalance or 0:.1%} apart in atoms)"
+        )
+
+
 class StageResult(_Record):
     feasible: bool
     reason: str = Field(description="why this configuration, or why none")
@@ -205,6 +250,11 @@ class StageResult(_Record):
         description="the answer in one line: the model, what a training step holds on the job's "
         "data, the optimizer and scheduler (as the command line prints it and the profile's "
         "meta says; absent from results before it was kept)",
+    )
+    workers: Workers | None = Field(
+        default=None,
+        description="production: the data-parallel workers the profile trains on and their "
+        "measured cycle (absent for other stages and from results before it was kept)",
     )
 
 

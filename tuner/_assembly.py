@@ -25,6 +25,7 @@ from stagetune_api import (
     StageResult,
     TrialRecord,
     ValidationFigures,
+    Workers,
 )
 from tuner._fit import FitOutcome, knobs_key
 from tuner._folder import JobFolder
@@ -43,6 +44,7 @@ class StageRun:
     fit: FitOutcome
     tuned: TuneOutcome | None
     configs: dict[str, dict[str, Any]]  # the tune search's training config per pair
+    workers: Workers | None = None  # production: the data-parallel workers, measured
 
 
 def stage_result(
@@ -60,6 +62,8 @@ def stage_result(
     summary = answer_words(config, batching)
     validation = _validation(tuned)
     said = {"validation": validation.verdict_words} if validation and validation.verdict else {}
+    if run.workers is not None:
+        said["workers"] = run.workers.words()
     profile = folder.write_profile(
         run.stage,
         config.to_dict(),
@@ -90,6 +94,7 @@ def stage_result(
         budget=budget,
         batching=batching,
         summary=summary,
+        workers=run.workers,
     )
 
 
@@ -145,6 +150,7 @@ def _profile_config(run: StageRun, base: TrainConfig) -> tuple[TrainConfig, str]
         **base.train.model_dump(mode="json"),
         "batch_size": run.choice.batch_size,
         "max_atoms_per_batch": atoms,
+        "workers": run.workers.count if run.workers else 1,
     }
     return TrainConfig.model_validate({**tree, "train": train}), reason
 

@@ -42,6 +42,7 @@ from tuner._stages import StagesConfig, StageSpec, merge_tree
 from tuner._trials import FitContext, TuneContext
 from tuner._tune import TuneOutcome, run_tune
 from tuner._tune_space import pair_configs, pinned_keys
+from tuner._workers import stage_workers
 from tuner.policies import StageChoice
 
 log = logging.getLogger(__name__)
@@ -250,11 +251,15 @@ class _StageLoop:
         log.info("%s: %s", stage.value, _say(choice))
         tuned: TuneOutcome | None = None
         configs: dict[str, dict[str, Any]] = {}
+        workers = None
         if choice.feasible:
             self.previous = [choice.knobs]
             if self.spec.tune:
                 tuned, configs = self._tune(stage, choice, base)
-        return StageRun(stage, choice, fit, tuned, configs)
+            if stage is Stage.PRODUCTION:
+                cycle = self.stages.cycle_batches
+                workers = stage_workers(self.folder, stage, choice, fit, base, cycle)
+        return StageRun(stage, choice, fit, tuned, configs, workers)
 
     def _tune(
         self, stage: Stage, choice: StageChoice, base: TrainConfig

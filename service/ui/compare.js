@@ -193,6 +193,17 @@ function atomsCell(a) {
   return lines(`${b.max_atoms_per_batch.toLocaleString("en")} atoms a batch`, held);
 }
 
+// Production's data-parallel workers: how many, and their cycle as measured at that count
+// (absent for other stages and from results before it was kept).
+function workersCell(a) {
+  const w = a.workers;
+  if (!w) return "";
+  if (w.step_seconds == null) return lines(plural(w.count, "worker"), w.reason);
+  return lines(`${w.count} workers, one GPU each`,
+    `${minutes(w.cycle_minutes)} per cycle, ${figure(w.throughput)} complexes/s, measured at ${w.count}`,
+    `a step's batches ${figure(100 * (w.atom_imbalance ?? 0))} % apart in atoms`);
+}
+
 const ANSWER_ROWS = [
   ["model", "Model",
     (a) => lines(modelWords(a.model), a.probe ? `${a.probe.capacity.toLocaleString("en")} parameters` : "")],
@@ -202,6 +213,7 @@ const ANSWER_ROWS = [
   ["memory", "Peak memory against the limit", (a) => memoryCell(a.probe)],
   ["cycle", "Cycle against the stage's budget", cycleCell],
   ["throughput", "Throughput", throughputCell],
+  ["workers", "Workers", workersCell],
   ["validation", "Validation", validationCell],
   ["searches", "Searches", searchesCell],
   ["device", "Measured on", (a) => (a.device ? `${a.device.device_model ?? "?"} (${a.device.device ?? "?"})` : "")],

@@ -96,6 +96,13 @@ def test_a_job_answers_every_stage_from_trials_on_both_nodes(cluster, tmp_path):
         assert batching.complexes_per_batch > 0 and batching.cycle_minutes_on_data > 0
         assert batching.cycle_minutes_worst_case == answer.probe.cycle_minutes
         assert answer.budget is not None and answer.budget.cycle_batches == 450
+        # production says how many workers train it: one, with a GPU a node
+        if stage is Stage.PRODUCTION:
+            assert answer.workers is not None and answer.workers.count == 1
+            assert answer.workers.reason == "each node has one GPU: one process trains it"
+            assert profile.train.workers == 1 and answer.workers.step_seconds is None
+        else:
+            assert answer.workers is None
 
     rows = read_trials_csv(job / "trials.csv")
     nodes = {r["node_id"] for r in rows if r["status"] != "pruned"}
