@@ -46,8 +46,9 @@ def stage_workers(
     cycle_batches: int,
 ) -> Workers:
     """The stage's ``Workers``: saved before (a resumed job does not probe again), or probed
-    now and saved. The probe trains the chosen model at its per-GPU atom budget (the job's own
-    optimizer: the step does not depend on it)."""
+    now and saved (not when the probe failed: the job run again tries it again). The probe
+    trains the chosen model at its per-GPU atom budget with the job's own optimizer (the
+    tuned one may differ; a step's time hardly depends on it)."""
     path = folder.workers(stage)
     if path.is_file():
         log.info("%s-workers: finished before, not run again", stage.value)
@@ -59,7 +60,18 @@ def stage_workers(
     )
     where = fit.measured_on.get(knobs_key(choice.knobs), {})
     on_cuda = str(where.get("device") or "").startswith("cuda")
-    workers = production_workers(config, on_cuda, cycle_batches, folder.experiments)
+    try:
+        workers = production_workers(config, on_cuda, cycle_batches, folder.experiments)
+    except (ray.train.TrainingFailedError, OSError) as exc:
+        text = str(exc).strip()
+        why = text.splitlines()[-1] if text else type(exc).__name__
+        log.warning("%s: the distributed probe failed (%s): one worker", stage.value, why)
+        return Workers(
+            count=1,
+            reason=f"the distributed probe failed ({why}): one process trains it",
+            gpus_per_node=gpus_per_node(),
+            atoms_per_worker=atoms,
+        )
     log.info("%s: %s", stage.value, workers.words())
     write_json(path, workers.model_dump(mode="json"))
     return workers

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -26,3 +27,15 @@ def local_cluster(head: dict[str, Any], *workers: dict[str, Any]) -> Iterator[Cl
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def two_workers_on_real_complexes(data: Path, folder: Path) -> list[str]:
+    """``stagetune train``'s arguments for two CPU workers on the real complexes of ``data``:
+    a small model, 2 epochs, 2,048 atoms a rank, its run folders and cache in ``folder``."""
+    return [
+        *("train", "--workers", "2", "--data", str(data), "--epochs", "2", "--device", "cpu"),
+        *("--output", str(folder / "runs"), "--json"),
+        *("model.hidden_channels=16", "model.num_layers=2", "model.num_heads=2"),
+        *("model.num_rbf=8", "data.max_atoms=600", f"data.cache_dir={folder / 'cache'}"),
+        "train.max_atoms_per_batch=2048",
+    ]

@@ -14,13 +14,11 @@ import pytest
 import torch
 from torch_geometric.data import Batch
 
-from model import TrainConfig, Trainer, load_dataset
-from model._balance import Ranks, balanced_steps
-from model._batching import Batching
+from model import Batching, Ranks, TrainConfig, Trainer, balanced_steps, load_dataset
 from tests.conftest import run_cli
 from tuner import WorkerFailed, train_on_workers
 
-from .conftest import local_cluster
+from .conftest import local_cluster, two_workers_on_real_complexes
 
 pytestmark = pytest.mark.slow  # Ray Train's workers on a local Ray
 
@@ -35,28 +33,7 @@ def test_stagetune_train_with_two_workers_on_real_complexes(tmp_path, pdbbind_mi
     """From the command line, as people run it, with a local Ray of its own: both ranks
     train every epoch to the end on the real complexes, each step's batches within a few
     percent of each other in atoms, and rank 0 keeps the run's files."""
-    result = run_cli(
-        "train",
-        "--workers",
-        "2",
-        "--data",
-        str(pdbbind_mini),
-        "--epochs",
-        "2",
-        "--device",
-        "cpu",
-        "--output",
-        str(tmp_path / "runs"),
-        "--json",
-        "model.hidden_channels=16",
-        "model.num_layers=2",
-        "model.num_heads=2",
-        "model.num_rbf=8",
-        "data.max_atoms=600",
-        f"data.cache_dir={tmp_path / 'cache'}",
-        "train.max_atoms_per_batch=2048",
-        cwd=tmp_path,
-    )
+    result = run_cli(*two_workers_on_real_complexes(pdbbind_mini, tmp_path), cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     assert report["workers"] == 2 and len(report["epochs"]) == 2

@@ -21,6 +21,8 @@ import pytest
 
 from tests.conftest import REPO, free_port
 
+from .conftest import two_workers_on_real_complexes
+
 pytestmark = pytest.mark.slow  # a Ray head started with `ray start`
 
 
@@ -88,6 +90,21 @@ def head(tmp_path_factory, auth):
     log.close()
 
 
+def submit(
+    head: Head, auth: dict[str, str], submission: str, *command: str
+) -> subprocess.CompletedProcess[str]:
+    """``ray job submit`` of ``command`` to ``head`` under ``submission``, with this checkout as
+    its working directory and the head's token; it waits for the job and prints its log."""
+    where = ("--address", head.url, "--submission-id", submission, "--working-dir", str(REPO))
+    return subprocess.run(
+        ["ray", "job", "submit", *where, "--", *command],
+        capture_output=True,
+        text=True,
+        timeout=420,
+        env=auth,
+    )
+
+
 def test_the_head_refuses_a_client_without_the_token(head):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(f"{head.url}/api/jobs/", timeout=10)
@@ -96,36 +113,12 @@ def test_the_head_refuses_a_client_without_the_token(head):
 
 def test_ray_job_submit_of_stagetune_optimize_succeeds(head, auth, tmp_path):
     storage = tmp_path / "jobs"
-    submitted = subprocess.run(
-        [
-            "ray",
-            "job",
-            "submit",
-            "--address",
-            head.url,
-            "--submission-id",
-            "stagetune-quick-submitted",
-            "--working-dir",
-            str(REPO),
-            "--",
-            "stagetune",
-            "optimize",
-            "--preset",
-            "quick",
-            "--stages",
-            "prototyping",
-            "--no-tune",
-            "--fit-trials",
-            "2",
-            "--storage",
-            str(storage),
-            "--job-id",
-            "submitted",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=420,
-        env=auth,  # send the head's token
+    submitted = submit(
+        head,
+        auth,
+        "stagetune-quick-submitted",
+        *("stagetune", "optimize", "--preset", "quick", "--stages", "prototyping", "--no-tune"),
+        *("--fit-trials", "2", "--storage", str(storage), "--job-id", "submitted"),
     )
     output = submitted.stdout + submitted.stderr
     assert submitted.returncode == 0, output[-4000:]
@@ -198,43 +191,12 @@ def test_ray_job_submit_of_stagetune_train_on_two_workers(head, auth, tmp_path, 
     """``stagetune train --workers 2`` submitted as docs/cluster.md shows: the driver joins the
     head's cluster (Ray tells it where), its two Ray Train workers train the real complexes, and
     the report says so."""
-    submitted = subprocess.run(
-        [
-            "ray",
-            "job",
-            "submit",
-            "--address",
-            head.url,
-            "--submission-id",
-            "stagetune-train-submitted",
-            "--working-dir",
-            str(REPO),
-            "--",
-            "stagetune",
-            "train",
-            "--workers",
-            "2",
-            "--data",
-            str(pdbbind_mini),
-            "--epochs",
-            "2",
-            "--device",
-            "cpu",
-            "--output",
-            str(tmp_path / "runs"),
-            "--json",
-            "model.hidden_channels=16",
-            "model.num_layers=2",
-            "model.num_heads=2",
-            "model.num_rbf=8",
-            "data.max_atoms=600",
-            f"data.cache_dir={tmp_path / 'cache'}",
-            "train.max_atoms_per_batch=2048",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=420,
-        env=auth,
+    submitted = submit(
+        head,
+        auth,
+        "stagetune-train-submitted",
+        "stagetune",
+        *two_workers_on_real_complexes(pdbbind_mini, tmp_path),
     )
     output = submitted.stdout + submitted.stderr
     assert submitted.returncode == 0, output[-4000:]
