@@ -7,7 +7,9 @@ number of steps, a step's batches near-equal in atoms) and trains its own batch 
 under ``DistributedDataParallel``. Rank 0 writes the run's folder (``config.json``,
 ``metrics.json``, ``model.pt``) and its audit entry, and its report is the run's, read back from
 the folder: on several nodes, ``train.output_dir`` must be storage they share (docs/cluster.md),
-as a job's folders are. A worker that fails fails the run with its error, named by its rank.
+as a job's folders are. A worker that fails fails the run with its error, named by its rank
+where Ray Train names it (a worker whose process died during a call to it, Ray Train reports
+without its rank).
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ def train_on_workers(
         except ray.train.WorkerGroupError as exc:
             rank, error = min(exc.worker_failures.items())
             raise WorkerFailed(f"worker {rank} of {workers} failed: {_last_line(error)}") from exc
+        except ray.train.TrainingFailedError as exc:  # a worker's process died mid-call
+            raise WorkerFailed(f"a worker of {workers} failed: {_last_line(exc)}") from exc
     metrics = RunFiles(output).run_dir(config.digest()) / RunFiles.METRICS
     return TrainRunReport.model_validate_json(metrics.read_text())
 

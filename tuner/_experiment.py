@@ -131,10 +131,10 @@ def quiet_profiler() -> None:
 
 
 def trial_log() -> None:
-    """The ``tuner`` and ``model`` loggers' INFO lines on this process's output, once."""
+    """The ``tuner`` and ``model`` loggers' INFO lines on this process's stderr, once."""
     if any(getattr(h, "stagetune_trial", False) for h in logging.getLogger("tuner").handlers):
         return
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(sys.stderr)  # stdout: Ray forwards it where answers go
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.stagetune_trial = True  # type: ignore[attr-defined]
     for name in ("tuner", "model"):
