@@ -156,6 +156,34 @@ def _measured_share(p: dict[str, Any]) -> float | None:
     return footprint / limit if footprint and limit else None
 
 
+def _workers(p: dict[str, Any]) -> list[str]:
+    lines = [
+        f"{p.get('model')}: {p.get('complexes')} complexes of mixed sizes, each rank's batch "
+        f"within {p.get('max_atoms_per_batch')} atoms."
+        + (f" {p['note'][0].upper()}{p['note'][1:]}." if p.get("note") else ""),
+        "",
+        "| workers | complexes/s | step (median) | timed steps | DDP adds to a rank | gradients | "
+        "fastest rank's wait, balanced plan | rank by rank |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in p.get("runs", []):
+        waits = run.get("waits", {})
+        cells = [
+            str(run["workers"]),
+            f"{run['complexes_per_second']:.1f}",
+            f"{_num(run['step_seconds'])} s",
+            str(run["timed_steps"]),
+            f"{_mib(run['ddp_bytes'])} MiB" if run.get("ddp_bytes") is not None else "-",
+            f"{_mib(run['grad_bytes'])} MiB",
+            *(
+                f"{_num(w['wait_seconds'])} s ({_share(w['share'])})" if w else "-"
+                for w in (waits.get("balanced"), waits.get("rank by rank"))
+            ),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 RENDER = {
     "probe": "Probe fidelity",
     "lightning": "Lightning's BatchSizeFinder, side by side",
@@ -163,6 +191,7 @@ RENDER = {
     "oom": "Out of memory",
     "precision": "Precision",
     "atoms": "Atom budgets",
+    "workers": "Data-parallel workers",
 }
 
 
@@ -199,4 +228,6 @@ def markdown(report: dict[str, Any]) -> str:
             out += _precision(part)
         elif name == "atoms" and "batches" in part:
             out += _atoms(part)
+        elif name == "workers" and part.get("runs"):
+            out += _workers(part)
     return "\n".join(out) + "\n"

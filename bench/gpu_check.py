@@ -23,7 +23,11 @@ part cannot eat the others. The parts:
 - ``oom``: 20 out-of-memory errors in a row, then memory against its baseline and a fitting step;
 - ``precision``: fp32 against bf16 on the prototyping size: batch and throughput;
 - ``atoms``: an epoch of real-size complexes packed up to the probe's atom budget: every
-  batch's peak against the limit.
+  batch's peak against the limit;
+- ``workers``: data-parallel training at that budget on the GPUs the device has (one: it says
+  so and measures one worker; a CPU: 1 and 2 gloo processes), complexes a second, what DDP adds
+  to a rank's step, and from two workers the fastest rank's wait for the slowest under the
+  balanced plan and packing rank by rank (``bench/_gpu_workers.py``).
 
 The limit is the probe's: ``memory_fraction`` (0.9) of the budget. On a GPU the budget defaults
 to 24 GiB, which keeps batches, and so the whole check, to a few minutes on a large card; the
@@ -83,7 +87,15 @@ from tuner import (  # noqa: E402
 # configs/stages.yaml; --quick uses tiny stand-ins that a 2-core CPU probes in seconds.
 SIZES = [("prototyping", 64, 3, 16), ("validation", 128, 6, 32), ("production", 256, 8, 32)]
 QUICK_SIZES = [("prototyping", 16, 2, 8), ("validation", 32, 2, 8), ("production", 32, 3, 8)]
-LIMITS = {"probe": 100, "lightning": 160, "cycle": 60, "oom": 30, "precision": 50, "atoms": 50}
+LIMITS = {
+    "probe": 100,
+    "lightning": 160,
+    "cycle": 60,
+    "oom": 30,
+    "precision": 50,
+    "atoms": 50,
+    "workers": 40,
+}
 MAX_BATCH = 4096  # the search is not capped by a stage's max_batch_size here
 OOM_ERRORS = 20
 STEADY_STEPS = 20  # steps the independent instrument measures after a warm-up step
@@ -545,10 +557,48 @@ def part_atoms(setup: Setup, out: dict[str, Any]) -> None:
     )
 
 
+def part_workers(setup: Setup, out: dict[str, Any]) -> None:
+    """Data-parallel training of the prototyping size at its atom budget on mixed sizes
+    (``bench/_gpu_workers.py``), for each worker count the machine offers."""
+    import random
+
+    from _gpu_workers import launch, summary, worker_counts
+
+    budget = setup.result("prototyping").max_atoms_per_batch
+    if budget is None:
+        out["skipped"] = "the probe found no atom budget (the prototyping size does not fit)"
+        return
+    counts, note = worker_counts(setup.torch_device)
+    draw = random.Random(2)  # about 6 batches a rank an epoch at the most workers
+    count = 6 * max(counts) * budget // (3 * setup.atoms // 4) + 8
+    atoms = [draw.randint(setup.atoms // 2, setup.atoms) for _ in range(count)]
+    timed = 6 if "--quick" in setup.argv else 20
+    runs: list[dict[str, Any]] = []
+    out.update(
+        model=setup.model_name("prototyping"),
+        max_atoms_per_batch=budget,
+        complexes=count,
+        note=note,
+        runs=runs,  # filled as each count is measured: a part stopped keeps the first
+    )
+    for world in counts:
+        job = {"atoms": atoms, "budget": budget, "timed": timed}
+        runs.append(summary(world, launch(setup.argv, world, job)))
+
+
+def rank_measure(setup: Setup, **job: Any) -> dict[str, Any]:
+    """One rank of ``part_workers`` (``bench/_gpu_workers.py``, ``rank_figures``)."""
+    from _gpu_workers import rank_figures
+
+    complexes = mixed_complexes(job.pop("atoms"))
+    return rank_figures(setup.config("prototyping"), complexes, **job)
+
+
 MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
     "steps": steady_steps,
     "cycle": cycle_steps,
     "epoch": epoch,
+    "rank": rank_measure,
 }
 
 PARTS: list[tuple[str, Callable[..., None]]] = [
@@ -558,6 +608,7 @@ PARTS: list[tuple[str, Callable[..., None]]] = [
     ("oom", part_oom),
     ("precision", part_precision),
     ("atoms", part_atoms),
+    ("workers", part_workers),
 ]
 
 

@@ -12,6 +12,14 @@ and what a second worker gives on this CPU.
   training its batch of each step of 20 epochs at 2,048 atoms a rank (32 channels x 2 layers),
   timing its own step: the fastest rank's wait for the slowest, (slowest - fastest) each step,
   under the plan and under packing rank by rank, with the mean step; after one untimed epoch.
+- Memory: what ``DistributedDataParallel`` adds to a rank, as the distributed probe measures it
+  (``Trainer.distribute_measured``: the probe's instrument, the profiler's allocation events and
+  the heap's growth as DDP is built), against the kernel's: two processes (gloo) each train 12
+  steps of their batches of the plan at 600 atoms a rank (256 channels x 6 layers), once under
+  DDP and once without, the same batches; each rank's peak resident set (``ru_maxrss``) with
+  DDP minus without, beside the probe's figure (and 1.5 times it, the heap overhead the probe's
+  footprint applies) and the bytes of the gradients (one bucket copy of them is what DDP's
+  documentation leads one to expect); ``--repeats`` pairs of runs.
 - Scaling: ``stagetune train`` on ROOT for ``--epochs`` epochs at 2,048 atoms a rank, with one
   process and with ``--workers 2`` (Ray Train, gloo), each ``--repeats`` times in a fresh
   process: complexes trained a second over the epochs (training and evaluation; not Ray's
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -36,7 +45,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch_geometric.data import Batch
 
-from model import Trainer, load_dataset, load_train_config
+from model import Trainer, count_parameters, load_dataset, load_train_config
 from model._balance import atom_imbalance, balanced_steps, sharded_steps
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "pdbbind-mini"
@@ -114,6 +123,68 @@ def waiting(root: Path) -> None:
         )
 
 
+BIG = ["model.hidden_channels=256", "model.num_layers=6", "model.num_heads=8"]
+
+
+def _memory_rank(rank: int, root: str, port: int, ddp: bool, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    config = load_train_config(BIG, settings={"data.source": root, "data.max_atoms": 600})
+    data = load_dataset(config)
+    complexes = [*data.train, *data.val]
+    steps, _ = balanced_steps([int(c.num_nodes) for c in complexes], 600, 2, 0)
+    batches = [Batch.from_data_list([complexes[i] for i in step[rank]]) for step in steps]
+    trainer = Trainer(config, torch.device("cpu"), len(steps))
+    if ddp:  # the distributed probe's measurement, which leaves the trainer distributed
+        added = trainer.distribute_measured(batches[0])
+    else:  # the same steps without DDP: one untimed, three measured
+        trainer.train_step(batches[0])
+        trainer.flush()
+        added = 0
+        for _ in range(3):
+            trainer.step_peak(batches[0])
+    for i in range(12):
+        trainer.train_step(batches[i % len(batches)])
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    gathered: list = [None, None]
+    dist.all_gather_object(gathered, {"added": added, "peak": peak})
+    if rank == 0:
+        grads = count_parameters(trainer.model) * 4
+        Path(out).write_text(json.dumps({"ranks": gathered, "grads": grads}))
+    dist.destroy_process_group()
+
+
+def memory(root: Path, repeats: int) -> None:
+    print(
+        "| run | gradients | probe: DDP adds | x 1.5 (its footprint) | kernel: peak RSS without "
+        "DDP, ranks 0 and 1 | with DDP | with minus without |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    mib = 2**20
+    for run in range(1, repeats + 1):
+        figures = {}
+        for ddp in (False, True):
+            with tempfile.TemporaryDirectory() as tmp:
+                out = str(Path(tmp) / "memory.json")
+                mp.spawn(_memory_rank, args=(str(root), free_port(), ddp, out), nprocs=2)
+                figures[ddp] = json.loads(Path(out).read_text())
+        added = max(r["added"] for r in figures[True]["ranks"])
+        peaks = {ddp: [r["peak"] / mib for r in figures[ddp]["ranks"]] for ddp in (False, True)}
+        kernel = [on - off for on, off in zip(peaks[True], peaks[False], strict=True)]
+        cells = [
+            str(run),
+            f"{figures[True]['grads'] / mib:.1f} MiB",
+            f"{added / mib:.1f} MiB",
+            f"{1.5 * added / mib:.1f} MiB",
+            *(
+                " and ".join(f"{v:,.0f}" for v in values) + " MiB"
+                for values in (*peaks.values(), kernel)
+            ),
+        ]
+        print("| " + " | ".join(cells) + " |", flush=True)
+
+
 def balance(sizes: list[int]) -> None:
     print(
         "| ranks | atoms a rank | balanced: mean | largest | steps an epoch | rank by rank: mean "
@@ -174,19 +245,23 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=ROOT)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--only", choices=["balance", "waiting", "scaling"])
+    parser.add_argument("--only", choices=["balance", "waiting", "memory", "scaling"])
     args = parser.parse_args()
     if args.only:
         if args.only == "balance":
             balance(sizes_of(args.root))
         elif args.only == "waiting":
             waiting(args.root)
+        elif args.only == "memory":
+            memory(args.root, args.repeats)
         else:
             scaling(args.root, args.epochs, args.repeats)
         return
     balance(sizes_of(args.root))
     print()
     waiting(args.root)
+    print()
+    memory(args.root, args.repeats)
     print()
     scaling(args.root, args.epochs, args.repeats)
 

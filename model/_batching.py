@@ -36,6 +36,9 @@ class Batching:
         #: complexes its batches hold together
         self.imbalance: list[float] = []
         self.complexes: list[int] = []
+        #: of the last epoch planned for several ranks: each step's fullest batch, in what the
+        #: budget counts (atoms, or complexes for a fixed batch size)
+        self.fullest: list[int] = []
 
     def check(self, complexes: Sequence[Data]) -> None:
         """Every complex fits in the atom budget; the error names the first that does not."""
@@ -99,6 +102,7 @@ class Batching:
         self._epoch += 1
         self.imbalance = [atom_imbalance(step, sizes) for step in steps]
         self.complexes = [sum(len(batch) for batch in step) for step in steps]
+        self.fullest = [max(sum(sizes[i] for i in batch) for batch in step) for step in steps]
         batches = [step[self.ranks.rank] for step in steps]
         return DataLoader(list(complexes), batch_sampler=batches)
 

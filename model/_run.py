@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch_geometric.data import Data
 from torch_geometric.loader import DataLoader
 from tqdm import tqdm
@@ -187,15 +188,16 @@ def _epoch(
 ) -> EpochFigures:
     """Epoch ``epoch`` of ``epochs``: its training steps over ``train_loader``, then
     evaluation on ``val_loader``; logged. ``run``: the run's steps so far. Of several ranks,
-    the training loss is this rank's, over the complexes it trained on."""
+    the training loss is over every rank's complexes (``_every_rank``)."""
     t0 = time.perf_counter()
     steps = _train_epoch(trainer, train_loader, measure_memory, bar, run)
     trainer.end_epoch()
     scores = trainer.evaluate(val_loader)
     val_loss, val_rmse, val_pearson = scores.loss, scores.rmse, scores.pearson
+    loss, complexes = _every_rank(steps, trainer.device)
     metrics = EpochFigures(
         epoch=epoch,
-        train_loss=steps.loss / max(1, sum(steps.complexes)),
+        train_loss=loss / max(1, complexes),
         val_loss=val_loss,
         val_rmse=val_rmse,
         val_pearson=val_pearson,
@@ -231,6 +233,17 @@ def _label_stats(complexes: Sequence[Data]) -> tuple[float, float]:
 def _bar(steps: int, shown: bool) -> tqdm:
     """The run's progress bar on stderr: steps, epoch, loss, rate and time left."""
     return tqdm(total=steps, unit="step", disable=not shown, dynamic_ncols=True, leave=False)
+
+
+def _every_rank(steps: _Steps, device: torch.device) -> tuple[float, int]:
+    """An epoch's summed training loss and its complexes, over every rank of the process group
+    (summed by an all-reduce); this process's where there is no group."""
+    complexes = sum(steps.complexes)
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return steps.loss, complexes
+    both = torch.tensor([steps.loss, float(complexes)], dtype=torch.float64, device=device)
+    dist.all_reduce(both)
+    return float(both[0]), int(both[1])
 
 
 class _RunSteps:

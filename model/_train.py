@@ -11,13 +11,14 @@ import math
 from typing import Literal, NamedTuple
 
 import torch
+import torch.distributed as dist
 from torch.profiler import ProfilerActivity, profile
 from torch_geometric.data import Batch
 from torch_geometric.loader import DataLoader
 
 from model._config import ModelSpec, TrainConfig
 from model._errors import ConfigError
-from model._memory import held_bytes, keep_freed_memory, peak_growth
+from model._memory import held_bytes, keep_freed_memory, live_bytes, peak_growth
 from model._optim import build_optimizer, build_scheduler
 from model._visnet import AffinityViSNet, count_parameters
 
@@ -102,6 +103,25 @@ class Trainer:
         rank rank 0's initial weights). Evaluation and the saved weights use the model itself."""
         ids = [self.device.index] if self.device.type == "cuda" else None
         self.forward = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+
+    def distribute_measured(self, batch: Batch) -> int:
+        """``distribute``, and what it adds to a training step on ``batch``: the most of any
+        rank, measured with ``step_peak``'s instrument. A full step without it (after one that
+        creates the optimizer's state), then the bytes DDP holds between steps (its gradient
+        buckets: a GPU's peak counts them, on the CPU the heap's growth as it is built), then
+        the most of two steps under it (the second rebuilds the buckets in the order the
+        gradients came); the difference of the peaks, plus what it holds."""
+        self.train_step(batch)
+        self.flush()
+        alone = self.step_peak(batch)
+        cuda = self.device.type == "cuda"
+        before = 0 if cuda else live_bytes(self.device) or 0
+        self.distribute()
+        held = 0 if cuda else max(0, (live_bytes(self.device) or 0) - before)
+        under = max(self.step_peak(batch) for _ in range(2))
+        added = torch.tensor([max(0, under - alone) + held], dtype=torch.int64, device=self.device)
+        dist.all_reduce(added, op=dist.ReduceOp.MAX)
+        return int(added.item())
 
     @property
     def parameters(self) -> int:

@@ -210,6 +210,21 @@ class Workers(_Record):
         description="what the probe's workers trained on: cuda, or cpu where the GPUs a node "
         "declares are not visible (a test cluster)",
     )
+    batch_per_worker: int | None = Field(
+        default=None,
+        description="the complexes each worker's batch holds, where there is no atom budget",
+    )
+    ddp_bytes: int | None = Field(
+        default=None,
+        description="what DistributedDataParallel adds to a worker's step (its gradient buckets "
+        "and all-reduce buffers), measured by the distributed probe on each worker: the most",
+    )
+    peak_bytes: int | None = Field(
+        default=None,
+        description="the footprint predicted for a worker's step at its budget: the one-GPU "
+        "probe's, plus ddp_bytes (the budget is lowered until it is within limit_bytes)",
+    )
+    limit_bytes: int | None = Field(default=None, description="each GPU's limit, as the probe's")
 
     def words(self) -> str:
         """The workers in a line, as the command line and the job's log say them."""
@@ -219,7 +234,16 @@ class Workers(_Record):
             f"{self.count} workers, one GPU each: a step of all of them {self.step_seconds:.3f} "
             f"s, {self.cycle_minutes:.1f} min per cycle, {self.throughput or 0:.1f} complexes/s "
             f"(measured at {self.count} workers on {self.device}; a step's batches "
-            f"{self.atom_imbalance or 0:.1%} apart in atoms)"
+            f"{self.atom_imbalance or 0:.1%} apart in atoms){self._memory_words()}"
+        )
+
+    def _memory_words(self) -> str:
+        if self.ddp_bytes is None or self.peak_bytes is None or self.limit_bytes is None:
+            return ""
+        mib = 2**20
+        return (
+            f"; per GPU {self.peak_bytes / mib:,.0f} MiB of {self.limit_bytes / mib:,.0f} MiB, "
+            f"{self.ddp_bytes / mib:,.1f} MiB of it DDP's"
         )
 
 

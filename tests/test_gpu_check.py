@@ -57,8 +57,9 @@ def check(tmp_path_factory) -> tuple[dict, str]:
 
 def test_every_part_reports_its_figures_or_why_not(check):
     report, markdown = check
-    assert set(report) == {"meta", "probe", "lightning", "cycle", "oom", "precision", "atoms"}
-    for part in ("probe", "lightning", "cycle", "oom", "precision", "atoms"):
+    parts = ("probe", "lightning", "cycle", "oom", "precision", "atoms", "workers")
+    assert set(report) == {"meta", *parts}
+    for part in parts:
         assert not {"error", "timed_out", "skipped"} & set(report[part]), report[part]
     assert report["meta"]["limit_bytes"] == int(512 * 2**20 * load_stages().memory_fraction)
     for title in ("Probe fidelity", "Lightning's BatchSizeFinder", "A real cycle", "Out of memory"):
@@ -123,6 +124,25 @@ def test_an_epoch_at_the_atom_budget_stays_under_the_limit(check):
     assert 0 < atoms["largest_share"] <= 1
     assert atoms["measured"]["footprint_bytes"] <= atoms["limit_bytes"]
     assert atoms["largest_batch"] > atoms["fixed_batch"]  # smaller complexes: more a batch
+
+
+def test_workers_train_at_the_atom_budget_and_say_what_ddp_adds_and_who_waits(check):
+    """On a CPU, 1 and 2 gloo processes (the GPU machine: as many workers as it has GPUs, or
+    one and why): both counts train, two workers measure what DDP adds to a rank (at least a
+    copy of the gradients: its buckets) and each plan's wait for the slowest rank."""
+    report, markdown = check
+    workers = report["workers"]
+    assert workers["note"].startswith("no GPU: 1 and 2 processes")
+    one, two = workers["runs"]
+    assert (one["workers"], two["workers"]) == (1, 2)
+    assert one["ddp_bytes"] is None and one["timed_steps"] == two["timed_steps"] == 6
+    assert two["ddp_bytes"] >= two["grad_bytes"] > 0
+    for run in (one, two):
+        assert run["complexes_per_second"] > 0 and run["step_seconds"] > 0
+    for plan in ("balanced", "rank by rank"):
+        wait = two["waits"][plan]
+        assert 0 <= wait["wait_seconds"] < wait["slowest_seconds"]
+    assert "## Data-parallel workers" in markdown and "| 2 |" in markdown
 
 
 def test_precision_compares_fp32_and_bf16(check):

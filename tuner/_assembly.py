@@ -146,11 +146,15 @@ def _profile_config(run: StageRun, base: TrainConfig) -> tuple[TrainConfig, str]
     # the profile trains like the job's base config (epochs, output folder), not like a trial,
     # with the stage's batches: its atom budget when the probe found one, else its fixed count
     atoms = run.choice.on_data.max_atoms_per_batch if run.choice.on_data else None
+    batch = run.choice.batch_size
+    workers = run.workers
+    if workers is not None and workers.count > 1:  # each GPU also holds what DDP adds
+        atoms, batch = workers.atoms_per_worker, workers.batch_per_worker or batch
     train = {
         **base.train.model_dump(mode="json"),
-        "batch_size": run.choice.batch_size,
+        "batch_size": batch,
         "max_atoms_per_batch": atoms,
-        "workers": run.workers.count if run.workers else 1,
+        "workers": workers.count if workers else 1,
     }
     return TrainConfig.model_validate({**tree, "train": train}), reason
 

@@ -45,23 +45,29 @@ def test_stagetune_train_with_two_workers_on_real_complexes(tmp_path, pdbbind_mi
     assert sum(line.startswith("## ") for line in audit) == 1  # rank 0's entry, once
 
 
-def one_process(config: TrainConfig, epochs: int) -> dict[str, torch.Tensor]:
+def one_process(config: TrainConfig, epochs: int) -> tuple[dict[str, torch.Tensor], list[float]]:
     """The weights of one process trained for ``epochs`` on each step's global batch: both
     ranks' batches of the plan the workers follow (``Batching``'s seed for each epoch, each
-    epoch's remainder carried into the next)."""
+    epoch's remainder carried into the next); and each epoch's training loss, over every
+    complex it trained on."""
     complexes = list(load_dataset(config).train)
     y = torch.cat([c.y.view(-1) for c in complexes])
     per_epoch = Batching(config.train, Ranks(0, 2)).steps_per_epoch(complexes)
     trainer = Trainer(config, torch.device("cpu"), per_epoch, float(y.mean()), float(y.std()))
     carried: list[int] = []
+    losses = []
     for epoch in range(epochs):
         seed = config.train.seed * 1_000_003 + epoch
         sizes = [1] * len(complexes)  # a fixed batch size counts complexes
         steps, carried = balanced_steps(sizes, config.train.batch_size, 2, seed, carried)
+        total, count = 0.0, 0
         for step in steps:
-            trainer.train_step(Batch.from_data_list([complexes[i] for s in step for i in s]))
+            batch = Batch.from_data_list([complexes[i] for s in step for i in s])
+            total += float(trainer.train_step(batch)) * batch.num_graphs
+            count += batch.num_graphs
         trainer.end_epoch()
-    return trainer.model.state_dict()
+        losses.append(total / count)
+    return trainer.model.state_dict(), losses
 
 
 def test_two_workers_train_the_weights_one_process_trains_on_their_global_batches(
@@ -79,8 +85,10 @@ def test_two_workers_train_the_weights_one_process_trains_on_their_global_batche
     assert report.workers == 2 and report.atom_imbalance == 0.0  # as many complexes a rank
     assert all(e.steps >= 1 for e in report.epochs)
     trained = torch.load(f"{report.run_dir}/model.pt")
-    alone = one_process(config, epochs=2)
-    untrained = one_process(config, epochs=0)
+    alone, losses = one_process(config, epochs=2)
+    untrained, _ = one_process(config, epochs=0)
+    # an epoch's training loss is over both ranks' complexes, as one process's over the batches
+    assert [e.train_loss for e in report.epochs] == pytest.approx(losses, rel=1e-4)
     for name, weights in alone.items():
         assert torch.allclose(trained[name], weights, rtol=1e-4, atol=1e-6), name
     apart = max((trained[n] - w).abs().max().item() for n, w in alone.items())
