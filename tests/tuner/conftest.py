@@ -15,9 +15,9 @@ from ray.cluster_utils import Cluster
 @contextmanager
 def local_cluster(head: dict[str, Any], *workers: dict[str, Any]) -> Iterator[Cluster]:
     """A head with ``head``'s resources and a worker node for each of ``workers`` (the
-    arguments of ``Cluster.add_node``), without a dashboard; this process connected to it
-    until the end, when both stop."""
-    cluster = Cluster(initialize_head=True, head_node_args={**head, "include_dashboard": False})
+    arguments of ``Cluster.add_node``), without a dashboard unless ``head`` asks for one; this
+    process connected to it until the end, when both stop."""
+    cluster = Cluster(initialize_head=True, head_node_args={"include_dashboard": False, **head})
     for worker in workers:
         cluster.add_node(**worker)
     cluster.wait_for_nodes()
