@@ -71,6 +71,11 @@ class Batching:
         return self._packed([complexes[i] for i in order])
 
     def eval_loader(self, complexes: Sequence[Data]) -> DataLoader:
+        """Evaluation batches, in the data's order; of several ranks, this rank's share of
+        the complexes (every ``world``-th from its rank: ``Trainer.evaluate`` gathers the
+        ranks' predictions)."""
+        if self.ranks.world > 1:
+            complexes = list(complexes)[self.ranks.rank :: self.ranks.world]
         if self.atoms is None:
             return DataLoader(list(complexes), batch_size=self.eval_batch_size)
         return self._packed(list(complexes))

@@ -219,15 +219,21 @@ class Trainer:
     @torch.no_grad()
     def evaluate(self, loader: DataLoader) -> Scores:
         """Validation over a loader: the model's figures, and what predicting the training
-        labels' mean scores on the same complexes."""
+        labels' mean scores on the same complexes. Distributed (``distribute``), each rank's
+        loader holds its share of the complexes (``Batching.eval_loader``) and the figures are
+        over every rank's, the same on each."""
         self.model.eval()
-        preds, targets = [], []
+        preds = [torch.empty(0, device=self.device)]
+        targets = [torch.empty(0, device=self.device)]
         for batch in loader:
             batch = batch.to(self.device)
             with self._autocast():
                 preds.append(self.model(batch.z, batch.pos, batch.batch).float())
             targets.append(batch.y.view(-1))
-        return Scores.of(torch.cat(preds), torch.cat(targets), self.label_mean)
+        pred, target = torch.cat(preds), torch.cat(targets)
+        if self.forward is not self.model:
+            pred, target = _every_rank(pred), _every_rank(target)
+        return Scores.of(pred, target, self.label_mean)
 
     @property
     def lr(self) -> float:
@@ -269,6 +275,13 @@ class Scores(NamedTuple):
             gain_se=se(baseline - errors),
             complexes=n,
         )
+
+
+def _every_rank(values: torch.Tensor) -> torch.Tensor:
+    """``values`` of every rank of the process group, rank by rank (on this rank's device)."""
+    parts: list[torch.Tensor | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, values.cpu())
+    return torch.cat([p for p in parts if p is not None]).to(values.device)
 
 
 def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:

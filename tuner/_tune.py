@@ -37,8 +37,6 @@ from tuner._progress import ProgressBoard, short
 from tuner._trials import TuneContext, tune_trial
 from tuner._tune_space import apply_hyperparameters, tune_space
 
-_VALIDATION = VALIDATION_FIGURES
-
 
 @dataclass
 class TuneOutcome:
@@ -105,7 +103,10 @@ def run_tune(
     return TuneOutcome(
         best=dict(best[2].config) if best else None,
         metrics=(
-            {**best[1].model_dump(include=set(_VALIDATION)), "training_iteration": best[1].epoch}
+            {
+                **best[1].model_dump(include=set(VALIDATION_FIGURES)),
+                "training_iteration": best[1].epoch,
+            }
             if best
             else None
         ),
@@ -202,26 +203,24 @@ def tune_verdict(outcome: TuneOutcome) -> TuneVerdict | None:
     return TuneVerdict("learned", 0, words)
 
 
-def _lower(outcome: TuneOutcome, loss: float) -> int:
-    """Trials whose last loss is below the chosen one's: ones ASHA stopped early (the answer
-    prefers a trial that ran its whole budget)."""
-    return sum(
-        1
-        for r in outcome.records
-        if r.trained is not None
-        and r.trained.last is not None
-        and finite(r.trained.last.val_loss)
-        and r.trained.last.val_loss < loss
-    )
-
-
-def _tied(outcome: TuneOutcome, loss: float, se: float) -> int:
-    """Other finished trials whose last loss the validation set cannot tell from ``loss``."""
-    others = [
+def _finished(outcome: TuneOutcome) -> list[EpochReport]:
+    """The last epoch of every trial that reported a finite validation loss."""
+    return [
         r.trained.last
         for r in outcome.records
         if r.trained is not None and r.trained.last is not None and finite(r.trained.last.val_loss)
     ]
+
+
+def _lower(outcome: TuneOutcome, loss: float) -> int:
+    """Trials whose last loss is below the chosen one's: ones ASHA stopped early (the answer
+    prefers a trial that ran its whole budget)."""
+    return sum(1 for e in _finished(outcome) if e.val_loss < loss)
+
+
+def _tied(outcome: TuneOutcome, loss: float, se: float) -> int:
+    """Other finished trials whose last loss the validation set cannot tell from ``loss``."""
+    others = _finished(outcome)
     best = next((e for e in others if e.val_loss == loss), None)
     return sum(
         1

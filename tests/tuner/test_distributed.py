@@ -13,6 +13,7 @@ import psutil
 import pytest
 import torch
 from torch_geometric.data import Batch
+from torch_geometric.loader import DataLoader
 
 from model import Batching, Ranks, TrainConfig, Trainer, balanced_steps, load_dataset
 from tests.conftest import run_cli
@@ -89,6 +90,17 @@ def test_two_workers_train_the_weights_one_process_trains_on_their_global_batche
     untrained, _ = one_process(config, epochs=0)
     # an epoch's training loss is over both ranks' complexes, as one process's over the batches
     assert [e.train_loss for e in report.epochs] == pytest.approx(losses, rel=1e-4)
+    # each rank evaluated its share; the figures are over every validation complex, once
+    data = load_dataset(config)
+    val = list(data.val)
+    last = report.epochs[-1]
+    assert last.val_complexes == len(val) >= 2
+    y = torch.cat([c.y.view(-1) for c in data.train])
+    trainer = Trainer(config, torch.device("cpu"), 1, float(y.mean()), float(y.std()))
+    trainer.model.load_state_dict(alone)
+    assert last.val_loss == pytest.approx(
+        trainer.evaluate(DataLoader(val, batch_size=4)).loss, rel=1e-3
+    )
     for name, weights in alone.items():
         assert torch.allclose(trained[name], weights, rtol=1e-4, atol=1e-6), name
     apart = max((trained[n] - w).abs().max().item() for n, w in alone.items())

@@ -11,7 +11,7 @@ import math
 import pytest
 import yaml
 
-from stagetune_api import ProbeResult, Stage
+from stagetune_api import ProbeResult, Stage, Workers
 from tuner import build_job_spec, optimize
 from tuner._fit import FitOutcome
 from tuner._folder import JobFolder
@@ -72,6 +72,26 @@ def test_the_memory_at_a_smaller_budget_or_a_fixed_batch_is_on_the_probes_line()
     assert GpuMemory.of(_probe(bytes_per_atom=None), 1000, 8) is None  # an old result
 
 
+def test_the_workers_line_says_what_each_gpu_holds_and_what_of_it_is_ddps():
+    workers = Workers(
+        count=2,
+        reason="a node has 2 GPUs",
+        gpus_per_node=2,
+        atoms_per_worker=1000,
+        step_seconds=0.5,
+        cycle_minutes=3.75,
+        throughput=32.0,
+        atom_imbalance=0.01,
+        timed_steps=8,
+        device="cuda",
+        ddp_bytes=10 * MIB,
+        peak_bytes=315 * MIB,
+        limit_bytes=400 * MIB,
+    )
+    assert workers.words().endswith("; per GPU 315 MiB of 400 MiB, 10.0 MiB of it DDP's")
+    assert "per GPU" not in workers.model_copy(update={"ddp_bytes": None}).words()  # an old one
+
+
 @pytest.fixture(scope="module")
 def cluster():  # a job and Ray Train's workers on a local Ray: the slow tests
     with local_cluster({"num_cpus": 2, "num_gpus": 2}) as c:
@@ -111,6 +131,7 @@ def test_a_node_of_two_gpus_gives_production_two_workers_and_their_measured_cycl
     assert profile["train"]["workers"] == 2
     assert profile["train"]["max_atoms_per_batch"] == workers.atoms_per_worker
     assert "2 workers, one GPU each" in profile["meta"]["workers"]
+    assert "of it DDP's" in profile["meta"]["workers"]  # what each GPU holds, said
     # resumed, the job reads the probe back instead of running it again
     again = optimize(spec)
     assert again.stages[Stage.PRODUCTION].workers == workers
