@@ -184,6 +184,25 @@ def _workers(p: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _repeat(p: dict[str, Any]) -> list[str]:
+    blocks = p.get("run_blocks_seconds") or [None, None]
+    return [
+        f"{p.get('model')}: {p.get('complexes')} complexes of mixed sizes packed to "
+        f"{p.get('max_atoms_per_batch')} atoms; five probes in a row, then a run of "
+        f"{p.get('run_steps')} steps at that budget.",
+        "",
+        "| predicted step, each probe (s) | spread | the run's mean step | its ninths | error, "
+        "each probe |",
+        "|---|---:|---:|---:|---|",
+        "| "
+        + " / ".join(f"{x:.4f}" for x in p.get("predicted", []))
+        + f" | {_share(p.get('spread'))} | {_num(p.get('run_mean_step_seconds'), 4)} s | "
+        f"{_num(blocks[0], 4)} to {_num(blocks[1], 4)} s | "
+        + " / ".join(_pct(e) for e in p.get("errors", []))
+        + " |",
+    ]
+
+
 RENDER = {
     "probe": "Probe fidelity",
     "lightning": "Lightning's BatchSizeFinder, side by side",
@@ -192,6 +211,7 @@ RENDER = {
     "precision": "Precision",
     "atoms": "Atom budgets",
     "workers": "Data-parallel workers",
+    "repeat": "Five probes against a run",
 }
 
 
@@ -208,7 +228,9 @@ def markdown(report: dict[str, Any]) -> str:
         f"{meta.get('seconds')} s in all.",
     ]
     for name, title in RENDER.items():
-        part = report.get(name, {})
+        if name not in report:  # not among the parts run (--parts)
+            continue
+        part = report[name]
         out += ["", f"## {title} ({part.get('seconds', '-')} s)", ""]
         state = _state(part)
         if state and not part.get("models") and name != "cycle":
@@ -230,4 +252,6 @@ def markdown(report: dict[str, Any]) -> str:
             out += _atoms(part)
         elif name == "workers" and part.get("runs"):
             out += _workers(part)
+        elif name == "repeat" and part.get("errors"):
+            out += _repeat(part)
     return "\n".join(out) + "\n"

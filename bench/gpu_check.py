@@ -1,6 +1,7 @@
 """The probe's promises measured on a real accelerator, side by side with Lightning's finder.
 
     python bench/gpu_check.py --out DIR [--device cuda:0|cpu] [--memory-budget SIZE] [--quick]
+                              [--parts probe,lightning,...]
 
 Ray-free (it imports neither Ray, HyperOpt, gemmi nor RDKit), so it runs on a bare GPU machine
 with torch, torch_geometric, PyYAML, numpy and pydantic. Writes ``DIR/gpu_check.json`` (keys
@@ -27,7 +28,12 @@ part cannot eat the others. The parts:
 - ``workers``: data-parallel training at that budget on the GPUs the device has (one: it says
   so and measures one worker; a CPU: 1 and 2 gloo processes), complexes a second, what DDP adds
   to a rank's step, and from two workers the fastest rank's wait for the slowest under the
-  balanced plan and packing rank by rank (``bench/_gpu_workers.py``).
+  balanced plan and packing rank by rank (``bench/_gpu_workers.py``);
+- ``repeat``: the probe's step on data of mixed sizes, five times in a row, against the mean
+  step of a real run of a whole cycle at its atom budget (``bench/_gpu_repeat.py``).
+
+``--parts`` runs some of them (a comma-separated list; all by default), so that a part can be
+run again, or on its own, within one call of the device tool.
 
 The limit is the probe's: ``memory_fraction`` (0.9) of the budget. On a GPU the budget defaults
 to 24 GiB, which keeps batches, and so the whole check, to a few minutes on a large card; the
@@ -95,6 +101,7 @@ LIMITS = {
     "precision": 50,
     "atoms": 50,
     "workers": 40,
+    "repeat": 120,
 }
 MAX_BATCH = 4096  # the search is not capped by a stage's max_batch_size here
 OOM_ERRORS = 20
@@ -601,6 +608,14 @@ MEASURES: dict[str, Callable[..., dict[str, Any]]] = {
     "rank": rank_measure,
 }
 
+
+def part_repeat(setup: Setup, out: dict[str, Any]) -> None:
+    """Five probes in a row against a real run (``bench/_gpu_repeat.py``)."""
+    from _gpu_repeat import part_repeat as repeat
+
+    repeat(setup, out, mixed_complexes)
+
+
 PARTS: list[tuple[str, Callable[..., None]]] = [
     ("probe", part_probe),
     ("lightning", part_lightning),
@@ -609,6 +624,7 @@ PARTS: list[tuple[str, Callable[..., None]]] = [
     ("precision", part_precision),
     ("atoms", part_atoms),
     ("workers", part_workers),
+    ("repeat", part_repeat),
 ]
 
 
@@ -689,8 +705,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="cuda:N or cpu (default: cuda:0 if any)")
     parser.add_argument("--memory-budget", help="the budget (default: 24GiB on a GPU, 512MiB CPU)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and a 20-step cycle")
+    parser.add_argument("--parts", help="the parts to run, comma-separated (default: all)")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # one of MEASURES, in this process
     args = parser.parse_args(argv)
+    names = [name for name, _ in PARTS]
+    chosen = args.parts.split(",") if args.parts else names
+    unknown = sorted(set(chosen) - set(names))
+    if unknown:
+        parser.error(f"--parts: no part named {', '.join(unknown)}; the parts: {', '.join(names)}")
     if args.measure:
         order = json.loads(args.measure)
         print(json.dumps(MEASURES[order.pop("what")](build_setup(args), **order)))
@@ -715,6 +737,8 @@ def main(argv: list[str] | None = None) -> int:
         }
     }
     for name, part in PARTS:
+        if name not in chosen:
+            continue
         print(f"gpu_check: {name} ...", flush=True)
         report[name] = run_part(name, part, setup)
         report["meta"]["seconds"] = round(time.perf_counter() - t0, 1)
@@ -725,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
 
     (args.out / "gpu_check.md").write_text(markdown(report))
     print((args.out / "gpu_check.md").read_text())
-    return 1 if any("error" in report[name] for name, _ in PARTS) else 0
+    return 1 if any("error" in report[name] for name in chosen) else 0
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def check(tmp_path_factory) -> tuple[dict, str]:
 
 def test_every_part_reports_its_figures_or_why_not(check):
     report, markdown = check
-    parts = ("probe", "lightning", "cycle", "oom", "precision", "atoms", "workers")
+    parts = ("probe", "lightning", "cycle", "oom", "precision", "atoms", "workers", "repeat")
     assert set(report) == {"meta", *parts}
     for part in parts:
         assert not {"error", "timed_out", "skipped"} & set(report[part]), report[part]
@@ -143,6 +143,36 @@ def test_workers_train_at_the_atom_budget_and_say_what_ddp_adds_and_who_waits(ch
         wait = two["waits"][plan]
         assert 0 <= wait["wait_seconds"] < wait["slowest_seconds"]
     assert "## Data-parallel workers" in markdown and "| 2 |" in markdown
+
+
+def test_five_probes_in_a_row_are_set_against_a_run_of_a_whole_cycle(check):
+    """Five predictions of the step on the data, their spread, and each one's error against
+    the mean step of a run of the check's cycle (20 steps with --quick) at the same budget."""
+    report, markdown = check
+    repeat = report["repeat"]
+    predicted, mean = repeat["predicted"], repeat["run_mean_step_seconds"]
+    assert len(predicted) == 5 and all(p > 0 for p in predicted)
+    assert repeat["spread"] == pytest.approx(
+        (max(predicted) - min(predicted)) / (sum(predicted) / 5)
+    )
+    assert repeat["run_steps"] == 20 and mean > 0
+    assert repeat["errors"] == pytest.approx([p / mean - 1 for p in predicted])
+    low, high = repeat["run_blocks_seconds"]
+    assert 0 < low <= mean <= high
+    assert "## Five probes against a run" in markdown
+
+
+def test_parts_runs_the_parts_named_and_refuses_a_name_it_does_not_know(tmp_path):
+    run = [sys.executable, "bench/gpu_check.py", "--out", str(tmp_path), "--device", "cpu"]
+    done = subprocess.run(
+        [*run, "--quick", "--parts", "oom"], capture_output=True, text=True, cwd=REPO
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert set(report) == {"meta", "oom"}
+    assert "## Out of memory" in (tmp_path / "gpu_check.md").read_text()
+    bad = subprocess.run([*run, "--parts", "oom,speed"], capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and "--parts: no part named speed; the parts: probe," in bad.stderr
 
 
 def test_precision_compares_fp32_and_bf16(check):
