@@ -129,21 +129,9 @@ def _sync(device: torch.device) -> None:
 def _own_steps(
     config: Any, device: torch.device, complexes: list[Any], steps: list[Any], timed: int
 ) -> list[float]:
-    """This rank's own step times (no all-reduce; the ranks start each step together), after 2
-    untimed steps."""
-    rank = dist.get_rank()
+    """This rank's own step times (no all-reduce; the ranks start each step together)."""
     trainer = Trainer(config, device, len(steps))
-    seconds = []
-    for i, step in enumerate(steps[: timed + 2]):
-        batch = _batch(complexes, step[rank], device)
-        dist.barrier()
-        _sync(device)
-        t0 = time.perf_counter()
-        trainer.train_step(batch)
-        _sync(device)
-        if i >= 2:
-            seconds.append(time.perf_counter() - t0)
-    return seconds
+    return _timed(trainer, complexes, steps[: timed + 2], device, together=True)[0]
 
 
 def _ddp_steps(
@@ -151,14 +139,28 @@ def _ddp_steps(
 ) -> dict[str, Any]:
     """What DDP adds to this rank's step (from two ranks), and the steps of all the ranks
     under it: each one's seconds (rank 0's clock) and complexes (every rank's)."""
-    rank, world = dist.get_rank(), dist.get_world_size()
     trainer = Trainer(config, device, len(steps))
     added = None
-    if world > 1:
-        added = trainer.distribute_measured(_batch(complexes, steps[0][rank], device))
+    if dist.get_world_size() > 1:
+        first = _batch(complexes, steps[0][dist.get_rank()], device)
+        added = trainer.distribute_measured(first)
+    seconds, counts = _timed(trainer, complexes, steps[: timed + 2], device, together=False)
+    grads = count_parameters(trainer.model) * 4
+    return {"ddp_bytes": added, "grad_bytes": grads, "seconds": seconds, "complexes": counts}
+
+
+def _timed(
+    trainer: Trainer, complexes: list[Any], steps: list[Any], device: torch.device, together: bool
+) -> tuple[list[float], list[int]]:
+    """This rank's batch of each of ``steps`` trained, the steps after the first two timed
+    (synchronised on a GPU); ``together``: a barrier before each, so that the ranks start it
+    together. The timed steps' seconds and complexes (every rank's)."""
+    rank = dist.get_rank()
     seconds, counts = [], []
-    for i, step in enumerate(steps[: timed + 2]):
+    for i, step in enumerate(steps):
         batch = _batch(complexes, step[rank], device)
+        if together:
+            dist.barrier()
         _sync(device)
         t0 = time.perf_counter()
         trainer.train_step(batch)
@@ -166,8 +168,7 @@ def _ddp_steps(
         if i >= 2:
             seconds.append(time.perf_counter() - t0)
             counts.append(sum(len(b) for b in step))
-    grads = count_parameters(trainer.model) * 4
-    return {"ddp_bytes": added, "grad_bytes": grads, "seconds": seconds, "complexes": counts}
+    return seconds, counts
 
 
 def summary(world: int, ranks: list[dict[str, Any]]) -> dict[str, Any]:

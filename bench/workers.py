@@ -45,7 +45,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch_geometric.data import Batch
 
-from model import Trainer, count_parameters, load_dataset, load_train_config
+from model import TrainConfig, Trainer, count_parameters, load_dataset, load_train_config
 from model._balance import atom_imbalance, balanced_steps, sharded_steps
 
 ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "pdbbind-mini"
@@ -77,13 +77,19 @@ def plans(count: int, sizes: list[int], plan: str) -> list[list[list[int]]]:
     return steps
 
 
-def _rank(rank: int, root: str, port: int, plan: str, out: str) -> None:
+def _join(rank: int, root: str, port: int, model: list[str]) -> tuple[TrainConfig, list]:
+    """This process as ``rank`` of two (gloo, one thread), and ``model``'s configuration with
+    ROOT's complexes (cropped to 600 atoms)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=2)
-    config = load_train_config(MODEL, settings={"data.source": root, "data.max_atoms": 600})
+    config = load_train_config(model, settings={"data.source": root, "data.max_atoms": 600})
     data = load_dataset(config)
-    complexes = [*data.train, *data.val]
+    return config, [*data.train, *data.val]
+
+
+def _rank(rank: int, root: str, port: int, plan: str, out: str) -> None:
+    config, complexes = _join(rank, root, port, MODEL)
     steps = plans(21, [int(c.num_nodes) for c in complexes], plan)
     trainer = Trainer(config, torch.device("cpu"), len(steps))
     seconds = []
@@ -127,12 +133,7 @@ BIG = ["model.hidden_channels=256", "model.num_layers=6", "model.num_heads=8"]
 
 
 def _memory_rank(rank: int, root: str, port: int, ddp: bool, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=2)
-    config = load_train_config(BIG, settings={"data.source": root, "data.max_atoms": 600})
-    data = load_dataset(config)
-    complexes = [*data.train, *data.val]
+    config, complexes = _join(rank, root, port, BIG)
     steps, _ = balanced_steps([int(c.num_nodes) for c in complexes], 600, 2, 0)
     batches = [Batch.from_data_list([complexes[i] for i in step[rank]]) for step in steps]
     trainer = Trainer(config, torch.device("cpu"), len(steps))
