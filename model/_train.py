@@ -108,8 +108,9 @@ class Trainer:
         """``distribute``, and what it adds to a training step on ``batch``: the most of any
         rank, measured with ``step_peak``'s instrument. A full step without it (after one that
         creates the optimizer's state), then the bytes DDP holds between steps (its gradient
-        buckets: a GPU's peak counts them, on the CPU the heap's growth as it is built), then
-        the most of two steps under it (the second rebuilds the buckets in the order the
+        buckets: a GPU's peak counts them; on the CPU the heap's growth as it is built, and at
+        least the buckets' bytes as DDP reports them, since other frees can hide that growth),
+        then the most of two steps under it (the second rebuilds the buckets in the order the
         gradients came); the difference of the peaks, plus what it holds."""
         self.train_step(batch)
         self.flush()
@@ -117,7 +118,8 @@ class Trainer:
         cuda = self.device.type == "cuda"
         before = 0 if cuda else live_bytes(self.device) or 0
         self.distribute()
-        held = 0 if cuda else max(0, (live_bytes(self.device) or 0) - before)
+        grown = (live_bytes(self.device) or 0) - before
+        held = 0 if cuda else max(grown, _bucket_bytes(self.forward))
         under = max(self.step_peak(batch) for _ in range(2))
         added = torch.tensor([max(0, under - alone) + held], dtype=torch.int64, device=self.device)
         dist.all_reduce(added, op=dist.ReduceOp.MAX)
@@ -232,7 +234,7 @@ class Trainer:
             targets.append(batch.y.view(-1))
         pred, target = torch.cat(preds), torch.cat(targets)
         if self.forward is not self.model:
-            pred, target = _every_rank(pred), _every_rank(target)
+            pred, target = _gathered(pred), _gathered(target)
         return Scores.of(pred, target, self.label_mean)
 
     @property
@@ -277,7 +279,15 @@ class Scores(NamedTuple):
         )
 
 
-def _every_rank(values: torch.Tensor) -> torch.Tensor:
+def _bucket_bytes(ddp: torch.nn.Module) -> int:
+    """The bytes of a ``DistributedDataParallel``'s gradient buckets, as its logging data
+    reports them (a private call of DDP's, read defensively: 0 where it is missing)."""
+    report = getattr(ddp, "_get_ddp_logging_data", None)
+    sizes = str(report().get("bucket_sizes", "")) if callable(report) else ""
+    return sum(int(size) for size in sizes.split(",") if size.strip().isdigit())
+
+
+def _gathered(values: torch.Tensor) -> torch.Tensor:
     """``values`` of every rank of the process group, rank by rank (on this rank's device)."""
     parts: list[torch.Tensor | None] = [None] * dist.get_world_size()
     dist.all_gather_object(parts, values.cpu())

@@ -243,7 +243,7 @@ class Workers(_Record):
         mib = 2**20
         return (
             f"; per GPU {self.peak_bytes / mib:,.0f} MiB of {self.limit_bytes / mib:,.0f} MiB, "
-            f"{self.ddp_bytes / mib:,.1f} MiB of it DDP's"
+            f"with the {self.ddp_bytes / mib:,.1f} MiB DDP adds to a step"
         )
 
 

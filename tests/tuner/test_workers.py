@@ -72,7 +72,7 @@ def test_the_memory_at_a_smaller_budget_or_a_fixed_batch_is_on_the_probes_line()
     assert GpuMemory.of(_probe(bytes_per_atom=None), 1000, 8) is None  # an old result
 
 
-def test_the_workers_line_says_what_each_gpu_holds_and_what_of_it_is_ddps():
+def test_the_workers_line_says_what_each_gpu_holds_and_what_ddp_adds():
     workers = Workers(
         count=2,
         reason="a node has 2 GPUs",
@@ -88,7 +88,8 @@ def test_the_workers_line_says_what_each_gpu_holds_and_what_of_it_is_ddps():
         peak_bytes=315 * MIB,
         limit_bytes=400 * MIB,
     )
-    assert workers.words().endswith("; per GPU 315 MiB of 400 MiB, 10.0 MiB of it DDP's")
+    said = "; per GPU 315 MiB of 400 MiB, with the 10.0 MiB DDP adds to a step"
+    assert workers.words().endswith(said)
     assert "per GPU" not in workers.model_copy(update={"ddp_bytes": None}).words()  # an old one
 
 
@@ -131,7 +132,7 @@ def test_a_node_of_two_gpus_gives_production_two_workers_and_their_measured_cycl
     assert profile["train"]["workers"] == 2
     assert profile["train"]["max_atoms_per_batch"] == workers.atoms_per_worker
     assert "2 workers, one GPU each" in profile["meta"]["workers"]
-    assert "of it DDP's" in profile["meta"]["workers"]  # what each GPU holds, said
+    assert "MiB DDP adds to a step" in profile["meta"]["workers"]  # what each GPU holds, said
     # resumed, the job reads the probe back instead of running it again
     again = optimize(spec)
     assert again.stages[Stage.PRODUCTION].workers == workers
