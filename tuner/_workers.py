@@ -15,10 +15,11 @@ all-reduce's buffers. The distributed probe measures that on every worker before
 anything, with the probe's own instrument, on the worker's first batch: a step without DDP, then
 two under it (the second rebuilds the buckets in the order the gradients came), the difference
 of their peaks, and on the CPU the bytes DDP holds between steps (the heap's growth as it is
-built; on a GPU the peak counts them). The most of any worker is added to the one-GPU probe's
-footprint at the budget; where that passes the limit, the budget is lowered by as many atoms as
-the probe's memory line says the excess takes (``GpuMemory.under_ddp``), and the steps are timed
-at the lowered budget, which the profile then trains with.
+built, at least the buckets' bytes DDP reports; on a GPU the peak counts them). The most of
+any worker is added to the one-GPU probe's footprint at the budget; where that passes the
+limit, the budget is lowered by as many atoms as the probe's memory line says the excess takes
+(``GpuMemory.under_ddp``), and the steps are timed at the lowered budget, which the profile then
+trains with.
 """
 
 from __future__ import annotations
@@ -227,9 +228,8 @@ def _probe(
 
 def _worker(loop_config: dict[str, Any]) -> None:
     """One worker of the probe: what DDP adds to its step (``Trainer.distribute_measured``),
-    the budget lowered
-    where that passes the limit, then ``WARMUP_STEPS`` and ``TIMED_STEPS`` steps of its
-    batches at the budget; rank 0 writes the figures."""
+    the budget lowered where that passes the limit, then ``WARMUP_STEPS`` and ``TIMED_STEPS``
+    steps of its batches at the budget; rank 0 writes the figures."""
     quiet_profiler()  # the CPU's peak is read from the profiler's allocation events
     config = TrainConfig.model_validate(loop_config["config"])
     device = ray.train.torch.get_device() if loop_config["cuda"] else torch.device("cpu")
